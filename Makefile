@@ -1,0 +1,23 @@
+GO ?= go
+
+.PHONY: help build run test test-short lint bench fuzz check-imports
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## Build bin/seer
+	$(GO) build -o bin/seer ./cmd/seer
+
+run: build ## Build and serve the quickstart (embedded store, no Redis needed)
+	./bin/seer serve --config configs/quickstart.yaml
+
+test: ## Run every test, with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+lint: ## go vet and staticcheck
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+bench: ## Run the benchmarks once
+	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,195 @@
+package features
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"unicode/utf8"
+
+	"github.com/golang/snappy"
+)
+
+// ErrCorrupt is wrapped by every error that reports bytes which are not a
+// valid encoded value.
+var ErrCorrupt = errors.New("corrupt value")
+
+// Size limits of the encoding. Decoders check them before allocating.
+const (
+	MaxValueSize = 1 << 20 // bytes of a decoded payload
+	MaxItems     = 1 << 16 // items of a vector or list
+)
+
+// Header bits of the first byte of an encoded value; the low four bits hold
+// the Type.
+const (
+	flagStamp  = 0x40 // a uvarint of unix seconds follows the header
+	flagSnappy = 0x80 // the payload is a snappy block
+	maskType   = 0x0f
+	maskZero   = 0x30 // reserved, must be zero
+
+	// minCompress is the payload size from which Encode tries snappy.
+	minCompress = 64
+)
+
+// Encode appends the encoding of v to dst and returns the extended slice.
+// See docs/format.md for the layout. Encoding an invalid value appends nothing.
+func Encode(dst []byte, v Value) []byte { return encode(dst, v, 0, false) }
+
+// EncodeStamped is Encode with the time the value was written, in unix
+// seconds, which lets readers enforce a feature's max age.
+func EncodeStamped(dst []byte, v Value, unix int64) []byte { return encode(dst, v, unix, true) }
+
+func encode(dst []byte, v Value, unix int64, stamped bool) []byte {
+	if v.t == Invalid {
+		return dst
+	}
+	start := len(dst)
+	head := byte(v.t)
+	if stamped {
+		head |= flagStamp
+	}
+	dst = append(dst, head)
+	if stamped {
+		dst = binary.AppendUvarint(dst, uint64(max(unix, 0)))
+	}
+	body := len(dst)
+	switch v.t {
+	case Float:
+		dst = binary.LittleEndian.AppendUint64(dst, v.bits)
+	case Int:
+		dst = binary.AppendVarint(dst, int64(v.bits))
+	case Bool:
+		dst = append(dst, byte(v.bits))
+	case String:
+		dst = append(dst, v.s...)
+	case Vector:
+		dst = binary.AppendUvarint(dst, uint64(len(v.vec)))
+		for _, f := range v.vec {
+			dst = binary.LittleEndian.AppendUint32(dst, math.Float32bits(f))
+		}
+	case List:
+		dst = binary.AppendUvarint(dst, uint64(len(v.list)))
+		for _, s := range v.list {
+			dst = binary.AppendUvarint(dst, uint64(len(s)))
+			dst = append(dst, s...)
+		}
+	}
+	if n := len(dst) - body; n >= minCompress {
+		packed := snappy.Encode(nil, dst[body:])
+		if len(packed) < n {
+			dst = append(dst[:body], packed...)
+			dst[start] |= flagSnappy
+		}
+	}
+	return dst
+}
+
+// Decode decodes one encoded value. Errors wrap ErrCorrupt. Strings are
+// copied out of b; b may be reused after Decode returns.
+func Decode(b []byte) (Value, error) {
+	v, _, err := DecodeStamped(b)
+	return v, err
+}
+
+// DecodeStamped decodes one encoded value and returns the unix seconds it was
+// stamped with, or 0 when it carries no stamp.
+func DecodeStamped(b []byte) (Value, int64, error) {
+	if len(b) == 0 {
+		return Value{}, 0, fmt.Errorf("%w: empty", ErrCorrupt)
+	}
+	head := b[0]
+	t := Type(head & maskType)
+	if head&maskZero != 0 || t == Invalid || t > List {
+		return Value{}, 0, fmt.Errorf("%w: bad header byte 0x%02x", ErrCorrupt, head)
+	}
+	p := b[1:]
+	var unix int64
+	if head&flagStamp != 0 {
+		u, n := binary.Uvarint(p)
+		if n <= 0 || u > math.MaxInt64 {
+			return Value{}, 0, fmt.Errorf("%w: bad time stamp", ErrCorrupt)
+		}
+		unix, p = int64(u), p[n:]
+	}
+	if head&flagSnappy != 0 {
+		n, err := snappy.DecodedLen(p)
+		if err != nil {
+			return Value{}, 0, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		}
+		if n > MaxValueSize {
+			return Value{}, 0, fmt.Errorf("%w: payload of %d bytes is over the limit of %d", ErrCorrupt, n, MaxValueSize)
+		}
+		if p, err = snappy.Decode(nil, p); err != nil {
+			return Value{}, 0, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		}
+	} else if len(p) > MaxValueSize {
+		return Value{}, 0, fmt.Errorf("%w: payload of %d bytes is over the limit of %d", ErrCorrupt, len(p), MaxValueSize)
+	}
+	v, err := decodePayload(t, p)
+	return v, unix, err
+}
+
+func decodePayload(t Type, p []byte) (Value, error) {
+	switch t {
+	case Float:
+		if len(p) != 8 {
+			return Value{}, fmt.Errorf("%w: float of %d bytes", ErrCorrupt, len(p))
+		}
+		return Value{t: Float, bits: binary.LittleEndian.Uint64(p)}, nil
+	case Int:
+		i, n := binary.Varint(p)
+		if n <= 0 || n != len(p) {
+			return Value{}, fmt.Errorf("%w: bad int", ErrCorrupt)
+		}
+		return IntValue(i), nil
+	case Bool:
+		if len(p) != 1 || p[0] > 1 {
+			return Value{}, fmt.Errorf("%w: bad bool", ErrCorrupt)
+		}
+		return BoolValue(p[0] == 1), nil
+	case String:
+		if !utf8.Valid(p) {
+			return Value{}, fmt.Errorf("%w: string is not UTF-8", ErrCorrupt)
+		}
+		return StringValue(string(p)), nil
+	case Vector:
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > MaxItems {
+			return Value{}, fmt.Errorf("%w: bad vector length", ErrCorrupt)
+		}
+		p = p[k:]
+		if uint64(len(p)) != 4*n {
+			return Value{}, fmt.Errorf("%w: vector of %d items has %d bytes", ErrCorrupt, n, len(p))
+		}
+		vec := make([]float32, n)
+		for i := range vec {
+			vec[i] = math.Float32frombits(binary.LittleEndian.Uint32(p[4*i:]))
+		}
+		return VectorValue(vec), nil
+	case List:
+		n, k := binary.Uvarint(p)
+		if k <= 0 || n > MaxItems || n > uint64(len(p)) {
+			return Value{}, fmt.Errorf("%w: bad list length", ErrCorrupt)
+		}
+		p = p[k:]
+		list := make([]string, n)
+		for i := range list {
+			m, k := binary.Uvarint(p)
+			if k <= 0 || m > uint64(len(p)-k) {
+				return Value{}, fmt.Errorf("%w: bad list item %d", ErrCorrupt, i)
+			}
+			item := p[k : k+int(m)]
+			if !utf8.Valid(item) {
+				return Value{}, fmt.Errorf("%w: list item %d is not UTF-8", ErrCorrupt, i)
+			}
+			list[i] = string(item)
+			p = p[k+int(m):]
+		}
+		if len(p) != 0 {
+			return Value{}, fmt.Errorf("%w: %d bytes after the list", ErrCorrupt, len(p))
+		}
+		return ListValue(list), nil
+	}
+	return Value{}, fmt.Errorf("%w: type %d", ErrCorrupt, t)
+}

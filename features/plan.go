@@ -1,0 +1,489 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sync/atomic"
+)
+
+// ErrPlan is wrapped by every error that rejects a model's inputs.
+var ErrPlan = errors.New("bad inputs")
+
+// ErrQuery is wrapped by every error that rejects a query, such as one that
+// names an unknown entity type.
+var ErrQuery = errors.New("bad query")
+
+// Input sources, as a manifest declares them.
+const (
+	SourceCatalog = "catalog" // read from the feature store (the default)
+	SourceRequest = "request" // supplied by the caller only
+)
+
+// InputDecl declares one model input in a manifest, in column order.
+type InputDecl struct {
+	Name       string   `yaml:"name" json:"name"`
+	Source     string   `yaml:"source,omitempty" json:"source,omitempty"`         // catalog (default) or request
+	Type       string   `yaml:"type,omitempty" json:"type,omitempty"`             // request inputs only
+	Default    any      `yaml:"default,omitempty" json:"default,omitempty"`       // overrides the catalog's
+	Categories []string `yaml:"categories,omitempty" json:"categories,omitempty"` // string -> code
+	Transform  string   `yaml:"transform,omitempty" json:"transform,omitempty"`   // log1p
+}
+
+// Origin says where a value in a row came from.
+type Origin uint8
+
+// The origins of a value, in the order they are tried.
+const (
+	FromDefault Origin = iota
+	FromRequest
+	FromRedis
+	FromCache
+)
+
+var originNames = [...]string{FromDefault: "default", FromRequest: "request", FromRedis: "redis", FromCache: "cache"}
+
+// String returns the origin's name as the API reports it.
+func (o Origin) String() string { return originNames[o] }
+
+// MarshalText encodes the origin's name.
+func (o Origin) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// Input is one compiled model input.
+type Input struct {
+	Name    string
+	Spec    *Spec // nil for request-only inputs
+	Type    Type
+	Default Value
+
+	codes     map[string]float64 // categories: string -> code
+	transform func(float64) float64
+	group     int // catalog inputs: index in Plan.Groups
+	pos       int // catalog inputs: index in the group's Specs
+	defaults  atomic.Uint64
+}
+
+// DefaultsUsed returns how many rows this input filled with its default.
+func (in *Input) DefaultsUsed() uint64 { return in.defaults.Load() }
+
+// Float converts a value of the input into a model column value: numbers as
+// they are, categories to their codes (NaN when unknown or missing), then the
+// declared transform.
+func (in *Input) Float(v Value) float64 {
+	var f float64
+	if in.codes != nil {
+		code, ok := in.codes[v.s]
+		if v.t != String || !ok {
+			return math.NaN()
+		}
+		f = code
+	} else {
+		f = v.Float()
+	}
+	if in.transform != nil {
+		f = in.transform(f)
+	}
+	return f
+}
+
+// Group is the catalog inputs of a plan that live in one entity hash of one
+// store: one HMGET per entity id.
+type Group struct {
+	Store  string
+	Entity *Entity
+	Specs  []*Spec
+	Inputs []int // the input index of each spec
+}
+
+// Plan is a model's inputs compiled against the catalog: the ordered columns
+// and, for each store and entity type, the features to read.
+type Plan struct {
+	Inputs  []*Input
+	Groups  []Group
+	catalog *Catalog
+	byName  map[string]int
+}
+
+// Input returns the index of the input called name, or -1.
+func (p *Plan) Input(name string) int {
+	if i, ok := p.byName[name]; ok {
+		return i
+	}
+	return -1
+}
+
+var transforms = map[string]func(float64) float64{
+	"log1p": math.Log1p,
+	"log": func(x float64) float64 {
+		if x <= 0 {
+			return math.NaN()
+		}
+		return math.Log(x)
+	},
+	"identity": nil,
+}
+
+// Compile resolves a model's input declarations against the catalog. Every
+// input must become a number: strings need categories, and vectors and lists
+// are refused. Errors wrap ErrPlan and name the input.
+func Compile(c *Catalog, decls []InputDecl) (*Plan, error) { return compile(c, decls, true) }
+
+// DisplayPlan returns a plan that reads the named catalog features as they
+// are, for showing values rather than scoring them.
+func (c *Catalog) DisplayPlan(names []string) (*Plan, error) {
+	decls := make([]InputDecl, len(names))
+	for i, n := range names {
+		decls[i].Name = n
+	}
+	return compile(c, decls, false)
+}
+
+func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
+	p := &Plan{catalog: c, byName: make(map[string]int, len(decls))}
+	groups := make(map[[2]string]int)
+	for i, d := range decls {
+		if d.Name == "" {
+			return nil, fmt.Errorf("%w: input %d has no name", ErrPlan, i+1)
+		}
+		if _, dup := p.byName[d.Name]; dup {
+			return nil, fmt.Errorf("%w: input %s: listed twice", ErrPlan, d.Name)
+		}
+		in := &Input{Name: d.Name}
+		switch d.Source {
+		case SourceCatalog, "":
+			in.Spec = c.Spec(d.Name)
+			if in.Spec == nil {
+				return nil, fmt.Errorf("%w: input %s: not in the catalog (request-only inputs need source: request)", ErrPlan, d.Name)
+			}
+			if d.Type != "" && d.Type != in.Spec.Type.String() {
+				return nil, fmt.Errorf("%w: input %s: type %s does not match the catalog's %s", ErrPlan, d.Name, d.Type, in.Spec.Type)
+			}
+			in.Type, in.Default = in.Spec.Type, in.Spec.Default
+		case SourceRequest:
+			t, err := ParseType(d.Type)
+			if err != nil {
+				return nil, fmt.Errorf("%w: input %s: %v", ErrPlan, d.Name, err)
+			}
+			in.Type = t
+		default:
+			return nil, fmt.Errorf("%w: input %s: source %q (want catalog or request)", ErrPlan, d.Name, d.Source)
+		}
+		if d.Default != nil {
+			v, err := Coerce(in.Type, d.Default)
+			if err != nil {
+				return nil, fmt.Errorf("%w: input %s: default: %v", ErrPlan, d.Name, err)
+			}
+			in.Default = v
+		}
+		if len(d.Categories) > 0 {
+			if in.Type != String {
+				return nil, fmt.Errorf("%w: input %s: categories need a string input, not %s", ErrPlan, d.Name, in.Type)
+			}
+			in.codes = make(map[string]float64, len(d.Categories))
+			for code, cat := range d.Categories {
+				if _, dup := in.codes[cat]; dup {
+					return nil, fmt.Errorf("%w: input %s: category %q listed twice", ErrPlan, d.Name, cat)
+				}
+				in.codes[cat] = float64(code)
+			}
+		}
+		if d.Transform != "" {
+			f, ok := transforms[d.Transform]
+			if !ok {
+				return nil, fmt.Errorf("%w: input %s: unknown transform %q (want log1p, log or identity)", ErrPlan, d.Name, d.Transform)
+			}
+			in.transform = f
+		}
+		if numeric {
+			switch {
+			case in.Type == String && in.codes == nil:
+				return nil, fmt.Errorf("%w: input %s: a string input needs a categories list", ErrPlan, d.Name)
+			case in.Type == Vector || in.Type == List:
+				return nil, fmt.Errorf("%w: input %s: %s inputs cannot feed a model column", ErrPlan, d.Name, in.Type)
+			}
+		}
+		p.byName[d.Name] = len(p.Inputs)
+		if s := in.Spec; s != nil {
+			k := [2]string{s.Store, s.Entity.Name}
+			g, ok := groups[k]
+			if !ok {
+				g = len(p.Groups)
+				groups[k] = g
+				p.Groups = append(p.Groups, Group{Store: s.Store, Entity: s.Entity})
+			}
+			in.group, in.pos = g, len(p.Groups[g].Specs)
+			p.Groups[g].Specs = append(p.Groups[g].Specs, s)
+			p.Groups[g].Inputs = append(p.Groups[g].Inputs, len(p.Inputs))
+		}
+		p.Inputs = append(p.Inputs, in)
+	}
+	return p, nil
+}
+
+// Query is one scoring request as the plan sees it: entity ids and request
+// features for the whole query, and per candidate. Values must already have
+// the input's type (see Coerce).
+type Query struct {
+	Context    map[string]string // entity type -> id, for every candidate
+	Features   map[string]Value  // for every candidate
+	Candidates []Candidate       // none: one row from the context alone
+}
+
+// Candidate is one row of a query; its entities and features override the
+// query's.
+type Candidate struct {
+	Entities map[string]string
+	Features map[string]Value
+}
+
+// Rows returns how many rows the query scores.
+func (q *Query) Rows() int { return max(1, len(q.Candidates)) }
+
+// Lookup is one entity hash to read: the retrieval layer fills Values and
+// Origins, aligned with Specs. A value left invalid takes the default.
+type Lookup struct {
+	Store   string
+	Key     string
+	Specs   []*Spec
+	Values  []Value
+	Origins []Origin
+}
+
+// Batch is the working set of one query: the lookups it needs and which
+// lookup serves each row and group. Reuse one with Reset.
+type Batch struct {
+	Lookups []Lookup
+	slots   []int32 // row*len(Groups)+group -> lookup, -1 none
+	full    []bool  // lookup reads all of its group's specs
+	values  []Value
+	origins []Origin
+	keys    map[string]int32
+}
+
+// Reset empties the batch for reuse, keeping its memory.
+func (b *Batch) Reset() {
+	clear(b.Lookups)
+	b.Lookups = b.Lookups[:0]
+	clear(b.values)
+	b.values = b.values[:0]
+	b.origins = b.origins[:0]
+	b.slots = b.slots[:0]
+	b.full = b.full[:0]
+	clear(b.keys)
+}
+
+// Prepare fills b with the lookups q needs: per group, one lookup per
+// distinct entity key, reading only the features some row of that key does
+// not get from the request. It rejects entity types the catalog lacks.
+func (p *Plan) Prepare(q *Query, b *Batch) error {
+	if err := p.checkEntities(q); err != nil {
+		return err
+	}
+	rows, ng := q.Rows(), len(p.Groups)
+	b.slots = grow(b.slots, rows*ng)
+	if b.keys == nil {
+		b.keys = make(map[string]int32)
+	}
+	for g := range p.Groups {
+		grp := &p.Groups[g]
+		clear(b.keys)
+		ctxID := q.Context[grp.Entity.Name]
+		first := int32(len(b.Lookups))
+		var needs []uint64 // per lookup of this group: bit j set when spec j must be read
+		for r := range rows {
+			id := ctxID
+			var cand *Candidate
+			if len(q.Candidates) > 0 {
+				cand = &q.Candidates[r]
+				if cid, ok := cand.Entities[grp.Entity.Name]; ok {
+					id = cid
+				}
+			}
+			if id == "" {
+				b.slots[r*ng+g] = -1
+				continue
+			}
+			key := grp.Entity.Key(id)
+			li, ok := b.keys[key]
+			if !ok {
+				li = int32(len(b.Lookups))
+				b.keys[key] = li
+				b.Lookups = append(b.Lookups, Lookup{Store: grp.Store, Key: key, Specs: grp.Specs})
+				needs = append(needs, 0)
+			}
+			b.slots[r*ng+g] = li
+			needs[li-first] |= p.unsupplied(q, cand, grp)
+		}
+		// Narrow each lookup of this group to the specs some row needs.
+		for i, need := range needs {
+			l := &b.Lookups[int(first)+i]
+			if need == allBits(len(grp.Specs)) {
+				b.full = append(b.full, true)
+				continue
+			}
+			b.full = append(b.full, false)
+			specs := make([]*Spec, 0, len(grp.Specs))
+			for j, s := range grp.Specs {
+				if need&(1<<j) != 0 {
+					specs = append(specs, s)
+				}
+			}
+			l.Specs = specs
+		}
+	}
+	// Lay out the value and origin slices in one backing array each, and
+	// drop lookups that need nothing.
+	n := 0
+	for i := range b.Lookups {
+		n += len(b.Lookups[i].Specs)
+	}
+	b.values = grow(b.values, n)
+	b.origins = grow(b.origins, n)
+	off := 0
+	for i := range b.Lookups {
+		l := &b.Lookups[i]
+		l.Values = b.values[off : off+len(l.Specs) : off+len(l.Specs)]
+		l.Origins = b.origins[off : off+len(l.Specs) : off+len(l.Specs)]
+		off += len(l.Specs)
+	}
+	return nil
+}
+
+// unsupplied returns the bits of the group's specs that the row does not
+// get from the request. Groups of more than 64 specs read everything.
+func (p *Plan) unsupplied(q *Query, cand *Candidate, grp *Group) uint64 {
+	all := allBits(len(grp.Specs))
+	if len(grp.Specs) > 64 || (len(q.Features) == 0 && (cand == nil || len(cand.Features) == 0)) {
+		return all
+	}
+	need := all
+	for j, s := range grp.Specs {
+		if _, ok := q.Features[s.Name]; ok {
+			need &^= 1 << j
+		} else if cand != nil {
+			if _, ok := cand.Features[s.Name]; ok {
+				need &^= 1 << j
+			}
+		}
+	}
+	return need
+}
+
+func allBits(n int) uint64 {
+	if n >= 64 {
+		return math.MaxUint64
+	}
+	return 1<<n - 1
+}
+
+func (p *Plan) checkEntities(q *Query) error {
+	for name := range q.Context {
+		if p.catalog.Entities[name] == nil {
+			return fmt.Errorf("%w: context: unknown entity type %q", ErrQuery, name)
+		}
+	}
+	for i := range q.Candidates {
+		for name := range q.Candidates[i].Entities {
+			if p.catalog.Entities[name] == nil {
+				return fmt.Errorf("%w: candidates[%d]: unknown entity type %q", ErrQuery, i, name)
+			}
+		}
+	}
+	return nil
+}
+
+// Cell is one input value of a row with its origin, for debugging.
+type Cell struct {
+	Value  Value  `json:"value"`
+	Source Origin `json:"source"`
+}
+
+// Assemble writes every row of q into dst, row-major with len(p.Inputs)
+// columns, after the lookups of b were filled. When cells is not nil it also
+// receives each value and its origin. Values come from the candidate, then
+// the query, then the lookup, then the input's default.
+func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
+	rows, ng, ni := q.Rows(), len(p.Groups), len(p.Inputs)
+	var local [64]uint32
+	defaults := local[:0]
+	if ni <= len(local) {
+		defaults = local[:ni]
+	} else {
+		defaults = make([]uint32, ni)
+	}
+	for r := range rows {
+		row := dst[r*ni : (r+1)*ni]
+		var cellRow []Cell
+		if cells != nil {
+			cellRow = cells[r*ni : (r+1)*ni]
+		}
+		var cand *Candidate
+		if len(q.Candidates) > 0 {
+			cand = &q.Candidates[r]
+		}
+		for k, in := range p.Inputs {
+			v, origin := in.Default, FromDefault
+			if cand != nil {
+				if rv, ok := cand.Features[in.Name]; ok {
+					v, origin = rv, FromRequest
+				}
+			}
+			if origin == FromDefault {
+				if rv, ok := q.Features[in.Name]; ok {
+					v, origin = rv, FromRequest
+				}
+			}
+			if origin == FromDefault && in.Spec != nil {
+				v, origin = p.stored(b, r*ng, in, v)
+			}
+			if origin == FromDefault {
+				defaults[k]++
+			}
+			row[k] = in.Float(v)
+			if cellRow != nil {
+				cellRow[k] = Cell{Value: v, Source: origin}
+			}
+		}
+	}
+	for k, n := range defaults {
+		if n == 0 {
+			continue
+		}
+		in := p.Inputs[k]
+		in.defaults.Add(uint64(n))
+		if in.Spec != nil {
+			in.Spec.stats.Defaults.Add(uint64(n))
+		}
+	}
+}
+
+// stored returns the value the lookups hold for catalog input in of the
+// row whose slots start at base, or def when there is none.
+func (p *Plan) stored(b *Batch, base int, in *Input, def Value) (Value, Origin) {
+	li := b.slots[base+in.group]
+	if li < 0 {
+		return def, FromDefault
+	}
+	l := &b.Lookups[li]
+	j := in.pos
+	if !b.full[li] {
+		j = -1
+		for jj, s := range l.Specs {
+			if s == in.Spec {
+				j = jj
+				break
+			}
+		}
+	}
+	if j >= 0 && l.Values[j].Valid() {
+		return l.Values[j], l.Origins[j]
+	}
+	return def, FromDefault
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}

@@ -1,0 +1,81 @@
+// Package models holds seer's Model interface, the model manifest, and one
+// loader and evaluator per artifact format: LightGBM text (through leaves,
+// with guards), XGBoost JSON and UBJSON, scikit-learn through seer's JSON
+// export, and linear models.
+//
+// It imports features only; it must not import retrieval, registry or cmd.
+package models
+
+import (
+	"errors"
+	"fmt"
+)
+
+// ErrArtifact is wrapped by every error that rejects a model artifact.
+var ErrArtifact = errors.New("bad model artifact")
+
+// MaxArtifactSize caps the bytes of an artifact a loader accepts.
+const MaxArtifactSize = 512 << 20
+
+// Model scores rows of model inputs.
+type Model interface {
+	// NumFeatures returns the number of input columns of a row.
+	NumFeatures() int
+	// NumOutputs returns the number of scores per row.
+	NumOutputs() int
+	// Predict scores nrows rows held row-major in x (nrows*NumFeatures
+	// values; NaN is missing) into dst (nrows*NumOutputs values).
+	Predict(dst, x []float64, nrows int) error
+}
+
+// Formats of model artifacts, as a manifest names them.
+const (
+	FormatLightGBM = "lightgbm"
+	FormatXGBoost  = "xgboost"
+	FormatSklearn  = "sklearn"
+	FormatLinear   = "linear"
+)
+
+// Outputs a manifest may ask for.
+const (
+	OutputTransformed = "transformed" // the library's own output: probabilities, predictions
+	OutputProbability = "probability" // the same as transformed
+	OutputRaw         = "raw"         // margins before the objective's link
+)
+
+// Options tune how an artifact is loaded.
+type Options struct {
+	// Raw asks for margins instead of the library's transformed output.
+	Raw bool
+	// Iterations, when positive, limits a boosted model to its first
+	// iterations (early-stopping style).
+	Iterations int
+	// Inputs names the manifest's inputs in column order. Formats that
+	// address features by name (linear weights) map through it; others
+	// may check it against the names they carry.
+	Inputs []string
+}
+
+// Load parses an artifact of the given format. It never panics: a panic in
+// a loader is returned as an error wrapping ErrArtifact.
+func Load(format string, data []byte, opt Options) (m Model, err error) {
+	if len(data) > MaxArtifactSize {
+		return nil, fmt.Errorf("%w: %d bytes is over the limit of %d", ErrArtifact, len(data), MaxArtifactSize)
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			m, err = nil, fmt.Errorf("%w: %s loader panicked: %v", ErrArtifact, format, r)
+		}
+	}()
+	switch format {
+	case FormatLightGBM:
+		return loadLightGBM(data, opt)
+	case FormatXGBoost:
+		return loadXGBoost(data, opt)
+	case FormatSklearn:
+		return loadSklearn(data, opt)
+	case FormatLinear:
+		return loadLinear(data, opt)
+	}
+	return nil, fmt.Errorf("%w: unknown format %q (want lightgbm, xgboost, sklearn or linear)", ErrArtifact, format)
+}
