@@ -651,3 +651,41 @@ func BenchmarkLightGBMPredict(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/rows, "ns/row")
 }
+
+// TestDemoModel loads the quickstart's store ranker and reproduces the
+// scikit-learn predictions tools/train_demo.py recorded beside it.
+func TestDemoModel(t *testing.T) {
+	dir := filepath.Join("..", "configs", "quickstart", "models", "store_ranker", "1")
+	data := readFile(t, filepath.Join(dir, "model.txt"))
+	golden := oracle.Read(t, filepath.Join(dir, "golden.tsv"))
+	inputs := []string{
+		"store_avg_rating", "store_num_ratings", "store_delivery_minutes", "store_price_level",
+		"store_cuisine", "consumer_order_count", "consumer_avg_spend", "hour_of_day", "distance_km",
+	}
+	if want := append(slices.Clone(inputs), "probability(1)"); !slices.Equal(golden.Header, want) {
+		t.Fatalf("golden.tsv header %q, want %q", golden.Header, want)
+	}
+	m, err := Load(FormatLightGBM, data, Options{Inputs: inputs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(golden.Rows) < 10 {
+		t.Fatalf("golden.tsv has %d rows", len(golden.Rows))
+	}
+	var x []float64
+	want := &oracle.Table{Header: golden.Header[len(inputs):]}
+	nan := 0
+	for _, r := range golden.Rows {
+		x = append(x, r[:len(inputs)]...)
+		want.Rows = append(want.Rows, r[len(inputs):])
+		if slices.ContainsFunc(r[:len(inputs)], math.IsNaN) {
+			nan++
+		}
+	}
+	if nan == 0 {
+		t.Errorf("golden.tsv has no row with a missing input")
+	}
+	got := predictAll(t, m, x)
+	t.Logf("%d golden rows (%d with missing inputs), max abs diff %.3g", len(golden.Rows), nan,
+		compareScores(t, got, want, 1e-9))
+}
