@@ -138,7 +138,6 @@ func loadLightGBM(data []byte, opt Options) (Model, error) {
 
 	// Check every tree and write it again in the layout leaves reads.
 	var trees strings.Builder
-	trees.Grow(len(data) / 2)
 	var sizes []int
 	cats := make(map[int]bool)
 	for {

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/seer-ml/seer/internal/oracle"
@@ -572,6 +574,34 @@ func TestLightGBMPredictSizes(t *testing.T) {
 				t.Fatalf("got error %v, want error %v", err, c.wantErr)
 			}
 		})
+	}
+}
+
+func TestLightGBMConcurrentPredict(t *testing.T) {
+	m := loadTiny(t, string(readFile(t, tinyModel)), Options{})
+	x := tinyX()
+	want := predictAll(t, m, x)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() {
+			got := make([]float64, len(want))
+			for range 200 {
+				if err := m.Predict(got, x, len(tinyRows)); err != nil {
+					errs <- err
+					return
+				}
+				if !slices.Equal(got, want) {
+					errs <- fmt.Errorf("got %v, want %v", got, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
