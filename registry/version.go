@@ -1,0 +1,194 @@
+package registry
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/models"
+)
+
+// ManifestFile is the name of the manifest in a model version directory.
+const ManifestFile = "manifest.yaml"
+
+// Version is one loaded model version: its manifest, its model and the plan
+// that fills the model's inputs.
+type Version struct {
+	Name     string
+	Version  string
+	Dir      string
+	Manifest *models.Manifest
+	Model    models.Model
+	Plan     *features.Plan
+	LoadedAt time.Time
+	// stamp identifies the files the version was loaded from, so that a
+	// poll can tell whether they changed.
+	stamp string
+}
+
+// Problems is every problem found in one model version directory.
+type Problems []error
+
+func (p Problems) Error() string {
+	msgs := make([]string, len(p))
+	for i, e := range p {
+		msgs[i] = e.Error()
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// Unwrap lets errors.Is see every problem.
+func (p Problems) Unwrap() []error { return p }
+
+// LoadVersion loads and validates the model version in dir against the
+// catalog: the manifest parses, names the directory's model and version,
+// every input resolves, the artifact parses and has as many columns as the
+// manifest has inputs, and the golden rows reproduce. On failure the error
+// is Problems, listing everything found.
+func LoadVersion(dir string, c *features.Catalog) (*Version, error) {
+	var probs Problems
+	fail := func(err error) (*Version, error) {
+		probs = append(probs, err)
+		return nil, probs
+	}
+	data, err := readCapped(filepath.Join(dir, ManifestFile), models.MaxManifestSize)
+	if err != nil {
+		return fail(fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	m, err := models.ParseManifest(data)
+	if err != nil {
+		return fail(err)
+	}
+	v := &Version{Name: m.Name, Version: m.Version, Dir: dir, Manifest: m}
+	if base := filepath.Base(dir); base != m.Version {
+		probs = append(probs, fmt.Errorf("%w: manifest version %q is not its directory's %q", ErrInvalid, m.Version, base))
+	}
+	if parent := filepath.Base(filepath.Dir(dir)); parent != m.Name {
+		probs = append(probs, fmt.Errorf("%w: manifest name %q is not its directory's %q", ErrInvalid, m.Name, parent))
+	}
+	v.Plan, err = features.Compile(c, m.Inputs)
+	if err != nil {
+		probs = append(probs, err)
+	}
+	art, err := artifact(dir, m)
+	if err != nil {
+		return fail(err)
+	}
+	v.Model, err = models.Load(m.Format, art, m.Options())
+	if err != nil {
+		return fail(fmt.Errorf("load %s: %w", m.Artifact, err))
+	}
+	if n := v.Model.NumFeatures(); n != len(m.Inputs) {
+		probs = append(probs, fmt.Errorf("%w: the model reads %d columns but the manifest lists %d inputs", ErrInvalid, n, len(m.Inputs)))
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	for i, g := range m.Golden {
+		if err := checkGolden(v, g); err != nil {
+			probs = append(probs, fmt.Errorf("%w: golden row %d: %v", ErrInvalid, i+1, err))
+		}
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	v.LoadedAt = time.Now()
+	return v, nil
+}
+
+// artifact reads the model file a manifest names, which must stay inside
+// the version directory, or encodes an inline linear model.
+func artifact(dir string, m *models.Manifest) ([]byte, error) {
+	if m.Artifact == "" {
+		b, err := json.Marshal(m.Linear)
+		if err != nil {
+			return nil, fmt.Errorf("%w: linear: %v", ErrInvalid, err)
+		}
+		return b, nil
+	}
+	if !filepath.IsLocal(m.Artifact) {
+		return nil, fmt.Errorf("%w: artifact %q must be a file inside the version directory", ErrInvalid, m.Artifact)
+	}
+	b, err := readCapped(filepath.Join(dir, m.Artifact), models.MaxArtifactSize)
+	if err != nil {
+		return nil, fmt.Errorf("%w: artifact: %v", ErrInvalid, err)
+	}
+	return b, nil
+}
+
+func readCapped(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is over the limit of %d bytes", filepath.Base(path), limit)
+	}
+	return b, nil
+}
+
+// checkGolden scores one golden row and compares it with its scores.
+func checkGolden(v *Version, g models.Golden) error {
+	p := v.Plan
+	row := make([]float64, len(p.Inputs))
+	for k, in := range p.Inputs {
+		x, ok := g.Inputs[in.Name]
+		if !ok || x == nil {
+			row[k] = in.Float(in.Default)
+			continue
+		}
+		val, err := features.Coerce(in.Type, x)
+		if err != nil {
+			return fmt.Errorf("input %s: %v", in.Name, err)
+		}
+		row[k] = in.Float(val)
+	}
+	for name := range g.Inputs {
+		if p.Input(name) < 0 {
+			return fmt.Errorf("input %s is not a model input", name)
+		}
+	}
+	out := make([]float64, v.Model.NumOutputs())
+	if err := v.Model.Predict(out, row, 1); err != nil {
+		return err
+	}
+	if len(g.Scores) != len(out) {
+		return fmt.Errorf("%d scores listed, the model gives %d", len(g.Scores), len(out))
+	}
+	tol := g.Tolerance
+	if tol == 0 {
+		tol = 1e-6
+	}
+	for i, want := range g.Scores {
+		got := out[i]
+		if math.Abs(got-want) > tol*max(1, math.Abs(want)) && !(math.IsNaN(got) && math.IsNaN(want)) {
+			return fmt.Errorf("score %d: got %.17g, want %.17g (tolerance %g)", i, got, want, tol)
+		}
+	}
+	return nil
+}
+
+// ProblemLines returns an error's problems, one line each.
+func ProblemLines(err error) []string {
+	var p Problems
+	if errors.As(err, &p) {
+		out := make([]string, len(p))
+		for i, e := range p {
+			out[i] = e.Error()
+		}
+		return out
+	}
+	return []string{err.Error()}
+}
