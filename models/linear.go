@@ -69,8 +69,8 @@ type linearDoc struct {
 	Link      string          `json:"link"`
 }
 
-// linearWeights keeps a JSON object's keys in order and refuses
-// duplicates, which encoding/json would silently merge.
+// linearWeights keeps a JSON object's keys in order and refuses a key
+// given twice, which encoding/json would silently merge.
 type linearWeights struct {
 	names  []string
 	values []json.RawMessage
