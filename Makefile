@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: help build run test test-short lint bench fuzz check-imports
+.PHONY: help build run test lint bench check-imports
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,3 +21,6 @@ lint: ## go vet and staticcheck
 
 bench: ## Run the benchmarks once
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+check-imports: ## Check that package dependencies point one way
+	$(GO) test -count=1 ./internal/layering
