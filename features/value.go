@@ -11,6 +11,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Type is the type of a feature value.
@@ -220,6 +221,9 @@ func Coerce(t Type, x any) (Value, error) {
 		if i, ok := x.(int64); ok {
 			return IntValue(i), nil
 		}
+		if u, ok := x.(uint64); ok && u <= math.MaxInt64 {
+			return IntValue(int64(u)), nil
+		}
 		if f, ok := number(x); ok && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
 			return IntValue(int64(f)), nil
 		}
@@ -229,6 +233,9 @@ func Coerce(t Type, x any) (Value, error) {
 		}
 	case String:
 		if s, ok := x.(string); ok {
+			if !utf8.ValidString(s) {
+				return Value{}, fmt.Errorf("string is not valid UTF-8")
+			}
 			return StringValue(s), nil
 		}
 	case Vector:
@@ -241,6 +248,9 @@ func Coerce(t Type, x any) (Value, error) {
 				f, ok := number(e)
 				if !ok {
 					return Value{}, fmt.Errorf("vector item %d: want a number, got %s", i, describe(e))
+				}
+				if math.Abs(f) > math.MaxFloat32 && !math.IsInf(f, 0) {
+					return Value{}, fmt.Errorf("vector item %d: %g is out of float32 range", i, f)
 				}
 				vec[i] = float32(f)
 			}
@@ -256,6 +266,9 @@ func Coerce(t Type, x any) (Value, error) {
 				s, ok := e.(string)
 				if !ok {
 					return Value{}, fmt.Errorf("list item %d: want a string, got %s", i, describe(e))
+				}
+				if !utf8.ValidString(s) {
+					return Value{}, fmt.Errorf("list item %d: string is not valid UTF-8", i)
 				}
 				l[i] = s
 			}
@@ -273,6 +286,8 @@ func number(x any) (float64, bool) {
 		return float64(n), true
 	case int64:
 		return float64(n), true
+	case uint64:
+		return float64(n), true
 	case json.Number:
 		f, err := strconv.ParseFloat(string(n), 64)
 		return f, err == nil
@@ -284,7 +299,7 @@ func describe(x any) string {
 	switch e := x.(type) {
 	case nil:
 		return "null"
-	case float64, int, int64, json.Number:
+	case float64, int, int64, uint64, json.Number:
 		return fmt.Sprintf("number %v", e)
 	case string:
 		return fmt.Sprintf("string %q", truncate(e, 40))
@@ -328,6 +343,9 @@ func ParseText(t Type, s string) (Value, error) {
 		}
 		return BoolValue(b), nil
 	case String:
+		if !utf8.ValidString(s) {
+			return Value{}, fmt.Errorf("want string, got text that is not valid UTF-8")
+		}
 		return StringValue(s), nil
 	case Vector, List:
 		var x any
