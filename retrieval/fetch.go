@@ -3,8 +3,8 @@ package retrieval
 import (
 	"context"
 	"errors"
-	"sync"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
