@@ -428,7 +428,8 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 	rows, ng, ni := q.Rows(), len(p.Groups), len(p.Inputs)
 	var localCounts [64]uint32
 	var localQuery [64]Value
-	defaults, query := localCounts[:0], localQuery[:0]
+	var defaults []uint32
+	var query []Value
 	if ni <= len(localCounts) {
 		defaults, query = localCounts[:ni], localQuery[:ni]
 	} else {

@@ -190,7 +190,7 @@ func (t *TableReader) readErr(err error) error {
 func (t *TableReader) readHeader() error {
 	header, err := t.csv.Read()
 	if err == io.EOF {
-		return t.fail(1, "", errors.New("empty file: want a header line id,<feature>,..."))
+		return t.fail(1, "", errors.New("empty file: want a header line like id,<feature>"))
 	}
 	if err != nil {
 		return t.readErr(err)
@@ -219,7 +219,7 @@ func (t *TableReader) readHeader() error {
 		seen[name] = true
 	}
 	if t.idCol < 0 {
-		return t.fail(1, "", errors.New("no id column: want a header line id,<feature>,..."))
+		return t.fail(1, "", errors.New("no id column: want a header line like id,<feature>"))
 	}
 	t.row.Specs = make([]*Spec, 0, len(header))
 	t.row.Values = make([]Value, 0, len(header))

@@ -1,8 +1,10 @@
 // Package features describes what seer knows about features: the catalog of
 // entity types and features, their field ids, the typed values and their
-// binary encoding, and the compiled plans that turn a query into model rows.
+// binary encoding, the compiled plans that turn a query into model rows, and
+// the parsing of upload files.
 //
-// It does no I/O and must not import any other seer package.
+// It does no I/O beyond reading an io.Reader it is given, and must not
+// import any other seer package.
 package features
 
 import (

@@ -79,7 +79,7 @@ type job struct {
 func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degraded []string) {
 	// Count the lookups of each store, then give each store its job.
 	var localCounts [8]int32
-	perStore := localCounts[:0]
+	var perStore []int32
 	if len(r.stores) <= len(localCounts) {
 		perStore = localCounts[:len(r.stores)]
 	} else {
@@ -124,13 +124,14 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 
 	done := make(chan *job, len(jobs))
 	waiting := 0
+	expired := ctx.Err() != nil
 	for _, j := range jobs {
-		j.build(ctx, lookups)
 		st := r.stores[j.store]
-		if !st.begin() {
-			j.failed, j.finished = true, true // closed
+		if expired || !st.begin() {
+			j.failed, j.finished = true, true // out of time, or closed
 			continue
 		}
+		j.build(ctx, lookups)
 		waiting++
 		j.start = time.Now()
 		go func() {

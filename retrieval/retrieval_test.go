@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/goleak"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/redistest"
@@ -393,6 +394,11 @@ func TestFetchUnknownAndClosedStores(t *testing.T) {
 	if got := r.Fetch(context.Background(), lookups); !slices.Equal(got, []string{"search"}) {
 		t.Errorf("degraded = %v, want [search]", got)
 	}
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if got := r.Fetch(expired, lookups[:1]); !slices.Equal(got, []string{"main"}) {
+		t.Errorf("degraded with an expired context = %v, want [main]", got)
+	}
 	if err := main.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -652,4 +658,35 @@ func FuzzSplitReply(f *testing.F) {
 			t.Fatalf("values of %d bytes from a reply of %d", total, len(raw))
 		}
 	})
+}
+
+func TestConfigYAML(t *testing.T) {
+	src := `
+mode: standalone
+addr: redis-search:6379
+db: 2
+pool_size: 32
+dial_timeout: 250ms
+read_timeout: 50ms
+write_timeout: 50ms
+`
+	var got Config
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Mode: ModeStandalone, Addr: "redis-search:6379", DB: 2, PoolSize: 32,
+		DialTimeout: 250 * time.Millisecond, ReadTimeout: 50 * time.Millisecond, WriteTimeout: 50 * time.Millisecond}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if err := got.Check(); err != nil {
+		t.Error(err)
+	}
+	dec = yaml.NewDecoder(strings.NewReader("addr: x:1\ntimeout: 1s\n"))
+	dec.KnownFields(true)
+	if err := dec.Decode(&got); err == nil {
+		t.Error("an unknown key was accepted")
+	}
 }
