@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"strconv"
@@ -129,6 +130,9 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty", ErrCatalog)
+		}
 		return nil, fmt.Errorf("%w: %v", ErrCatalog, err)
 	}
 	c := &Catalog{Entities: make(map[string]*Entity), byName: make(map[string]*Spec)}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/golang/snappy"
@@ -75,14 +76,66 @@ func encode(dst []byte, v Value, unix int64, stamped bool) []byte {
 			dst = append(dst, s...)
 		}
 	}
-	if n := len(dst) - body; n >= minCompress {
-		packed := snappy.Encode(nil, dst[body:])
+	if n := len(dst) - body; n >= minCompress && snappy.MaxEncodedLen(n) > 0 {
+		// Compress into the spare capacity after the payload, then move
+		// the block over the payload when it is shorter.
+		end := len(dst)
+		dst = slices.Grow(dst, snappy.MaxEncodedLen(n))
+		packed := snappy.Encode(dst[end:cap(dst)], dst[body:end])
 		if len(packed) < n {
-			dst = append(dst[:body], packed...)
+			dst = dst[:body+copy(dst[body:end], packed)]
 			dst[start] |= flagSnappy
+		} else {
+			dst = dst[:end]
 		}
 	}
 	return dst
+}
+
+// payloadSize returns the bytes of v's uncompressed payload.
+func payloadSize(v Value) int {
+	switch v.t {
+	case Float:
+		return 8
+	case Int:
+		return varintLen(zigzag(int64(v.bits)))
+	case Bool:
+		return 1
+	case String:
+		return len(v.s)
+	case Vector:
+		return varintLen(uint64(len(v.vec))) + 4*len(v.vec)
+	case List:
+		n := varintLen(uint64(len(v.list)))
+		for _, s := range v.list {
+			n += varintLen(uint64(len(s))) + len(s)
+		}
+		return n
+	}
+	return 0
+}
+
+func zigzag(i int64) uint64 { return uint64(i<<1) ^ uint64(i>>63) }
+
+func varintLen(u uint64) int {
+	n := 1
+	for ; u >= 0x80; u >>= 7 {
+		n++
+	}
+	return n
+}
+
+// CheckSize returns an error wrapping ErrCorrupt when v is too large to be
+// stored: more than MaxItems items or a payload over MaxValueSize bytes.
+// Decode refuses such values, so writers check them first.
+func CheckSize(v Value) error {
+	if n := max(len(v.vec), len(v.list)); n > MaxItems {
+		return fmt.Errorf("%w: %s of %d items is over the limit of %d", ErrCorrupt, v.t, n, MaxItems)
+	}
+	if n := payloadSize(v); n > MaxValueSize {
+		return fmt.Errorf("%w: %s of %d bytes is over the limit of %d", ErrCorrupt, v.t, n, MaxValueSize)
+	}
+	return nil
 }
 
 // Decode decodes one encoded value. Errors wrap ErrCorrupt. Strings are
@@ -173,21 +226,24 @@ func decodePayload(t Type, p []byte) (Value, error) {
 			return Value{}, fmt.Errorf("%w: bad list length", ErrCorrupt)
 		}
 		p = p[k:]
+		// The items share one string copied from the payload.
+		all := string(p)
 		list := make([]string, n)
+		off := 0
 		for i := range list {
-			m, k := binary.Uvarint(p)
-			if k <= 0 || m > uint64(len(p)-k) {
+			m, k := binary.Uvarint(p[off:])
+			if k <= 0 || m > uint64(len(p)-off-k) {
 				return Value{}, fmt.Errorf("%w: bad list item %d", ErrCorrupt, i)
 			}
-			item := p[k : k+int(m)]
-			if !utf8.Valid(item) {
+			item := all[off+k : off+k+int(m)]
+			if !utf8.ValidString(item) {
 				return Value{}, fmt.Errorf("%w: list item %d is not UTF-8", ErrCorrupt, i)
 			}
-			list[i] = string(item)
-			p = p[k+int(m):]
+			list[i] = item
+			off += k + int(m)
 		}
-		if len(p) != 0 {
-			return Value{}, fmt.Errorf("%w: %d bytes after the list", ErrCorrupt, len(p))
+		if off != len(p) {
+			return Value{}, fmt.Errorf("%w: %d bytes after the list", ErrCorrupt, len(p)-off)
 		}
 		return ListValue(list), nil
 	}

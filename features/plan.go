@@ -69,11 +69,16 @@ func (in *Input) DefaultsUsed() uint64 { return in.defaults.Load() }
 // Float converts a value of the input into a model column value: numbers as
 // they are, categories to their codes (NaN when unknown or missing), then the
 // declared transform.
-func (in *Input) Float(v Value) float64 {
+func (in *Input) Float(v Value) float64 { return in.float(&v) }
+
+func (in *Input) float(v *Value) float64 {
 	var f float64
 	if in.codes != nil {
+		if v.t != String {
+			return math.NaN()
+		}
 		code, ok := in.codes[v.s]
-		if v.t != String || !ok {
+		if !ok {
 			return math.NaN()
 		}
 		f = code
@@ -222,7 +227,7 @@ func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 
 // Query is one scoring request as the plan sees it: entity ids and request
 // features for the whole query, and per candidate. Values must already have
-// the input's type (see Coerce).
+// the input's type (see Coerce); an invalid Value counts as not supplied.
 type Query struct {
 	Context    map[string]string // entity type -> id, for every candidate
 	Features   map[string]Value  // for every candidate
@@ -250,14 +255,19 @@ type Lookup struct {
 }
 
 // Batch is the working set of one query: the lookups it needs and which
-// lookup serves each row and group. Reuse one with Reset.
+// lookup serves each row and group. A Batch may be reused: Prepare empties
+// it first and keeps its memory.
 type Batch struct {
 	Lookups []Lookup
 	slots   []int32 // row*len(Groups)+group -> lookup, -1 none
 	full    []bool  // lookup reads all of its group's specs
 	values  []Value
 	origins []Origin
-	keys    map[string]int32
+	specs   []*Spec           // backing array of narrowed lookups' Specs
+	needs   []uint64          // per lookup of a group: bit j set when spec j must be read
+	keys    map[string]int32  // key -> lookup, within one group
+	names   map[string]string // key bytes -> key string, across groups
+	key     []byte
 }
 
 // Reset empties the batch for reuse, keeping its memory.
@@ -269,13 +279,18 @@ func (b *Batch) Reset() {
 	b.origins = b.origins[:0]
 	b.slots = b.slots[:0]
 	b.full = b.full[:0]
+	clear(b.specs)
+	b.specs = b.specs[:0]
 	clear(b.keys)
+	clear(b.names)
 }
 
-// Prepare fills b with the lookups q needs: per group, one lookup per
-// distinct entity key, reading only the features some row of that key does
-// not get from the request. It rejects entity types the catalog lacks.
+// Prepare empties b and fills it with the lookups q needs: per group, one
+// lookup per distinct entity key, reading only the features some row of
+// that key does not get from the request. It rejects entity types the
+// catalog lacks.
 func (p *Plan) Prepare(q *Query, b *Batch) error {
+	b.Reset()
 	if err := p.checkEntities(q); err != nil {
 		return err
 	}
@@ -283,13 +298,16 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 	b.slots = grow(b.slots, rows*ng)
 	if b.keys == nil {
 		b.keys = make(map[string]int32)
+		b.names = make(map[string]string)
 	}
 	for g := range p.Groups {
 		grp := &p.Groups[g]
 		clear(b.keys)
 		ctxID := q.Context[grp.Entity.Name]
 		first := int32(len(b.Lookups))
-		var needs []uint64 // per lookup of this group: bit j set when spec j must be read
+		b.needs = b.needs[:0]
+		all := allBits(len(grp.Specs))
+		base := all &^ supplied(q.Features, grp)
 		for r := range rows {
 			id := ctxID
 			var cand *Candidate
@@ -303,36 +321,45 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 				b.slots[r*ng+g] = -1
 				continue
 			}
-			key := grp.Entity.Key(id)
-			li, ok := b.keys[key]
+			b.key = grp.Entity.AppendKey(b.key[:0], id)
+			li, ok := b.keys[string(b.key)]
 			if !ok {
 				li = int32(len(b.Lookups))
+				// Groups of one entity in several stores share key strings.
+				key, ok := b.names[string(b.key)]
+				if !ok {
+					key = string(b.key)
+					b.names[key] = key
+				}
 				b.keys[key] = li
 				b.Lookups = append(b.Lookups, Lookup{Store: grp.Store, Key: key, Specs: grp.Specs})
-				needs = append(needs, 0)
+				b.needs = append(b.needs, 0)
 			}
 			b.slots[r*ng+g] = li
-			needs[li-first] |= p.unsupplied(q, cand, grp)
+			need := base
+			if cand != nil && len(cand.Features) > 0 {
+				need &^= supplied(cand.Features, grp)
+			}
+			b.needs[li-first] |= need
 		}
 		// Narrow each lookup of this group to the specs some row needs.
-		for i, need := range needs {
+		for i, need := range b.needs {
 			l := &b.Lookups[int(first)+i]
-			if need == allBits(len(grp.Specs)) {
+			if need == all {
 				b.full = append(b.full, true)
 				continue
 			}
 			b.full = append(b.full, false)
-			specs := make([]*Spec, 0, len(grp.Specs))
+			start := len(b.specs)
 			for j, s := range grp.Specs {
 				if need&(1<<j) != 0 {
-					specs = append(specs, s)
+					b.specs = append(b.specs, s)
 				}
 			}
-			l.Specs = specs
+			l.Specs = b.specs[start:len(b.specs):len(b.specs)]
 		}
 	}
-	// Lay out the value and origin slices in one backing array each, and
-	// drop lookups that need nothing.
+	// Lay out the value and origin slices in one backing array each.
 	n := 0
 	for i := range b.Lookups {
 		n += len(b.Lookups[i].Specs)
@@ -349,24 +376,19 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 	return nil
 }
 
-// unsupplied returns the bits of the group's specs that the row does not
-// get from the request. Groups of more than 64 specs read everything.
-func (p *Plan) unsupplied(q *Query, cand *Candidate, grp *Group) uint64 {
-	all := allBits(len(grp.Specs))
-	if len(grp.Specs) > 64 || (len(q.Features) == 0 && (cand == nil || len(cand.Features) == 0)) {
-		return all
+// supplied returns the bits of the group's specs that features holds.
+// Groups of more than 64 specs are read whole: nothing counts as supplied.
+func supplied(features map[string]Value, grp *Group) uint64 {
+	if len(features) == 0 || len(grp.Specs) > 64 {
+		return 0
 	}
-	need := all
+	var bits uint64
 	for j, s := range grp.Specs {
-		if _, ok := q.Features[s.Name]; ok {
-			need &^= 1 << j
-		} else if cand != nil {
-			if _, ok := cand.Features[s.Name]; ok {
-				need &^= 1 << j
-			}
+		if v, ok := features[s.Name]; ok && v.Valid() {
+			bits |= 1 << j
 		}
 	}
-	return need
+	return bits
 }
 
 func allBits(n int) uint64 {
@@ -404,12 +426,20 @@ type Cell struct {
 // the query, then the lookup, then the input's default.
 func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 	rows, ng, ni := q.Rows(), len(p.Groups), len(p.Inputs)
-	var local [64]uint32
-	defaults := local[:0]
-	if ni <= len(local) {
-		defaults = local[:ni]
+	var localCounts [64]uint32
+	var localQuery [64]Value
+	var defaults []uint32
+	var query []Value
+	if ni <= len(localCounts) {
+		defaults, query = localCounts[:ni], localQuery[:ni]
 	} else {
-		defaults = make([]uint32, ni)
+		defaults, query = make([]uint32, ni), make([]Value, ni)
+	}
+	// Query-level values, looked up once for all rows.
+	if len(q.Features) > 0 {
+		for k, in := range p.Inputs {
+			query[k] = q.Features[in.Name]
+		}
 	}
 	for r := range rows {
 		row := dst[r*ni : (r+1)*ni]
@@ -417,31 +447,34 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 		if cells != nil {
 			cellRow = cells[r*ni : (r+1)*ni]
 		}
-		var cand *Candidate
+		var candFeatures map[string]Value
 		if len(q.Candidates) > 0 {
-			cand = &q.Candidates[r]
+			candFeatures = q.Candidates[r].Features
 		}
 		for k, in := range p.Inputs {
-			v, origin := in.Default, FromDefault
-			if cand != nil {
-				if rv, ok := cand.Features[in.Name]; ok {
-					v, origin = rv, FromRequest
+			// Values are large; work with pointers to them.
+			var v *Value
+			origin := FromRequest
+			if len(candFeatures) > 0 {
+				if cv, ok := candFeatures[in.Name]; ok && cv.Valid() {
+					v = &cv
 				}
 			}
-			if origin == FromDefault {
-				if rv, ok := q.Features[in.Name]; ok {
-					v, origin = rv, FromRequest
+			if v == nil && query[k].Valid() {
+				v = &query[k]
+			}
+			if v == nil {
+				if in.Spec != nil {
+					v, origin = p.stored(b, r*ng, in)
+				}
+				if v == nil {
+					v, origin = &in.Default, FromDefault
+					defaults[k]++
 				}
 			}
-			if origin == FromDefault && in.Spec != nil {
-				v, origin = p.stored(b, r*ng, in, v)
-			}
-			if origin == FromDefault {
-				defaults[k]++
-			}
-			row[k] = in.Float(v)
+			row[k] = in.float(v)
 			if cellRow != nil {
-				cellRow[k] = Cell{Value: v, Source: origin}
+				cellRow[k] = Cell{Value: *v, Source: origin}
 			}
 		}
 	}
@@ -458,11 +491,11 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 }
 
 // stored returns the value the lookups hold for catalog input in of the
-// row whose slots start at base, or def when there is none.
-func (p *Plan) stored(b *Batch, base int, in *Input, def Value) (Value, Origin) {
+// row whose slots start at base, or nil when there is none.
+func (p *Plan) stored(b *Batch, base int, in *Input) (*Value, Origin) {
 	li := b.slots[base+in.group]
 	if li < 0 {
-		return def, FromDefault
+		return nil, FromDefault
 	}
 	l := &b.Lookups[li]
 	j := in.pos
@@ -476,9 +509,9 @@ func (p *Plan) stored(b *Batch, base int, in *Input, def Value) (Value, Origin) 
 		}
 	}
 	if j >= 0 && l.Values[j].Valid() {
-		return l.Values[j], l.Origins[j]
+		return &l.Values[j], l.Origins[j]
 	}
-	return def, FromDefault
+	return nil, FromDefault
 }
 
 func grow[T any](s []T, n int) []T {

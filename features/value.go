@@ -1,8 +1,10 @@
 // Package features describes what seer knows about features: the catalog of
 // entity types and features, their field ids, the typed values and their
-// binary encoding, and the compiled plans that turn a query into model rows.
+// binary encoding, the compiled plans that turn a query into model rows, and
+// the parsing of upload files.
 //
-// It does no I/O and must not import any other seer package.
+// It does no I/O beyond reading an io.Reader it is given, and must not
+// import any other seer package.
 package features
 
 import (
@@ -11,6 +13,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Type is the type of a feature value.
@@ -220,6 +223,9 @@ func Coerce(t Type, x any) (Value, error) {
 		if i, ok := x.(int64); ok {
 			return IntValue(i), nil
 		}
+		if u, ok := x.(uint64); ok && u <= math.MaxInt64 {
+			return IntValue(int64(u)), nil
+		}
 		if f, ok := number(x); ok && f == math.Trunc(f) && math.Abs(f) < 1<<63 {
 			return IntValue(int64(f)), nil
 		}
@@ -229,6 +235,9 @@ func Coerce(t Type, x any) (Value, error) {
 		}
 	case String:
 		if s, ok := x.(string); ok {
+			if !utf8.ValidString(s) {
+				return Value{}, fmt.Errorf("string is not valid UTF-8")
+			}
 			return StringValue(s), nil
 		}
 	case Vector:
@@ -241,6 +250,9 @@ func Coerce(t Type, x any) (Value, error) {
 				f, ok := number(e)
 				if !ok {
 					return Value{}, fmt.Errorf("vector item %d: want a number, got %s", i, describe(e))
+				}
+				if math.Abs(f) > math.MaxFloat32 && !math.IsInf(f, 0) {
+					return Value{}, fmt.Errorf("vector item %d: %g is out of float32 range", i, f)
 				}
 				vec[i] = float32(f)
 			}
@@ -256,6 +268,9 @@ func Coerce(t Type, x any) (Value, error) {
 				s, ok := e.(string)
 				if !ok {
 					return Value{}, fmt.Errorf("list item %d: want a string, got %s", i, describe(e))
+				}
+				if !utf8.ValidString(s) {
+					return Value{}, fmt.Errorf("list item %d: string is not valid UTF-8", i)
 				}
 				l[i] = s
 			}
@@ -273,6 +288,8 @@ func number(x any) (float64, bool) {
 		return float64(n), true
 	case int64:
 		return float64(n), true
+	case uint64:
+		return float64(n), true
 	case json.Number:
 		f, err := strconv.ParseFloat(string(n), 64)
 		return f, err == nil
@@ -284,7 +301,7 @@ func describe(x any) string {
 	switch e := x.(type) {
 	case nil:
 		return "null"
-	case float64, int, int64, json.Number:
+	case float64, int, int64, uint64, json.Number:
 		return fmt.Sprintf("number %v", e)
 	case string:
 		return fmt.Sprintf("string %q", truncate(e, 40))
@@ -328,6 +345,9 @@ func ParseText(t Type, s string) (Value, error) {
 		}
 		return BoolValue(b), nil
 	case String:
+		if !utf8.ValidString(s) {
+			return Value{}, fmt.Errorf("want string, got text that is not valid UTF-8")
+		}
 		return StringValue(s), nil
 	case Vector, List:
 		var x any

@@ -1,0 +1,452 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const planCatalog = `
+entities:
+  store: {key: "st_{id}"}
+  consumer: {key: "cx_{id}"}
+features:
+  - {name: store_rating, entity: store, type: float, store: main, default: 4.0}
+  - {name: store_orders, entity: store, type: int, store: main, default: 0}
+  - {name: store_cuisine, entity: store, type: string, store: search, default: unknown}
+  - {name: store_open, entity: store, type: bool, store: search}
+  - {name: store_embedding, entity: store, type: vector, store: search}
+  - {name: consumer_orders, entity: consumer, type: int, store: main, default: 1}
+  - {name: consumer_avg_spend, entity: consumer, type: float, store: main, default: 10}
+  - {name: consumer_tags, entity: consumer, type: list, store: main}
+`
+
+func mustCatalog(t testing.TB, yaml string) *Catalog {
+	t.Helper()
+	c, err := ParseCatalog([]byte(yaml), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func mustCompile(t testing.TB, c *Catalog, decls []InputDecl) *Plan {
+	t.Helper()
+	p, err := Compile(c, decls)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCompileErrors(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	tests := []struct {
+		name  string
+		decls []InputDecl
+		want  string
+	}{
+		{"no name", []InputDecl{{Name: ""}}, "input 1 has no name"},
+		{"listed twice", []InputDecl{{Name: "store_rating"}, {Name: "store_rating"}}, "input store_rating: listed twice"},
+		{"not in catalog", []InputDecl{{Name: "nope"}}, "input nope: not in the catalog"},
+		{"type mismatch", []InputDecl{{Name: "store_rating", Type: "int"}}, "type int does not match the catalog's float"},
+		{"request without type", []InputDecl{{Name: "hour", Source: SourceRequest}}, "input hour: unknown type"},
+		{"unknown source", []InputDecl{{Name: "store_rating", Source: "redis"}}, `source "redis"`},
+		{"bad default", []InputDecl{{Name: "store_rating", Default: "x"}}, "input store_rating: default: want float"},
+		{"bad request default", []InputDecl{{Name: "hour", Source: SourceRequest, Type: "int", Default: 1.5}}, "input hour: default: want int"},
+		{"categories on a float", []InputDecl{{Name: "store_rating", Categories: []string{"a"}}}, "categories need a string input, not float"},
+		{"category twice", []InputDecl{{Name: "store_cuisine", Categories: []string{"a", "b", "a"}}}, `category "a" listed twice`},
+		{"unknown transform", []InputDecl{{Name: "store_rating", Transform: "sqrt"}}, `unknown transform "sqrt"`},
+		{"string without categories", []InputDecl{{Name: "store_cuisine"}}, "a string input needs a categories list"},
+		{"vector input", []InputDecl{{Name: "store_embedding"}}, "vector inputs cannot feed a model column"},
+		{"list request input", []InputDecl{{Name: "tags", Source: SourceRequest, Type: "list"}}, "list inputs cannot feed"},
+	}
+	for _, tt := range tests {
+		p, err := Compile(c, tt.decls)
+		if err == nil {
+			t.Errorf("%s: Compile = %d inputs, want an error", tt.name, len(p.Inputs))
+			continue
+		}
+		if !errors.Is(err, ErrPlan) {
+			t.Errorf("%s: error %v does not wrap ErrPlan", tt.name, err)
+		}
+		if !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: error %q does not contain %q", tt.name, err, tt.want)
+		}
+	}
+}
+
+func TestCompileGroups(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	p := mustCompile(t, c, []InputDecl{
+		{Name: "store_rating"},
+		{Name: "hour", Source: SourceRequest, Type: "int"},
+		{Name: "consumer_orders"},
+		{Name: "store_open"},
+		{Name: "store_orders", Type: "int"},
+	})
+	type group struct {
+		Store, Entity string
+		Specs         []string
+		Inputs        []int
+	}
+	var got []group
+	for _, g := range p.Groups {
+		var names []string
+		for _, s := range g.Specs {
+			names = append(names, s.Name)
+		}
+		got = append(got, group{g.Store, g.Entity.Name, names, g.Inputs})
+	}
+	want := []group{
+		{"main", "store", []string{"store_rating", "store_orders"}, []int{0, 4}},
+		{"main", "consumer", []string{"consumer_orders"}, []int{2}},
+		{"search", "store", []string{"store_open"}, []int{3}},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("groups (-want +got):\n%s", diff)
+	}
+	if p.Input("hour") != 1 || p.Input("nope") != -1 {
+		t.Errorf("Input: hour at %d, nope at %d", p.Input("hour"), p.Input("nope"))
+	}
+	if p.Inputs[1].Spec != nil || p.Inputs[1].Type != Int {
+		t.Errorf("request input: %+v", p.Inputs[1])
+	}
+	// A display plan takes vectors and strings as they are.
+	d, err := c.DisplayPlan([]string{"store_embedding", "store_cuisine", "consumer_tags"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(d.Inputs) != 3 {
+		t.Errorf("display plan has %d inputs", len(d.Inputs))
+	}
+	if _, err := c.DisplayPlan([]string{"nope"}); !errors.Is(err, ErrPlan) {
+		t.Errorf("display plan of an unknown feature: %v", err)
+	}
+}
+
+// store is a fake feature store: key -> feature -> value. It records which
+// features each key was read for, like the retrieval layer would.
+type store map[string]map[string]Value
+
+func (s store) fill(b *Batch) (reads []string) {
+	for i := range b.Lookups {
+		l := &b.Lookups[i]
+		if len(l.Specs) == 0 {
+			continue
+		}
+		var names []string
+		for j, spec := range l.Specs {
+			names = append(names, spec.Name)
+			if v, ok := s[l.Key][spec.Name]; ok {
+				l.Values[j], l.Origins[j] = v, FromRedis
+			}
+		}
+		reads = append(reads, l.Store+" "+l.Key+" "+strings.Join(names, ","))
+	}
+	slices.Sort(reads)
+	return reads
+}
+
+func TestPrepareAssemble(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	p := mustCompile(t, c, []InputDecl{
+		{Name: "store_rating"},
+		{Name: "store_orders", Transform: "log1p"},
+		{Name: "store_cuisine", Categories: []string{"thai", "pizza"}},
+		{Name: "store_open"},
+		{Name: "consumer_orders"},
+		{Name: "consumer_avg_spend", Default: 20},
+		{Name: "hour", Source: SourceRequest, Type: "int", Default: -1},
+	})
+	q := &Query{
+		Context:  map[string]string{"consumer": "7"},
+		Features: map[string]Value{"store_open": BoolValue(true), "hour": IntValue(13)},
+		Candidates: []Candidate{
+			{Entities: map[string]string{"store": "1"}},
+			{Entities: map[string]string{"store": "2"}, Features: map[string]Value{"store_rating": FloatValue(5)}},
+			{Entities: map[string]string{"store": "1"}, Features: map[string]Value{"store_rating": FloatValue(3)}},
+			{Entities: map[string]string{"store": "2"}, Features: map[string]Value{"store_rating": FloatValue(1)}},
+			{Entities: map[string]string{"store": "3", "consumer": "8"}, Features: map[string]Value{"hour": IntValue(2)}},
+			{},
+		},
+	}
+	redis := store{
+		"st_1": {"store_rating": FloatValue(4.5), "store_orders": IntValue(100), "store_cuisine": StringValue("thai")},
+		"st_2": {"store_rating": FloatValue(9), "store_orders": IntValue(5), "store_cuisine": StringValue("burgers")},
+		"cx_7": {"consumer_orders": IntValue(3)},
+		"cx_8": {"consumer_avg_spend": FloatValue(55)},
+	}
+	var b Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	// The consumer of the context is read once; st_1 and st_2 once each;
+	// store_open is never read (the query supplies it) and st_2 skips
+	// store_rating, which every row of st_2 supplies.
+	wantReads := []string{
+		"main cx_7 consumer_orders,consumer_avg_spend",
+		"main cx_8 consumer_orders,consumer_avg_spend",
+		"main st_1 store_rating,store_orders",
+		"main st_2 store_orders",
+		"main st_3 store_rating,store_orders",
+		"search st_1 store_cuisine",
+		"search st_2 store_cuisine",
+		"search st_3 store_cuisine",
+	}
+	if diff := cmp.Diff(wantReads, redis.fill(&b)); diff != "" {
+		t.Errorf("reads (-want +got):\n%s", diff)
+	}
+
+	nan := math.NaN()
+	ni := len(p.Inputs)
+	dst := make([]float64, q.Rows()*ni)
+	cells := make([]Cell, q.Rows()*ni)
+	p.Assemble(q, &b, dst, cells)
+	want := [][]float64{
+		{4.5, math.Log1p(100), 0, 1, 3, 20, 13},
+		{5, math.Log1p(5), nan, 1, 3, 20, 13},
+		{3, math.Log1p(100), 0, 1, 3, 20, 13},
+		{1, math.Log1p(5), nan, 1, 3, 20, 13},
+		{4, 0, nan, 1, 1, 55, 2},
+		{4, 0, nan, 1, 3, 20, 13},
+	}
+	const d, q_, r = FromDefault, FromRequest, FromRedis
+	wantOrigins := [][]Origin{
+		{r, r, r, q_, r, d, q_},
+		{q_, r, r, q_, r, d, q_},
+		{q_, r, r, q_, r, d, q_},
+		{q_, r, r, q_, r, d, q_},
+		{d, d, d, q_, d, r, q_},
+		{d, d, d, q_, r, d, q_},
+	}
+	for row := range want {
+		got := dst[row*ni : (row+1)*ni]
+		if !cmp.Equal(want[row], got, cmp.Comparer(sameFloat)) {
+			t.Errorf("row %d = %v, want %v", row, got, want[row])
+		}
+		var origins []Origin
+		for _, cell := range cells[row*ni : (row+1)*ni] {
+			origins = append(origins, cell.Source)
+		}
+		if diff := cmp.Diff(wantOrigins[row], origins); diff != "" {
+			t.Errorf("row %d origins (-want +got):\n%s", row, diff)
+		}
+	}
+	if got := cells[1*ni+2].Value; !got.Equal(StringValue("burgers")) {
+		t.Errorf("cell of an unknown category = %v, want the stored string", got)
+	}
+	if got := cells[4*ni+2].Value; !got.Equal(StringValue("unknown")) {
+		t.Errorf("cell of a defaulted string = %v, want the catalog default", got)
+	}
+
+	wantDefaults := []uint64{2, 2, 2, 0, 1, 5, 0}
+	var gotDefaults []uint64
+	for _, in := range p.Inputs {
+		gotDefaults = append(gotDefaults, in.DefaultsUsed())
+	}
+	if diff := cmp.Diff(wantDefaults, gotDefaults); diff != "" {
+		t.Errorf("defaults used (-want +got):\n%s", diff)
+	}
+	if got := c.Spec("consumer_avg_spend").Stats().Defaults.Load(); got != 5 {
+		t.Errorf("consumer_avg_spend spec defaults = %d, want 5", got)
+	}
+
+	// Assembling without cells gives the same numbers and counts again.
+	dst2 := make([]float64, len(dst))
+	p.Assemble(q, &b, dst2, nil)
+	if !cmp.Equal(dst, dst2, cmp.Comparer(sameFloat)) {
+		t.Errorf("Assemble without cells = %v, want %v", dst2, dst)
+	}
+	if got := p.Inputs[0].DefaultsUsed(); got != 4 {
+		t.Errorf("store_rating defaults after two assemblies = %d, want 4", got)
+	}
+}
+
+func sameFloat(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
+
+func TestPrepareContextOnly(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	p := mustCompile(t, c, []InputDecl{{Name: "consumer_orders"}, {Name: "store_rating"}})
+	q := &Query{Context: map[string]string{"consumer": "7"}}
+	var b Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	reads := store{"cx_7": {"consumer_orders": IntValue(9)}}.fill(&b)
+	if diff := cmp.Diff([]string{"main cx_7 consumer_orders"}, reads); diff != "" {
+		t.Errorf("reads (-want +got):\n%s", diff)
+	}
+	dst := make([]float64, 2)
+	p.Assemble(q, &b, dst, nil)
+	if want := []float64{9, 4}; !cmp.Equal(want, dst) {
+		t.Errorf("row = %v, want %v", dst, want)
+	}
+}
+
+func TestPrepareUnknownEntity(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	p := mustCompile(t, c, []InputDecl{{Name: "store_rating"}})
+	for _, q := range []*Query{
+		{Context: map[string]string{"courier": "1"}},
+		{Candidates: []Candidate{{}, {Entities: map[string]string{"courier": "1"}}}},
+	} {
+		var b Batch
+		err := p.Prepare(q, &b)
+		if !errors.Is(err, ErrQuery) || !strings.Contains(err.Error(), `unknown entity type "courier"`) {
+			t.Errorf("Prepare = %v, want an ErrQuery naming courier", err)
+		}
+	}
+}
+
+// TestPrepareReuse prepares different queries on one Batch: nothing of the
+// earlier query may leak into the later one.
+func TestPrepareReuse(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	p := mustCompile(t, c, []InputDecl{{Name: "store_rating"}, {Name: "store_orders"}})
+	redis := store{
+		"st_1": {"store_rating": FloatValue(1), "store_orders": IntValue(10)},
+		"st_2": {"store_rating": FloatValue(2)},
+	}
+	var b Batch
+	run := func(q *Query) []float64 {
+		t.Helper()
+		if err := p.Prepare(q, &b); err != nil {
+			t.Fatal(err)
+		}
+		redis.fill(&b)
+		dst := make([]float64, q.Rows()*2)
+		p.Assemble(q, &b, dst, nil)
+		return dst
+	}
+	many := &Query{Candidates: []Candidate{
+		{Entities: map[string]string{"store": "1"}},
+		{Entities: map[string]string{"store": "3"}, Features: map[string]Value{"store_rating": FloatValue(7)}},
+	}}
+	if got, want := run(many), []float64{1, 10, 7, 0}; !cmp.Equal(want, got) {
+		t.Errorf("first query = %v, want %v", got, want)
+	}
+	one := &Query{Context: map[string]string{"store": "2"}}
+	if got, want := run(one), []float64{2, 0}; !cmp.Equal(want, got) {
+		t.Errorf("second query = %v, want %v", got, want)
+	}
+	if len(b.Lookups) != 1 {
+		t.Errorf("second query has %d lookups, want 1", len(b.Lookups))
+	}
+	if got, want := run(many), []float64{1, 10, 7, 0}; !cmp.Equal(want, got) {
+		t.Errorf("third query = %v, want %v", got, want)
+	}
+}
+
+// TestPrepareWideGroup checks groups of more than 64 features, which read
+// everything rather than narrowing.
+func TestPrepareWideGroup(t *testing.T) {
+	var y strings.Builder
+	y.WriteString("entities:\n  store: {key: \"st_{id}\"}\nfeatures:\n")
+	var decls []InputDecl
+	for i := range 70 {
+		fmt.Fprintf(&y, "  - {name: f%d, entity: store, type: float, store: main, default: -1}\n", i)
+		decls = append(decls, InputDecl{Name: "f" + strconv.Itoa(i)})
+	}
+	c := mustCatalog(t, y.String())
+	p := mustCompile(t, c, decls)
+	q := &Query{
+		Context:  map[string]string{"store": "1"},
+		Features: map[string]Value{"f3": FloatValue(33)},
+	}
+	redis := store{"st_1": {"f3": FloatValue(3), "f69": FloatValue(69)}}
+	var b Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	redis.fill(&b)
+	dst := make([]float64, 70)
+	p.Assemble(q, &b, dst, nil)
+	if dst[3] != 33 || dst[69] != 69 || dst[0] != -1 {
+		t.Errorf("row = %v", dst)
+	}
+}
+
+// benchQuery returns a plan of 30 features over two entities in two stores
+// and a query of n candidates with a filled batch.
+func benchQuery(tb testing.TB, n int) (*Plan, *Query, store) {
+	var y strings.Builder
+	y.WriteString("entities:\n  store: {key: \"st_{id}\"}\n  consumer: {key: \"cx_{id}\"}\nfeatures:\n")
+	var decls []InputDecl
+	for i := range 20 {
+		st := "main"
+		if i >= 15 {
+			st = "search"
+		}
+		fmt.Fprintf(&y, "  - {name: store_f%d, entity: store, type: float, store: %s, default: 0}\n", i, st)
+		decls = append(decls, InputDecl{Name: fmt.Sprintf("store_f%d", i)})
+	}
+	for i := range 10 {
+		fmt.Fprintf(&y, "  - {name: consumer_f%d, entity: consumer, type: int, store: main}\n", i)
+		decls = append(decls, InputDecl{Name: fmt.Sprintf("consumer_f%d", i)})
+	}
+	p := mustCompile(tb, mustCatalog(tb, y.String()), decls)
+	redis := store{"cx_1": {}}
+	q := &Query{Context: map[string]string{"consumer": "1"}, Features: map[string]Value{"consumer_f9": IntValue(1)}}
+	for i := range n {
+		id := strconv.Itoa(1000 + i)
+		q.Candidates = append(q.Candidates, Candidate{Entities: map[string]string{"store": id}})
+		m := map[string]Value{}
+		for j := range 20 {
+			if (i+j)%7 != 0 {
+				m[fmt.Sprintf("store_f%d", j)] = FloatValue(float64(i * j))
+			}
+		}
+		redis["st_"+id] = m
+	}
+	for j := range 9 {
+		redis["cx_1"][fmt.Sprintf("consumer_f%d", j)] = IntValue(int64(j))
+	}
+	return p, q, redis
+}
+
+func BenchmarkPrepareAssemble(b *testing.B) {
+	p, q, redis := benchQuery(b, 200)
+	var batch Batch
+	dst := make([]float64, q.Rows()*len(p.Inputs))
+	if err := p.Prepare(q, &batch); err != nil {
+		b.Fatal(err)
+	}
+	redis.fill(&batch)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Prepare(q, &batch); err != nil {
+			b.Fatal(err)
+		}
+		p.Assemble(q, &batch, dst, nil)
+	}
+}
+
+// TestPrepareAssembleAllocs pins the allocations of a reused Batch: one
+// string per distinct entity key, nothing else.
+func TestPrepareAssembleAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts")
+	}
+	p, q, redis := benchQuery(t, 200)
+	var b Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	redis.fill(&b)
+	dst := make([]float64, q.Rows()*len(p.Inputs))
+	keys := 200 + 1
+	got := testing.AllocsPerRun(20, func() {
+		_ = p.Prepare(q, &b)
+		p.Assemble(q, &b, dst, nil)
+	})
+	if got > float64(keys) {
+		t.Errorf("Prepare+Assemble of 200 candidates: %v allocs, want at most %d", got, keys)
+	}
+}

@@ -1,0 +1,409 @@
+package features
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ErrTable is wrapped by every error that rejects an upload file.
+var ErrTable = errors.New("bad upload file")
+
+// Formats of upload files.
+const (
+	FormatCSV   = "csv"   // header "id,<feature>,...", one entity per record
+	FormatJSONL = "jsonl" // one JSON object per line: {"id": ..., "<feature>": value}
+)
+
+// Limits of upload files, checked while reading.
+const (
+	MaxTableLine = 16 << 20 // bytes of one line
+	MaxIDSize    = 1024     // bytes of an entity id
+)
+
+// TableFormat returns the format of an upload file from its name: .csv is
+// CSV, .jsonl and .json are JSON Lines.
+func TableFormat(name string) (string, error) {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".csv":
+		return FormatCSV, nil
+	case ".jsonl", ".json":
+		return FormatJSONL, nil
+	}
+	return "", fmt.Errorf("%w: %s: unknown format (want a .csv, .jsonl or .json file)", ErrTable, name)
+}
+
+// TableError reports what is wrong with an upload file, and where:
+// "stores.csv:12: column store_avg_rating: want float, got "abc"". It wraps
+// ErrTable and the cause.
+type TableError struct {
+	File   string
+	Line   int    // 0 when unknown
+	Column string // the column or JSON key at fault, if any
+	Err    error
+}
+
+// Error formats the error as file:line: column name: cause.
+func (e *TableError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		b.WriteByte(':')
+		b.WriteString(strconv.Itoa(e.Line))
+	}
+	b.WriteString(": ")
+	if e.Column != "" {
+		b.WriteString("column ")
+		b.WriteString(e.Column)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Err.Error())
+	return b.String()
+}
+
+// Unwrap returns ErrTable and the cause.
+func (e *TableError) Unwrap() []error { return []error{ErrTable, e.Err} }
+
+// Row is one entity's values from an upload file.
+type Row struct {
+	Line   int     // the line the row starts on
+	ID     string  // the entity id
+	Specs  []*Spec // the features the row has a value for
+	Values []Value // aligned with Specs
+}
+
+// TableReader reads the rows of an upload file, checking every value
+// against the catalog features of one entity type. It reads nothing but its
+// io.Reader.
+type TableReader struct {
+	name    string
+	catalog *Catalog
+	entity  *Entity
+	row     Row
+	err     error // sticky
+	maxLine int
+
+	// CSV
+	csv     *csv.Reader
+	columns []*Spec // nil at the id column
+	idCol   int
+
+	// JSON Lines
+	lines *bufio.Scanner
+	line  int
+	seen  map[string]bool
+}
+
+// NewTableReader returns a reader of the upload file r in the given format
+// (FormatCSV or FormatJSONL). Its features must belong to the catalog's
+// entity type called entity; name is the file's name for errors. For CSV it
+// reads and checks the header.
+func NewTableReader(r io.Reader, name, format string, c *Catalog, entity string) (*TableReader, error) {
+	return newTableReader(r, name, format, c, entity, MaxTableLine)
+}
+
+func newTableReader(r io.Reader, name, format string, c *Catalog, entity string, maxLine int) (*TableReader, error) {
+	t := &TableReader{name: name, catalog: c, entity: c.Entity(entity), maxLine: maxLine}
+	if t.entity == nil {
+		return nil, &TableError{File: name, Err: fmt.Errorf("unknown entity type %q", entity)}
+	}
+	switch format {
+	case FormatCSV:
+		t.csv = csv.NewReader(&lineLimiter{r: r, max: maxLine})
+		t.csv.ReuseRecord = true
+		if err := t.readHeader(); err != nil {
+			return nil, err
+		}
+	case FormatJSONL:
+		t.lines = bufio.NewScanner(r)
+		t.lines.Buffer(make([]byte, 0, min(64<<10, maxLine+1)), maxLine+1)
+		t.seen = make(map[string]bool)
+	default:
+		return nil, &TableError{File: name, Err: fmt.Errorf("unknown format %q (want csv or jsonl)", format)}
+	}
+	return t, nil
+}
+
+// Entity returns the entity type of the file's rows.
+func (t *TableReader) Entity() *Entity { return t.entity }
+
+// Next returns the next row, or io.EOF after the last. The row and its
+// slices are valid until the next call. After an error every call returns
+// that error.
+func (t *TableReader) Next() (*Row, error) {
+	if t.err != nil {
+		return nil, t.err
+	}
+	var err error
+	if t.csv != nil {
+		err = t.nextCSV()
+	} else {
+		err = t.nextJSON()
+	}
+	if err != nil {
+		t.err = err
+		return nil, err
+	}
+	return &t.row, nil
+}
+
+// spec returns the catalog feature of column name, checking its entity.
+func (t *TableReader) spec(name string) (*Spec, error) {
+	s := t.catalog.Spec(name)
+	if s == nil {
+		return nil, errors.New("not a feature in the catalog")
+	}
+	if s.Entity != t.entity {
+		return nil, fmt.Errorf("feature of entity %s, not %s", s.Entity.Name, t.entity.Name)
+	}
+	return s, nil
+}
+
+func (t *TableReader) fail(line int, column string, err error) error {
+	return &TableError{File: t.name, Line: line, Column: column, Err: err}
+}
+
+// readErr converts an error of the underlying readers.
+func (t *TableReader) readErr(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return t.fail(pe.Line, "", pe.Err)
+	}
+	var le *lineError
+	if errors.As(err, &le) {
+		return t.fail(le.line, "", le)
+	}
+	if errors.Is(err, bufio.ErrTooLong) {
+		return t.fail(t.line+1, "", fmt.Errorf("line is longer than %d bytes", t.maxLine))
+	}
+	return t.fail(0, "", fmt.Errorf("read: %w", err))
+}
+
+func (t *TableReader) readHeader() error {
+	header, err := t.csv.Read()
+	if err == io.EOF {
+		return t.fail(1, "", errors.New("empty file: want a header line like id,<feature>"))
+	}
+	if err != nil {
+		return t.readErr(err)
+	}
+	t.idCol = -1
+	t.columns = make([]*Spec, len(header))
+	seen := make(map[string]bool, len(header))
+	for i, name := range header {
+		if i == 0 {
+			name = strings.TrimPrefix(name, "\ufeff") // a byte order mark
+		}
+		switch {
+		case name == "":
+			return t.fail(1, strconv.Itoa(i+1), errors.New("empty column name"))
+		case seen[name]:
+			return t.fail(1, name, errors.New("listed twice"))
+		case name == "id":
+			t.idCol = i
+		default:
+			s, err := t.spec(name)
+			if err != nil {
+				return t.fail(1, name, err)
+			}
+			t.columns[i] = s
+		}
+		seen[name] = true
+	}
+	if t.idCol < 0 {
+		return t.fail(1, "", errors.New("no id column: want a header line like id,<feature>"))
+	}
+	t.row.Specs = make([]*Spec, 0, len(header))
+	t.row.Values = make([]Value, 0, len(header))
+	return nil
+}
+
+func (t *TableReader) nextCSV() error {
+	record, err := t.csv.Read()
+	if err == io.EOF {
+		return io.EOF
+	}
+	if err != nil {
+		return t.readErr(err)
+	}
+	line, _ := t.csv.FieldPos(0)
+	t.row.Line = line
+	t.row.Specs, t.row.Values = t.row.Specs[:0], t.row.Values[:0]
+	id := record[t.idCol]
+	if err := checkID(id); err != nil {
+		return t.fail(line, "id", err)
+	}
+	t.row.ID = strings.Clone(id) // the record is reused
+	for i, cell := range record {
+		s := t.columns[i]
+		if s == nil || cell == "" {
+			continue
+		}
+		v, err := ParseText(s.Type, cell)
+		if err == nil {
+			err = CheckSize(v)
+		}
+		if err != nil {
+			line, _ := t.csv.FieldPos(i)
+			return t.fail(line, s.Name, err)
+		}
+		t.row.Specs = append(t.row.Specs, s)
+		t.row.Values = append(t.row.Values, v)
+	}
+	return nil
+}
+
+func checkID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("empty id")
+	case len(id) > MaxIDSize:
+		return fmt.Errorf("id of %d bytes is over the limit of %d", len(id), MaxIDSize)
+	case !utf8.ValidString(id):
+		return errors.New("id is not valid UTF-8")
+	}
+	return nil
+}
+
+func (t *TableReader) nextJSON() error {
+	for {
+		if !t.lines.Scan() {
+			if err := t.lines.Err(); err != nil {
+				return t.readErr(err)
+			}
+			return io.EOF
+		}
+		t.line++
+		line := bytes.TrimSpace(t.lines.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		return t.parseJSON(line)
+	}
+}
+
+// parseJSON reads one object token by token, so that duplicate keys are
+// caught and every value is checked against its feature.
+func (t *TableReader) parseJSON(line []byte) error {
+	t.row.Line = t.line
+	t.row.ID = ""
+	t.row.Specs, t.row.Values = t.row.Specs[:0], t.row.Values[:0]
+	clear(t.seen)
+	if !utf8.Valid(line) {
+		return t.fail(t.line, "", errors.New("line is not valid UTF-8"))
+	}
+	dec := json.NewDecoder(bytes.NewReader(line))
+	dec.UseNumber()
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return t.fail(t.line, "", errors.New("want a JSON object"))
+	}
+	hasID := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return t.fail(t.line, "", fmt.Errorf("bad JSON: %v", err))
+		}
+		key, _ := tok.(string)
+		if t.seen[key] {
+			return t.fail(t.line, key, errors.New("listed twice"))
+		}
+		t.seen[key] = true
+		var x any
+		if err := dec.Decode(&x); err != nil {
+			return t.fail(t.line, key, fmt.Errorf("bad JSON: %v", err))
+		}
+		if key == "id" {
+			id, err := jsonID(x)
+			if err == nil {
+				err = checkID(id)
+			}
+			if err != nil {
+				return t.fail(t.line, "id", err)
+			}
+			t.row.ID, hasID = id, true
+			continue
+		}
+		s, err := t.spec(key)
+		if err != nil {
+			return t.fail(t.line, key, err)
+		}
+		if x == nil {
+			continue // no value: nothing to write
+		}
+		v, err := Coerce(s.Type, x)
+		if err == nil {
+			err = CheckSize(v)
+		}
+		if err != nil {
+			return t.fail(t.line, key, err)
+		}
+		t.row.Specs = append(t.row.Specs, s)
+		t.row.Values = append(t.row.Values, v)
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
+		return t.fail(t.line, "", fmt.Errorf("bad JSON: %v", err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return t.fail(t.line, "", errors.New("more than one JSON value on the line"))
+	}
+	if !hasID {
+		return t.fail(t.line, "", errors.New(`no "id"`))
+	}
+	return nil
+}
+
+// jsonID returns the text of an id given as a string or an integer.
+func jsonID(x any) (string, error) {
+	switch id := x.(type) {
+	case string:
+		return id, nil
+	case json.Number:
+		s := string(id)
+		if strings.TrimLeft(strings.TrimPrefix(s, "-"), "0123456789") == "" {
+			return s, nil
+		}
+	}
+	return "", fmt.Errorf("want a string or an integer id, got %s", describe(x))
+}
+
+// lineLimiter fails a read that would make a line longer than max bytes,
+// so that no reader buffers an unbounded line.
+type lineLimiter struct {
+	r    io.Reader
+	max  int
+	cur  int // bytes of the current line so far
+	line int // lines completed
+}
+
+type lineError struct{ line, max int }
+
+func (e *lineError) Error() string { return fmt.Sprintf("line is longer than %d bytes", e.max) }
+
+func (l *lineLimiter) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	b := p[:n]
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			l.cur += len(b)
+			break
+		}
+		if l.cur+i > l.max {
+			return 0, &lineError{line: l.line + 1, max: l.max}
+		}
+		l.line++
+		l.cur, b = 0, b[i+1:]
+	}
+	if l.cur > l.max {
+		return 0, &lineError{line: l.line + 1, max: l.max}
+	}
+	return n, err
+}

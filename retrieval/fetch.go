@@ -1,0 +1,279 @@
+package retrieval
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seer-ml/seer/features"
+)
+
+// Options tune a Retriever.
+type Options struct {
+	// Registerer receives the retrieval metrics; nil keeps them unregistered.
+	Registerer prometheus.Registerer
+}
+
+// Retriever reads feature values from its stores and uploads them.
+type Retriever struct {
+	stores  []*Store
+	byName  map[string]int
+	metrics []*storeMetrics // aligned with stores
+	upload  *prometheus.CounterVec
+}
+
+// New returns a Retriever over stores, which it does not own: the caller
+// closes them after the last Fetch.
+func New(stores []*Store, opt Options) *Retriever {
+	m := newMetrics(opt.Registerer)
+	r := &Retriever{stores: stores, byName: make(map[string]int, len(stores)), upload: m.upload}
+	for i, s := range stores {
+		r.byName[s.name] = i
+		r.metrics = append(r.metrics, m.store(s.name))
+	}
+	return r
+}
+
+// Store returns the store called name, or nil.
+func (r *Retriever) Store(name string) *Store {
+	if i, ok := r.byName[name]; ok {
+		return r.stores[i]
+	}
+	return nil
+}
+
+// Stores returns the retriever's stores.
+func (r *Retriever) Stores() []*Store { return r.stores }
+
+// job is one store's part of a Fetch: its HMGETs, built before the store's
+// goroutine starts so that the goroutine never reads the caller's lookups
+// until it holds mu and knows the Fetch still waits for it.
+type job struct {
+	store   int
+	lookups []int32 // indices into the Fetch's lookups
+	keys    []string
+	args    []any
+	cmds    []redis.Cmder
+	start   time.Time
+
+	mu        sync.Mutex
+	abandoned bool // Fetch returned without this job
+	finished  bool
+	failed    bool
+}
+
+// Fetch fills each lookup's Values and Origins (features.FromRedis) from
+// its store: one pipeline per store with one HMGET key field... per lookup,
+// the stores read in parallel under ctx's deadline. Lookups with no Specs
+// are skipped. A stored value that fails to decode, has another type than
+// its spec, or is older than the spec's MaxAge is left invalid and counted
+// in the spec's Stats. Fetch returns the names of the stores that failed or
+// did not answer in time; their lookups keep the values they had (invalid,
+// after Plan.Prepare), so they take defaults. It never blocks past ctx: a
+// store still busy when ctx ends is abandoned and reported as degraded.
+func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degraded []string) {
+	// Count the lookups of each store, then give each store its job.
+	var localCounts [8]int32
+	var perStore []int32
+	if len(r.stores) <= len(localCounts) {
+		perStore = localCounts[:len(r.stores)]
+	} else {
+		perStore = make([]int32, len(r.stores))
+	}
+	var unknown []string
+	for i := range lookups {
+		l := &lookups[i]
+		if len(l.Specs) == 0 {
+			continue
+		}
+		si, ok := r.byName[l.Store]
+		if !ok {
+			if !slices.Contains(unknown, l.Store) {
+				unknown = append(unknown, l.Store)
+			}
+			continue
+		}
+		perStore[si]++
+	}
+	var localJobs [8]*job
+	jobs := localJobs[:0]
+	for si, n := range perStore {
+		if n > 0 {
+			jobs = append(jobs, &job{store: si, lookups: make([]int32, 0, n)})
+		}
+	}
+	for i := range lookups {
+		l := &lookups[i]
+		if len(l.Specs) == 0 {
+			continue
+		}
+		if si, ok := r.byName[l.Store]; ok {
+			for _, j := range jobs {
+				if j.store == si {
+					j.lookups = append(j.lookups, int32(i))
+					break
+				}
+			}
+		}
+	}
+
+	done := make(chan *job, len(jobs))
+	waiting := 0
+	expired := ctx.Err() != nil
+	for _, j := range jobs {
+		st := r.stores[j.store]
+		if expired || !st.begin() {
+			j.failed, j.finished = true, true // out of time, or closed
+			continue
+		}
+		j.build(ctx, lookups)
+		waiting++
+		j.start = time.Now()
+		go func() {
+			defer st.inflight.Done()
+			r.run(ctx, j, lookups)
+			done <- j
+		}()
+	}
+	for waiting > 0 {
+		select {
+		case <-done:
+			waiting--
+		case <-ctx.Done():
+			for _, j := range jobs {
+				j.mu.Lock()
+				if !j.finished {
+					j.abandoned, j.failed = true, true
+					r.metrics[j.store].observe(resultTimeout, time.Since(j.start))
+				}
+				j.mu.Unlock()
+			}
+			waiting = 0
+		}
+	}
+	for _, j := range jobs {
+		if j.failed {
+			degraded = append(degraded, r.stores[j.store].name)
+		}
+	}
+	return append(degraded, unknown...)
+}
+
+// build makes the job's HMGET commands. Keys are copied, so that a command
+// still queued after Fetch gave up never reads the caller's lookups; fields
+// are pointers to the specs' immutable Field strings, which go-redis writes
+// without boxing a copy. Replies are read raw and parsed here, without an
+// allocation per value.
+func (j *job) build(ctx context.Context, lookups []features.Lookup) {
+	n := 0
+	for _, li := range j.lookups {
+		n += 2 + len(lookups[li].Specs)
+	}
+	j.keys = make([]string, len(j.lookups))
+	j.args = make([]any, 0, n)
+	j.cmds = make([]redis.Cmder, len(j.lookups))
+	for k, li := range j.lookups {
+		l := &lookups[li]
+		j.keys[k] = l.Key
+		start := len(j.args)
+		j.args = append(j.args, "hmget", &j.keys[k])
+		for _, s := range l.Specs {
+			j.args = append(j.args, &s.Field)
+		}
+		j.cmds[k] = redis.NewRawCmd(ctx, j.args[start:len(j.args):len(j.args)]...)
+	}
+}
+
+// run sends the job's pipeline and, unless Fetch has given up on it,
+// decodes the replies into the lookups.
+func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) {
+	st, m := r.stores[j.store], r.metrics[j.store]
+	pipe := st.client.Pipeline()
+	_ = pipe.BatchProcess(ctx, j.cmds...)
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.finished = true
+	if j.abandoned {
+		return
+	}
+	// Error replies are part of a raw reply: a command error means the
+	// connection or the deadline failed.
+	for _, cmd := range j.cmds {
+		if err := cmd.Err(); err != nil {
+			j.failed = true
+			result := resultError
+			if ctx.Err() != nil || isTimeout(err) {
+				result = resultTimeout
+			}
+			m.observe(result, time.Since(j.start))
+			return
+		}
+	}
+	m.observe(resultOK, time.Since(j.start))
+	var c counts
+	var vals [][]byte
+	now := time.Now().Unix()
+	for k, li := range j.lookups {
+		l := &lookups[li]
+		vals = slices.Grow(vals[:0], len(l.Specs))[:len(l.Specs)]
+		if err := splitReply(j.cmds[k].(*redis.RawCmd).Val(), vals); err != nil {
+			// An error reply for this key alone, such as WRONGTYPE when the
+			// key is not a hash: its values are unusable.
+			for _, s := range l.Specs {
+				s.Stats().Corrupt.Add(1)
+			}
+			c.corrupt += len(l.Specs)
+			clear(l.Values)
+			continue
+		}
+		decode(l, vals, now, &c)
+	}
+	m.add(&c)
+}
+
+// counts tallies the values of one store's Fetch.
+type counts struct {
+	found, absent, corrupt, wrongType, stale int
+}
+
+// decode fills one lookup from the values of its HMGET reply.
+func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
+	for k, s := range l.Specs {
+		l.Values[k] = features.Value{}
+		b := vals[k]
+		if b == nil {
+			c.absent++ // no such key or field
+			continue
+		}
+		v, stamp, err := features.DecodeStamped(b)
+		switch {
+		case err != nil:
+			s.Stats().Corrupt.Add(1)
+			c.corrupt++
+		case v.Type() != s.Type:
+			s.Stats().WrongType.Add(1)
+			c.wrongType++
+		case s.MaxAge > 0 && stamp > 0 && time.Duration(now-stamp)*time.Second > s.MaxAge:
+			s.Stats().Stale.Add(1)
+			c.stale++
+		default:
+			l.Values[k], l.Origins[k] = v, features.FromRedis
+			c.found++
+		}
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}

@@ -1,0 +1,93 @@
+package retrieval
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+)
+
+// errReply is wrapped by errors for replies that are not the array of bulk
+// strings HMGET answers with.
+var errReply = errors.New("unexpected reply")
+
+// splitReply parses a raw RESP reply to HMGET into vals, one slice of raw
+// per field: the value's bytes, or nil for a missing field. An error reply
+// or a malformed one is an error.
+func splitReply(raw []byte, vals [][]byte) error {
+	line, rest, err := respLine(raw)
+	if err != nil {
+		return err
+	}
+	switch line[0] {
+	case '*':
+	case '-':
+		return fmt.Errorf("%w: %s", errReply, line[1:])
+	default:
+		return fmt.Errorf("%w: %.40q", errReply, line)
+	}
+	n, err := respInt(line[1:])
+	if err != nil || n != len(vals) {
+		return fmt.Errorf("%w: array of %.20s items for %d fields", errReply, line[1:], len(vals))
+	}
+	for k := range vals {
+		if line, rest, err = respLine(rest); err != nil {
+			return err
+		}
+		switch line[0] {
+		case '$':
+		case '_': // RESP3 null
+			vals[k] = nil
+			continue
+		default:
+			return fmt.Errorf("%w: item %d: %.40q", errReply, k, line)
+		}
+		size, err := respInt(line[1:])
+		switch {
+		case err != nil || size < -1:
+			return fmt.Errorf("%w: item %d: %.40q", errReply, k, line)
+		case size == -1:
+			vals[k] = nil
+			continue
+		case size > len(rest)-2 || rest[size] != '\r' || rest[size+1] != '\n':
+			return fmt.Errorf("%w: item %d: truncated", errReply, k)
+		}
+		vals[k] = rest[:size:size]
+		rest = rest[size+2:]
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%w: %d bytes after the array", errReply, len(rest))
+	}
+	return nil
+}
+
+// respLine returns the next CRLF-terminated line, without its CRLF, and
+// what follows it.
+func respLine(b []byte) (line, rest []byte, err error) {
+	i := bytes.IndexByte(b, '\n')
+	if i < 2 || b[i-1] != '\r' {
+		return nil, nil, fmt.Errorf("%w: truncated line", errReply)
+	}
+	return b[:i-1], b[i+1:], nil
+}
+
+// respInt parses a RESP length: an optional minus and at most 10 digits.
+func respInt(b []byte) (int, error) {
+	neg := len(b) > 0 && b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	if len(b) == 0 || len(b) > 10 {
+		return 0, errReply
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, errReply
+		}
+		n = n*10 + int(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, nil
+}
