@@ -1,0 +1,53 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestConfigsLoad loads every configuration under configs/ with its catalog.
+func TestConfigsLoad(t *testing.T) {
+	paths, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no configs found: %v", err)
+	}
+	for _, p := range paths {
+		t.Run(filepath.Base(p), func(t *testing.T) {
+			cfg, err := loadConfig(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := loadCatalog(cfg.path(cfg.Catalog), cfg.storeNames()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestConfigStrict(t *testing.T) {
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown key", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nlisten_addr: x\n", "listen_addr"},
+		{"unknown store key", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded, adr: x}}\n", "adr"},
+		{"no catalog", "models: m\nstores: {main: {mode: embedded}}\n", "catalog: missing"},
+		{"no stores", "catalog: c.yaml\nmodels: m\n", "stores"},
+		{"bad duration", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nmodels_poll: soon\n", "soon"},
+		{"retrieval over total", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\npredict: {timeout: 10ms, retrieval_timeout: 20ms}\n", "retrieval_timeout"},
+		{"bad log level", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nlog_level: loud\n", "log_level"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "seer.yaml")
+			if err := os.WriteFile(p, []byte(tt.yaml), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			_, err := loadConfig(p)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want an error naming %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,54 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/registry"
+)
+
+// runValidate checks one model version directory as the registry would load
+// it, and prints a one-line summary or every problem found.
+func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("validate", stderr)
+	catalogPath := fs.String("catalog", "", "catalog file the model's features come from")
+	configPath := fs.String("config", "", "configuration file naming the catalog (instead of --catalog)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: validate needs one model version directory", errUsage)
+	}
+	dir := fs.Arg(0)
+	catalog := &features.Catalog{}
+	var err error
+	switch {
+	case *catalogPath != "" && *configPath != "":
+		return fmt.Errorf("%w: give --catalog or --config, not both", errUsage)
+	case *catalogPath != "":
+		catalog, err = loadCatalog(*catalogPath, nil)
+	case *configPath != "":
+		var cfg *Config
+		if cfg, err = loadConfig(*configPath); err == nil {
+			catalog, err = loadCatalog(cfg.path(cfg.Catalog), cfg.storeNames())
+		}
+	default:
+		catalog, err = features.ParseCatalog([]byte("{}"), nil)
+	}
+	if err != nil {
+		return err
+	}
+	v, err := registry.LoadVersion(dir, catalog)
+	if err != nil {
+		for _, line := range registry.ProblemLines(err) {
+			fmt.Fprintf(stderr, "%s: %s\n", dir, line)
+		}
+		return fmt.Errorf("validate %s: %d problem(s)", dir, len(registry.ProblemLines(err)))
+	}
+	m := v.Manifest
+	fmt.Fprintf(stdout, "ok: %s@%s (%s, %d inputs, %d outputs, %d golden rows)\n",
+		v.Name, v.Version, m.Format, len(m.Inputs), v.Model.NumOutputs(), len(m.Golden))
+	return nil
+}
