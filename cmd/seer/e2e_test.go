@@ -132,7 +132,7 @@ func get(t *testing.T, url string, out any) int {
 }
 
 // writeFiles writes name -> content under dir, making directories.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
+func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(dir, name)
@@ -145,7 +145,7 @@ func writeFiles(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-func copyFile(t *testing.T, src, dst string) {
+func copyFile(t testing.TB, src, dst string) {
 	t.Helper()
 	data, err := os.ReadFile(src)
 	if err != nil {
