@@ -146,66 +146,20 @@ func (c *Catalog) DisplayPlan(names []string) (*Plan, error) {
 func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 	p := &Plan{catalog: c, byName: make(map[string]int, len(decls))}
 	groups := make(map[[2]string]int)
+	var errs []error
 	for i, d := range decls {
 		if d.Name == "" {
-			return nil, fmt.Errorf("%w: input %d has no name", ErrPlan, i+1)
+			errs = append(errs, fmt.Errorf("%w: input %d has no name", ErrPlan, i+1))
+			continue
 		}
 		if _, dup := p.byName[d.Name]; dup {
-			return nil, fmt.Errorf("%w: input %s: listed twice", ErrPlan, d.Name)
+			errs = append(errs, fmt.Errorf("%w: input %s: listed twice", ErrPlan, d.Name))
+			continue
 		}
-		in := &Input{Name: d.Name}
-		switch d.Source {
-		case SourceCatalog, "":
-			in.Spec = c.Spec(d.Name)
-			if in.Spec == nil {
-				return nil, fmt.Errorf("%w: input %s: not in the catalog (request-only inputs need source: request)", ErrPlan, d.Name)
-			}
-			if d.Type != "" && d.Type != in.Spec.Type.String() {
-				return nil, fmt.Errorf("%w: input %s: type %s does not match the catalog's %s", ErrPlan, d.Name, d.Type, in.Spec.Type)
-			}
-			in.Type, in.Default = in.Spec.Type, in.Spec.Default
-		case SourceRequest:
-			t, err := ParseType(d.Type)
-			if err != nil {
-				return nil, fmt.Errorf("%w: input %s: %v", ErrPlan, d.Name, err)
-			}
-			in.Type = t
-		default:
-			return nil, fmt.Errorf("%w: input %s: source %q (want catalog or request)", ErrPlan, d.Name, d.Source)
-		}
-		if d.Default != nil {
-			v, err := Coerce(in.Type, d.Default)
-			if err != nil {
-				return nil, fmt.Errorf("%w: input %s: default: %v", ErrPlan, d.Name, err)
-			}
-			in.Default = v
-		}
-		if len(d.Categories) > 0 {
-			if in.Type != String {
-				return nil, fmt.Errorf("%w: input %s: categories need a string input, not %s", ErrPlan, d.Name, in.Type)
-			}
-			in.codes = make(map[string]float64, len(d.Categories))
-			for code, cat := range d.Categories {
-				if _, dup := in.codes[cat]; dup {
-					return nil, fmt.Errorf("%w: input %s: category %q listed twice", ErrPlan, d.Name, cat)
-				}
-				in.codes[cat] = float64(code)
-			}
-		}
-		if d.Transform != "" {
-			f, ok := transforms[d.Transform]
-			if !ok {
-				return nil, fmt.Errorf("%w: input %s: unknown transform %q (want log1p, log or identity)", ErrPlan, d.Name, d.Transform)
-			}
-			in.transform = f
-		}
-		if numeric {
-			switch {
-			case in.Type == String && in.codes == nil:
-				return nil, fmt.Errorf("%w: input %s: a string input needs a categories list", ErrPlan, d.Name)
-			case in.Type == Vector || in.Type == List:
-				return nil, fmt.Errorf("%w: input %s: %s inputs cannot feed a model column", ErrPlan, d.Name, in.Type)
-			}
+		in, err := compileInput(c, d, numeric)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: input %s: %v", ErrPlan, d.Name, err))
+			continue
 		}
 		p.byName[d.Name] = len(p.Inputs)
 		if s := in.Spec; s != nil {
@@ -222,7 +176,69 @@ func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 		}
 		p.Inputs = append(p.Inputs, in)
 	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return p, nil
+}
+
+// compileInput resolves one input declaration.
+func compileInput(c *Catalog, d InputDecl, numeric bool) (*Input, error) {
+	in := &Input{Name: d.Name}
+	switch d.Source {
+	case SourceCatalog, "":
+		in.Spec = c.Spec(d.Name)
+		if in.Spec == nil {
+			return nil, errors.New("not in the catalog (request-only inputs need source: request)")
+		}
+		if d.Type != "" && d.Type != in.Spec.Type.String() {
+			return nil, fmt.Errorf("type %s does not match the catalog's %s", d.Type, in.Spec.Type)
+		}
+		in.Type, in.Default = in.Spec.Type, in.Spec.Default
+	case SourceRequest:
+		t, err := ParseType(d.Type)
+		if err != nil {
+			return nil, err
+		}
+		in.Type = t
+	default:
+		return nil, fmt.Errorf("source %q (want catalog or request)", d.Source)
+	}
+	if d.Default != nil {
+		v, err := Coerce(in.Type, d.Default)
+		if err != nil {
+			return nil, fmt.Errorf("default: %v", err)
+		}
+		in.Default = v
+	}
+	if len(d.Categories) > 0 {
+		if in.Type != String {
+			return nil, fmt.Errorf("categories need a string input, not %s", in.Type)
+		}
+		in.codes = make(map[string]float64, len(d.Categories))
+		for code, cat := range d.Categories {
+			if _, dup := in.codes[cat]; dup {
+				return nil, fmt.Errorf("category %q listed twice", cat)
+			}
+			in.codes[cat] = float64(code)
+		}
+	}
+	if d.Transform != "" {
+		f, ok := transforms[d.Transform]
+		if !ok {
+			return nil, fmt.Errorf("unknown transform %q (want log1p, log or identity)", d.Transform)
+		}
+		in.transform = f
+	}
+	if numeric {
+		switch {
+		case in.Type == String && in.codes == nil:
+			return nil, errors.New("a string input needs a categories list")
+		case in.Type == Vector || in.Type == List:
+			return nil, fmt.Errorf("%s inputs cannot feed a model column", in.Type)
+		}
+	}
+	return in, nil
 }
 
 // Query is one scoring request as the plan sees it: entity ids and request

@@ -180,15 +180,22 @@ func checkGolden(v *Version, g models.Golden) error {
 	return nil
 }
 
-// ProblemLines returns an error's problems, one line each.
+// ProblemLines returns an error's problems, one line each: the problems of
+// a Problems list and of joined errors are listed one by one.
 func ProblemLines(err error) []string {
 	var p Problems
-	if errors.As(err, &p) {
-		out := make([]string, len(p))
-		for i, e := range p {
-			out[i] = e.Error()
-		}
-		return out
+	if !errors.As(err, &p) {
+		p = Problems{err}
 	}
-	return []string{err.Error()}
+	var out []string
+	for _, e := range p {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, inner := range j.Unwrap() {
+				out = append(out, inner.Error())
+			}
+			continue
+		}
+		out = append(out, e.Error())
+	}
+	return out
 }
