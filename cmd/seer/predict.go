@@ -87,9 +87,8 @@ func truncateBytes(b []byte, n int) string {
 	return string(b)
 }
 
-// decodeBody decodes a JSON request body strictly: a body over the limit,
-// malformed JSON, unknown fields and trailing data are errors that say
-// where they are.
+// decodeBody reads a request body of at most the configured size and
+// decodes it with decodeJSON.
 func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	body := http.MaxBytesReader(w, r.Body, s.cfg.Predict.MaxBodyBytes)
 	data, err := io.ReadAll(body)
@@ -100,6 +99,13 @@ func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error
 		}
 		return fmt.Errorf("%w: read body: %v", errBadRequest, err)
 	}
+	return decodeJSON(data, v)
+}
+
+// decodeJSON decodes a request body strictly: malformed JSON, unknown fields
+// and trailing data are errors that say where they are. Numbers stay exact
+// (json.Number).
+func decodeJSON(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
