@@ -18,8 +18,14 @@ const (
 	SplitLessEqual64
 )
 
-// MaxForestNodes caps the nodes (splits and leaves) of a Forest.
-const MaxForestNodes = 1 << 27
+// Limits on the size of a Forest.
+const (
+	// MaxForestNodes caps the nodes (splits and leaves) of a Forest.
+	MaxForestNodes = 1 << 27
+	// MaxForestLeafValues caps the leaf values a compiled Forest holds
+	// (a leaf holds Width values).
+	MaxForestLeafValues = 1 << 26
+)
 
 // maxCatCode bounds category codes: a code is valid when 0 <= code < 2^24,
 // the largest range XGBoost accepts and beyond which float32 codes are no
@@ -306,6 +312,9 @@ func compileForest(f *Forest) (*forestCode, error) {
 			if n.Feature < 0 {
 				if n.Left < 0 || int(n.Left) > len(t.Leaves)-width {
 					return nil, fmt.Errorf("%w: tree %d node %d: leaf value out of range", ErrArtifact, ti, ni)
+				}
+				if len(c.leaf32)+len(c.leaf64) > MaxForestLeafValues-width {
+					return nil, fmt.Errorf("%w: more than %d leaf values", ErrArtifact, MaxForestLeafValues)
 				}
 				ref[ni] = ^c.addLeaf(f, t, t.Leaves[n.Left:int(n.Left)+width])
 				continue

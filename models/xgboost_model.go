@@ -22,7 +22,7 @@ func identity32(v float32) float32 { return v }
 var xgbObjectives = map[string]xgbObjective{
 	"binary:logistic":      {margin: logit32, link: sigmoid32},
 	"reg:logistic":         {margin: logit32, link: sigmoid32},
-	"binary:logitraw":      {margin: logit32},
+	"binary:logitraw":      {margin: identity32}, // as XGBoost's LogisticRaw: base_score is a margin
 	"binary:hinge":         {margin: identity32, link: hinge},
 	"reg:squarederror":     {margin: identity32},
 	"reg:linear":           {margin: identity32},
@@ -330,6 +330,10 @@ func (t *xgbTree) forestTree(doc *xgbDoc, outputs int, budget *catBudget) (Tree,
 	if err != nil {
 		return Tree{}, err
 	}
+	var leafUsed []bool // leaf_weights entries taken, each by one leaf
+	if width > 1 && t.hasLeafWeights {
+		leafUsed = make([]bool, len(ft.Leaves)/width)
+	}
 	for i := range nn {
 		n := &ft.Nodes[i]
 		if t.left[i] == -1 {
@@ -339,9 +343,10 @@ func (t *xgbTree) forestTree(doc *xgbDoc, outputs int, budget *catBudget) (Tree,
 				n.Left = int32(i)
 			case t.hasLeafWeights:
 				// XGBoost keeps a leaf's index among leaves in its right child.
-				if t.right[i] < 0 || int64(t.right[i]) >= int64(len(ft.Leaves)/width) {
-					return Tree{}, fmt.Errorf("node %d: leaf %d of %d", i, t.right[i], len(ft.Leaves)/width)
+				if t.right[i] < 0 || int(t.right[i]) >= len(leafUsed) || leafUsed[t.right[i]] {
+					return Tree{}, fmt.Errorf("node %d: leaf %d of %d, or taken twice", i, t.right[i], len(leafUsed))
 				}
+				leafUsed[t.right[i]] = true
 				n.Left = t.right[i] * int32(width)
 			default:
 				n.Left = int32(i * width)
