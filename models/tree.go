@@ -148,15 +148,21 @@ func (f *Forest) Predict(dst, x []float64, nrows int) error {
 	return nil
 }
 
-// predictBlock is the number of rows Predict walks through each tree in
-// turn: the rows of a block stay in cache while the trees stream past.
+// predictBlock is the number of rows Predict scores at a time, so that
+// the margins of a block of an Argmax forest fit a buffer on the stack.
 const predictBlock = 64
 
 // forestCode is a Forest compiled for prediction. All trees' reachable
-// splits share one array in depth-first order; a child reference >= 0 is a
-// split's index, < 0 the complement of the index of a leaf's first value.
-// Every numeric split, XGBoost's float32 ones included, becomes "x <= thr",
-// and a categorical split has a NaN threshold and an entry in cats.
+// splits share one array in depth-first order (a split's left child, when
+// a split, follows it); a child reference >= 0 is a split's index, < 0 the
+// complement of the index of a leaf's first value. Every numeric split,
+// XGBoost's float32 ones included, becomes "x <= thr". A categorical split
+// has an entry in cats and, when small, its listed codes in thr's bits.
+//
+// Predict walks the rows one by one through every tree, branching on each
+// split: on the oracle models this beat both walking each tree for a
+// block of rows and branch-free walks of several rows at once, since the
+// branch predictor learns a row's path through successive trees.
 type forestCode struct {
 	nodes  []codeNode
 	roots  []int32 // per tree: its root reference
@@ -166,17 +172,30 @@ type forestCode struct {
 	leaf32 []float32
 	cats   []catSplit // categorical splits, by node index in catIdx
 	catIdx []int32    // per node: index in cats, or -1; nil without categorical splits
-	// scalar marks forests whose trees all add one value to output 0 of a
-	// single-output forest, the common case Predict specializes.
+	// scalar marks single-output forests, the common case Predict
+	// specializes.
 	scalar bool
+	// f32 rounds inputs to float32 before categorical splits read them.
+	f32 bool
 }
 
-// codeNode is one split of a compiled forest.
+// codeNode is one split of a compiled forest: kids[0] is the right
+// child, kids[1] the left one, and flags holds node* bits. A numeric
+// split sends x left when x <= thr; a NaN threshold sends every input
+// that is not missing right.
 type codeNode struct {
-	thr               float64
-	feat              uint32
-	left, right, miss int32
+	thr   float64
+	feat  uint32
+	kids  [2]int32
+	flags int32
 }
+
+const (
+	nodeDefaultLeft = 1 << iota // missing inputs go left (must be bit 0)
+	nodeCategorical             // a categorical split in cats
+	nodeSmallCats               // a categorical split whose listed codes, all below 64, are the bits of thr
+	nodeUnknownLeft             // unknown codes of a small categorical split go left
+)
 
 // catSplit is the compiled form of a categorical split.
 type catSplit struct {
@@ -199,9 +218,9 @@ func (s *catSplit) child(n *codeNode, x float64) int32 {
 		return s.unknown
 	}
 	if inBits(s.right, c) {
-		return n.right
+		return n.kids[0]
 	}
-	return n.left
+	return n.kids[1]
 }
 
 func inBits(bits []uint64, c uint64) bool {
@@ -281,6 +300,7 @@ func compileForest(f *Forest) (*forestCode, error) {
 		outs:   make([]int32, len(f.Trees)),
 		width:  width,
 		scalar: f.Outputs == 1,
+		f32:    f.Split == SplitLess32,
 	}
 	var (
 		stack []int32 // nodes to visit
@@ -375,10 +395,11 @@ func (c *forestCode) addLeaf(f *Forest, t *Tree, vals []float64) int32 {
 // references are in ref.
 func (c *forestCode) addSplit(f *Forest, n *Node, ref []int32) {
 	i := len(c.nodes)
-	cn := codeNode{feat: uint32(n.Feature), left: ref[n.Left], right: ref[n.Right]}
-	cn.miss = cn.right
+	cn := codeNode{feat: uint32(n.Feature), kids: [2]int32{ref[n.Right], ref[n.Left]}}
+	miss := cn.kids[0]
 	if n.DefaultLeft {
-		cn.miss = cn.left
+		cn.flags |= nodeDefaultLeft
+		miss = cn.kids[1]
 	}
 	if n.Cats != nil || n.CatsKnown != nil {
 		if c.catIdx == nil {
@@ -387,13 +408,26 @@ func (c *forestCode) addSplit(f *Forest, n *Node, ref []int32) {
 				c.catIdx[k] = -1
 			}
 		}
-		s := catSplit{right: n.Cats, known: n.CatsKnown, unknown: cn.miss, f32: f.Split == SplitLess32}
+		s := catSplit{right: n.Cats, known: n.CatsKnown, unknown: miss, f32: f.Split == SplitLess32}
 		if n.UnknownLeft {
-			s.unknown = cn.left
+			s.unknown = cn.kids[1]
 		}
 		c.catIdx = append(c.catIdx, int32(len(c.cats)))
 		c.cats = append(c.cats, s)
+		cn.flags |= nodeCategorical
 		cn.thr = math.NaN()
+		if len(n.Cats) <= 1 && n.CatsKnown == nil {
+			// The common case, kept in the node: no lookup in cats.
+			var bits uint64
+			if len(n.Cats) == 1 {
+				bits = n.Cats[0]
+			}
+			cn.thr = math.Float64frombits(bits)
+			cn.flags |= nodeSmallCats
+			if s.unknown == cn.kids[1] {
+				cn.flags |= nodeUnknownLeft
+			}
+		}
 		c.nodes = append(c.nodes, cn)
 		return
 	}
@@ -404,14 +438,11 @@ func (c *forestCode) addSplit(f *Forest, n *Node, ref []int32) {
 	switch {
 	case f.Split == SplitLess32:
 		cn.thr, goesLeft = less32(float32(n.Threshold))
-	case math.IsNaN(n.Threshold):
-		goesLeft = false
 	default:
 		cn.thr = n.Threshold
 	}
 	if !goesLeft {
-		// No input goes left: both comparisons lead right.
-		cn.thr, cn.left = 0, cn.right
+		cn.thr = math.NaN() // no input that is not missing goes left
 	}
 	c.nodes = append(c.nodes, cn)
 }
@@ -423,14 +454,14 @@ func (c *forestCode) walk(i int32, row []float64) int32 {
 	for i >= 0 {
 		n := &nodes[i]
 		x := row[n.feat]
-		next := n.right
-		if x <= n.thr {
-			next = n.left
+		switch {
+		case x <= n.thr:
+			i = n.kids[1]
+		case x == x:
+			i = n.kids[0]
+		default:
+			i = n.kids[n.flags&nodeDefaultLeft]
 		}
-		if x != x {
-			next = n.miss
-		}
-		i = next
 	}
 	return ^i
 }
@@ -442,79 +473,38 @@ func (c *forestCode) walkCats(i int32, row []float64) int32 {
 		n := &nodes[i]
 		x := row[n.feat]
 		switch {
+		case n.flags&nodeCategorical == 0:
+			switch {
+			case x <= n.thr:
+				i = n.kids[1]
+			case x == x:
+				i = n.kids[0]
+			default:
+				i = n.kids[n.flags&nodeDefaultLeft]
+			}
 		case x != x:
-			i = n.miss
-		case n.thr != n.thr:
+			i = n.kids[n.flags&nodeDefaultLeft]
+		case n.flags&nodeSmallCats == 0:
 			i = c.cats[c.catIdx[i]].child(n, x)
-		case x <= n.thr:
-			i = n.left
 		default:
-			i = n.right
+			if c.f32 {
+				x = float64(float32(x))
+			}
+			switch {
+			case x >= 0 && x < 64:
+				i = n.kids[math.Float64bits(n.thr)>>uint(x)&1^1]
+			case x >= 0 && x < maxCatCode || n.flags&nodeUnknownLeft != 0:
+				i = n.kids[1]
+			default:
+				i = n.kids[n.flags&nodeDefaultLeft]
+			}
 		}
 	}
 	return ^i
 }
 
-// predictBlock scores n rows (n <= predictBlock): each tree in turn takes
-// every row of the block.
+// predictBlock scores n rows (n <= predictBlock) into dst.
 func (c *forestCode) predictBlock(f *Forest, dst, x []float64, n int) {
-	nf := f.Features
-	cats := c.catIdx != nil
-	if c.scalar {
-		base := 0.0
-		if f.Base != nil {
-			base = f.Base[0]
-		}
-		if f.Sum32 {
-			var acc [predictBlock]float32
-			for r := range n {
-				acc[r] = float32(base)
-			}
-			for _, root := range c.roots {
-				for r := range n {
-					row := x[r*nf : r*nf+nf]
-					var l int32
-					if cats {
-						l = c.walkCats(root, row)
-					} else {
-						l = c.walk(root, row)
-					}
-					acc[r] += c.leaf32[l]
-				}
-			}
-			for r := range n {
-				dst[r] = float64(acc[r])
-			}
-		} else {
-			var acc [predictBlock]float64
-			for r := range n {
-				acc[r] = base
-			}
-			for _, root := range c.roots {
-				for r := range n {
-					row := x[r*nf : r*nf+nf]
-					var l int32
-					if cats {
-						l = c.walkCats(root, row)
-					} else {
-						l = c.walk(root, row)
-					}
-					acc[r] += c.leaf64[l]
-				}
-			}
-			copy(dst, acc[:n])
-		}
-		if f.Argmax {
-			clear(dst[:n]) // the only output is the largest
-			return
-		}
-		if f.Link != nil {
-			for r := range n {
-				f.Link(dst[r : r+1])
-			}
-		}
-		return
-	}
 	k := f.Outputs
 	var margins []float64
 	var buf [16 * predictBlock]float64
@@ -526,6 +516,70 @@ func (c *forestCode) predictBlock(f *Forest, dst, x []float64, n int) {
 	default:
 		margins = make([]float64, n*k)
 	}
+	if c.scalar {
+		c.sumScalar(f, margins, x, n)
+	} else {
+		c.sumVector(f, margins, x, n)
+	}
+	switch {
+	case f.Argmax:
+		for r := range n {
+			m := margins[r*k : r*k+k]
+			best := 0
+			for j, v := range m {
+				if v > m[best] {
+					best = j
+				}
+			}
+			dst[r] = float64(best)
+		}
+	case f.Link != nil:
+		for r := range n {
+			f.Link(dst[r*k : r*k+k])
+		}
+	}
+}
+
+// sumScalar writes the margins of n rows of a single-output forest.
+func (c *forestCode) sumScalar(f *Forest, dst, x []float64, n int) {
+	nf := f.Features
+	base := 0.0
+	if f.Base != nil {
+		base = f.Base[0]
+	}
+	// Row by row, every tree in turn: the walks branch, and the branch
+	// predictor learns more from one row's trees than from one tree's rows.
+	cats := c.catIdx != nil
+	for r := range n {
+		row := x[r*nf : r*nf+nf]
+		if f.Sum32 {
+			acc := float32(base)
+			for _, root := range c.roots {
+				if cats {
+					acc += c.leaf32[c.walkCats(root, row)]
+				} else {
+					acc += c.leaf32[c.walk(root, row)]
+				}
+			}
+			dst[r] = float64(acc)
+			continue
+		}
+		acc := base
+		for _, root := range c.roots {
+			if cats {
+				acc += c.leaf64[c.walkCats(root, row)]
+			} else {
+				acc += c.leaf64[c.walk(root, row)]
+			}
+		}
+		dst[r] = acc
+	}
+}
+
+// sumVector writes the margins of n rows of a forest with several
+// outputs.
+func (c *forestCode) sumVector(f *Forest, margins, x []float64, n int) {
+	nf, k, w := f.Features, f.Outputs, c.width
 	for r := range n {
 		m := margins[r*k : r*k+k]
 		if f.Base != nil {
@@ -539,45 +593,28 @@ func (c *forestCode) predictBlock(f *Forest, dst, x []float64, n int) {
 			}
 		}
 	}
-	w := c.width
-	for ti, root := range c.roots {
-		out := int(c.outs[ti])
-		for r := range n {
-			row := x[r*nf : r*nf+nf]
-			var l int32
+	add := func(r int, ti int, l int32) {
+		out := r*k + int(c.outs[ti])
+		m := margins[out : out+w]
+		if f.Sum32 {
+			for j, v := range c.leaf32[l : int(l)+w] {
+				m[j] = float64(float32(m[j]) + v)
+			}
+		} else {
+			for j, v := range c.leaf64[l : int(l)+w] {
+				m[j] += v
+			}
+		}
+	}
+	cats := c.catIdx != nil
+	for r := range n {
+		row := x[r*nf : r*nf+nf]
+		for ti, root := range c.roots {
 			if cats {
-				l = c.walkCats(root, row)
+				add(r, ti, c.walkCats(root, row))
 			} else {
-				l = c.walk(root, row)
+				add(r, ti, c.walk(root, row))
 			}
-			m := margins[r*k+out : r*k+out+w]
-			if f.Sum32 {
-				for j, v := range c.leaf32[l : int(l)+w] {
-					m[j] = float64(float32(m[j]) + v)
-				}
-			} else {
-				for j, v := range c.leaf64[l : int(l)+w] {
-					m[j] += v
-				}
-			}
-		}
-	}
-	if f.Argmax {
-		for r := range n {
-			m := margins[r*k : r*k+k]
-			best := 0
-			for j, v := range m {
-				if v > m[best] {
-					best = j
-				}
-			}
-			dst[r] = float64(best)
-		}
-		return
-	}
-	if f.Link != nil {
-		for r := range n {
-			f.Link(dst[r*k : r*k+k])
 		}
 	}
 }
