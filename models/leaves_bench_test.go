@@ -391,21 +391,22 @@ func benchTrees(b *testing.B, c treesCase) {
 }
 
 // BenchmarkTreesLightGBM scores 200-row batches of a LightGBM model
-// (RegressionVisit: 71 trees, numerical splits) with leaves and with the
-// Forest converted from the same text.
+// (RegressionVisit: 71 trees, 2130 splits of which 388 categorical) with
+// leaves and with the Forest converted from the same text.
 func BenchmarkTreesLightGBM(b *testing.B) {
 	benchTrees(b, lightGBMCase(b, "RegressionVisit"))
 }
 
-// BenchmarkTreesLightGBMCategorical is BenchmarkTreesLightGBM on a model
-// with categorical splits (ClassificationAudit: 31 trees).
+// BenchmarkTreesLightGBMCategorical is BenchmarkTreesLightGBM on
+// ClassificationAudit (31 trees, 930 splits of which 163 categorical).
 func BenchmarkTreesLightGBMCategorical(b *testing.B) {
 	benchTrees(b, lightGBMCase(b, "ClassificationAudit"))
 }
 
 // BenchmarkTreesXGBoost scores 200-row batches of an XGBoost model
-// (BinomialClassificationAudit: 71 trees with categorical splits) as seer
-// serves it (float32 sums) and with leaves, converted to LightGBM text.
+// (BinomialClassificationAudit: 71 DART-weighted trees, 2327 splits of
+// which 1134 categorical) as seer serves it (float32 sums) and with
+// leaves, converted to LightGBM text.
 func BenchmarkTreesXGBoost(b *testing.B) {
 	c, _ := xgboostCase(b, "BinomialClassificationAudit")
 	benchTrees(b, c)

@@ -30,6 +30,9 @@ func loadXGBoost(data []byte, opt Options) (Model, error) {
 		return nil, fmt.Errorf("%w: xgboost: %w", ErrArtifact, err)
 	}
 	doc, err := parseXGB(d)
+	if err == nil {
+		err = d.end()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: xgboost: %w", ErrArtifact, err)
 	}
@@ -47,8 +50,8 @@ var errOldXGBoost = errors.New(`this is an old binary XGBoost model, which seer 
 // xgbDecoder detects the format of data: JSON text, UBJSON or the old
 // binary format, which it refuses.
 func xgbDecoder(data []byte) (decoder, error) {
-	if len(data) >= 2 && data[0] == '{' && strings.IndexByte("iUIlL$#N}", data[1]) >= 0 && data[1] != '}' {
-		return &ubjDecoder{b: data}, nil
+	if u := bytes.TrimLeft(data, "N"); len(u) >= 2 && u[0] == '{' && strings.IndexByte("iUIlL$#N", u[1]) >= 0 {
+		return &ubjDecoder{b: data}, nil // UBJSON: an object whose first key has a length marker
 	}
 	text := bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	if t := bytes.TrimLeft(text, " \t\r\n"); len(t) > 0 && t[0] == '{' {

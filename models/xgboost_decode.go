@@ -53,8 +53,8 @@ type decoder interface {
 	// ints reads an array of integers (or booleans) that fit in int32.
 	ints() ([]int32, error)
 	skip() error
-	// offset is the position in the input, for error messages.
-	offset() int
+	// end checks that nothing but padding follows the document.
+	end() error
 }
 
 // jsonDecoder decodes JSON text, accepting the NaN, Infinity and
@@ -65,7 +65,13 @@ type jsonDecoder struct {
 	depth int
 }
 
-func (d *jsonDecoder) offset() int { return d.i }
+func (d *jsonDecoder) end() error {
+	d.space()
+	if d.i < len(d.b) {
+		return d.errorf("data after the document")
+	}
+	return nil
+}
 
 func (d *jsonDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: json at byte %d: %s", errSyntax, d.i, fmt.Sprintf(format, args...))
@@ -328,7 +334,15 @@ type ubjDecoder struct {
 	depth int
 }
 
-func (d *ubjDecoder) offset() int { return d.i }
+func (d *ubjDecoder) end() error {
+	for d.i < len(d.b) && d.b[d.i] == 'N' {
+		d.i++
+	}
+	if d.i < len(d.b) {
+		return d.errorf("data after the document")
+	}
+	return nil
+}
 
 func (d *ubjDecoder) errorf(format string, args ...any) error {
 	return fmt.Errorf("%w: ubjson at byte %d: %s", errSyntax, d.i, fmt.Sprintf(format, args...))

@@ -472,43 +472,40 @@ func (m *xgbLinear) Predict(dst, x []float64, nrows int) error {
 		return fmt.Errorf("predict: %d inputs and %d outputs for %d rows of %d features and %d outputs",
 			len(x), len(dst), nrows, m.features, nout)
 	}
-	var buf [64]float64
-	var margins []float64
-	if m.argmax {
-		margins = buf[:0]
-		if k > len(buf) {
-			margins = make([]float64, k)
-		}
-		margins = margins[:k]
-	}
-	bias := m.weights[m.features*k:]
 	for r := range nrows {
 		row := x[r*m.features : (r+1)*m.features]
-		out := margins
-		if !m.argmax {
-			out = dst[r*k : (r+1)*k]
-		}
-		for g := range k {
-			sum := float32(bias[g] + float32(m.base[g]))
-			for j, v := range row {
-				if v != v {
-					continue
-				}
-				sum += float32(float32(v) * m.weights[j*k+g])
-			}
-			out[g] = float64(sum)
-		}
 		if m.argmax {
-			best := 0
-			for g, v := range out {
-				if v > out[best] {
-					best = g
+			best, top := 0, 0.0
+			for g := range k {
+				if v := m.margin(g, row); g == 0 || v > top {
+					best, top = g, v
 				}
 			}
 			dst[r] = float64(best)
-		} else if m.link != nil {
+			continue
+		}
+		out := dst[r*k : (r+1)*k]
+		for g := range out {
+			out[g] = m.margin(g, row)
+		}
+		if m.link != nil {
 			m.link(out)
 		}
 	}
 	return nil
+}
+
+// margin returns output g's margin for row: XGBoost's float32 sum of the
+// bias, the base margin and each present input times its weight, in
+// feature order.
+func (m *xgbLinear) margin(g int, row []float64) float64 {
+	k := m.outputs
+	sum := float32(m.weights[m.features*k+g] + float32(m.base[g]))
+	for j, v := range row {
+		if v != v {
+			continue
+		}
+		sum += float32(float32(v) * m.weights[j*k+g])
+	}
+	return float64(sum)
 }
