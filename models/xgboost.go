@@ -93,24 +93,25 @@ type xgbDoc struct {
 	bestIter   int // -1 when absent
 	booster    string
 	gbtree     *xgbTrees
-	weightDrop []float32 // dart
+	weightDrop []float32 // DART tree weights beside the tree model (older versions)
 	linear     []float32 // gblinear weights
 }
 
+// xgbTrees is a tree model: gbtree's, or the one inside a dart booster.
 type xgbTrees struct {
-	numTrees     int
-	parallel     int
-	trees        []*xgbTree
-	treeInfo     []int32
-	iterIndptr   []int32
-	weightDrop   []float32
-	haveParallel bool
+	numTrees   int
+	parallel   int // num_parallel_tree
+	trees      []*xgbTree
+	treeInfo   []int32   // per tree: its output
+	iterIndptr []int32   // per iteration: its first tree (XGBoost 2.0 and later)
+	weightDrop []float32 // DART tree weights, here in recent XGBoost versions
 }
 
+// xgbTree is one tree of a tree model, its arrays as the file has them.
 type xgbTree struct {
 	id                                   int
 	numNodes                             int
-	leafVector                           int
+	leafVector                           int // size_leaf_vector
 	left, right, splitIdx, dftLeft       []int32
 	splitType, catNodes, catSegs, catLen []int32
 	cats                                 []int32
@@ -310,11 +311,8 @@ func (doc *xgbDoc) trees() *xgbTrees {
 
 func (m *xgbTrees) parseParam(d decoder) error {
 	return members(d, map[string]func() error{
-		"num_trees": func() error { return intParam(d, "num_trees", &m.numTrees, 0, maxXGBTrees) },
-		"num_parallel_tree": func() error {
-			m.haveParallel = true
-			return intParam(d, "num_parallel_tree", &m.parallel, 1, maxXGBTrees)
-		},
+		"num_trees":         func() error { return intParam(d, "num_trees", &m.numTrees, 0, maxXGBTrees) },
+		"num_parallel_tree": func() error { return intParam(d, "num_parallel_tree", &m.parallel, 1, maxXGBTrees) },
 	})
 }
 

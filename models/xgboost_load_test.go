@@ -141,12 +141,13 @@ func TestXGBoostJSONSyntax(t *testing.T) {
 	}
 	nan := math.NaN()
 	got := predictRows(t, m, []float64{1, 0, 0}, []float64{3, 0, 0}, []float64{-1, 0, 0}, []float64{nan, 0, 0}, []float64{math.Inf(1), 0, 0})
+	// Each tree adds -1 (left) or 1 (right); per row, the five trees:
 	want := []float64{
-		-1 + 1 + 1 - 1 + 1, // 1: <Inf, not <-Inf, not <NaN, <2.5, not <0
-		-1 + 1 + 1 + 1 + 1,
-		-1 + 1 + 1 - 1 - 1,
-		1 - 1 + 1 + 1 - 1, // missing: default_left per tree
-		1 + 1 + 1 + 1 + 1, // +Inf < Inf is false
+		1,  // 1: left, right, right, left, right
+		3,  // 3: left, right, right, right, right
+		-1, // -1: left, right, right, left, left
+		1,  // NaN: right, left, right, right, left (default_left)
+		5,  // +Inf: right everywhere (+Inf < Inf is false)
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("predictions (-want +got):\n%s", diff)
@@ -225,6 +226,7 @@ func TestXGBoostBadModels(t *testing.T) {
 		{"iteration_indptr", edit(func(m *tinyModel) { m.model = `"iteration_indptr":[0,2],` }), Options{}},
 		{"base_score size", edit(func(m *tinyModel) { m.baseScore = `"[1,2]"` }), Options{}},
 		{"base_score text", edit(func(m *tinyModel) { m.baseScore = `"half"` }), Options{}},
+		{"base_score range", edit(func(m *tinyModel) { m.objective, m.baseScore = "count:poisson", `"-1"` }), Options{}},
 		{"softmax without classes", edit(func(m *tinyModel) { m.objective = "multi:softmax" }), Options{}},
 		{"category out of range", edit(func(m *tinyModel) {
 			m.trees = []string{tinyTree(0, tinyNode{left: 1, right: 2, cond: "0", cats: []int{1 << 24}}, tinyNode{left: -1, cond: "1"}, tinyNode{left: -1, cond: "2"})}

@@ -140,6 +140,9 @@ func (doc *xgbDoc) model(opt Options) (Model, error) {
 		for i := range base {
 			b := doc.baseScore[min(i, len(doc.baseScore)-1)]
 			base[i] = float64(obj.margin(b))
+			if math.IsNaN(base[i]) {
+				return nil, fmt.Errorf("base_score %v is out of range for objective %s", b, doc.objective)
+			}
 		}
 	default:
 		return nil, fmt.Errorf("%d base scores for %d outputs", len(doc.baseScore), outputs)
