@@ -1,6 +1,7 @@
 package models
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -133,6 +134,23 @@ func TestXGBoostOracles(t *testing.T) {
 				t.Errorf("%d outputs, manifest says %d", m.NumOutputs(), c.Outputs)
 			}
 			worstAll = max(worstAll, checkPredictions(t, m, in, want))
+			// The same document in UBJSON, with typed arrays as XGBoost
+			// writes them, gives the same predictions.
+			dec := json.NewDecoder(bytes.NewReader(data))
+			dec.UseNumber()
+			var doc any
+			if err := dec.Decode(&doc); err != nil {
+				t.Fatal(err)
+			}
+			var ubj bytes.Buffer
+			ubjEncode(&ubj, doc, ubjStyle{typed: 'd', counted: true})
+			mu, err := Load(FormatXGBoost, ubj.Bytes(), Options{})
+			if err != nil {
+				t.Fatalf("ubjson: %v", err)
+			}
+			if !predictionsMatch(t, mu, in, want) {
+				t.Error("the UBJSON encoding predicts otherwise")
+			}
 			if c.LimitIterations > 0 {
 				// The expected values use the first limit_iterations
 				// iterations, which the model's best_iteration also says.
