@@ -61,11 +61,12 @@ type Node struct {
 	UnknownLeft bool
 }
 
-// Tree is one decision tree of a Forest.
+// Tree is one decision tree of a Forest. Node 0 is its root.
 type Tree struct {
 	Nodes []Node
 	// Leaves holds Width values per leaf, added to outputs Output ..
-	// Output+Width-1.
+	// Output+Width-1. Every tree of a Forest has the same Width (0 and 1
+	// both mean 1).
 	Leaves []float64
 	Output int
 	Width  int
@@ -78,7 +79,8 @@ type Tree struct {
 //
 // Check validates a forest and compiles it into the layout Predict walks;
 // Predict compiles on first use when Check was not called. A forest must
-// not be changed after its first Check or Predict.
+// not be changed, nor copied, after its first Check or Predict; Predict
+// may then run concurrently.
 type Forest struct {
 	Features int
 	// Outputs is the number of margins per row, the trees' outputs.
@@ -342,10 +344,6 @@ func compileForest(f *Forest) (*forestCode, error) {
 			if int(n.Feature) >= f.Features {
 				return nil, fmt.Errorf("%w: tree %d node %d: feature %d of %d", ErrArtifact, ti, ni, n.Feature, f.Features)
 			}
-			if f.Split == SplitLess32 && n.Cats == nil && n.CatsKnown == nil &&
-				float64(float32(n.Threshold)) != n.Threshold && !math.IsNaN(n.Threshold) {
-				return nil, fmt.Errorf("%w: tree %d node %d: threshold %v is not a float32", ErrArtifact, ti, ni, n.Threshold)
-			}
 			ref[ni] = int32(len(c.nodes) + len(order))
 			order = append(order, ni)
 			stack = append(stack, n.Right, n.Left)
@@ -437,7 +435,13 @@ func (c *forestCode) addSplit(f *Forest, n *Node, ref []int32) {
 	goesLeft := true
 	switch {
 	case f.Split == SplitLess32:
-		cn.thr, goesLeft = less32(float32(n.Threshold))
+		// float32(x) < T for a float64 T is float32(x) < t for the
+		// smallest float32 t >= T.
+		t := float32(n.Threshold)
+		if float64(t) < n.Threshold {
+			t = math.Nextafter32(t, float32(math.Inf(1)))
+		}
+		cn.thr, goesLeft = less32(t)
 	default:
 		cn.thr = n.Threshold
 	}

@@ -110,7 +110,7 @@ func refLeft(split Split, n *Node, x float64) bool {
 	}
 	if n.Cats == nil && n.CatsKnown == nil {
 		if split == SplitLess32 {
-			return float32(x) < float32(n.Threshold)
+			return float64(float32(x)) < n.Threshold
 		}
 		return x <= n.Threshold
 	}
@@ -200,8 +200,11 @@ func randomForest(rng *rand.Rand, split Split, sum32 bool, outputs, width int) *
 				n.UnknownLeft = rng.IntN(2) == 0
 			default:
 				n.Threshold = float64(float32(rng.NormFloat64() * 3))
-				if rng.IntN(10) == 0 {
-					n.Threshold = []float64{math.NaN(), math.Inf(-1), math.Inf(1)}[rng.IntN(3)]
+				switch rng.IntN(10) {
+				case 0:
+					n.Threshold = []float64{math.NaN(), math.Inf(-1), math.Inf(1), 1e300, -1e300}[rng.IntN(5)]
+				case 1:
+					n.Threshold = rng.NormFloat64() * 3 // not a float32
 				}
 			}
 		}
@@ -341,7 +344,6 @@ func TestForestCheck(t *testing.T) {
 		{"shared child", func(f *Forest) { f.Trees[0].Nodes[0].Right = 1 }},
 		{"leaf range", func(f *Forest) { f.Trees[0].Nodes[2].Left = 2 }},
 		{"negative leaf", func(f *Forest) { f.Trees[0].Nodes[1].Left = -1 }},
-		{"threshold not float32", func(f *Forest) { f.Trees[0].Nodes[0].Threshold = 0.1 }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -388,6 +390,37 @@ func TestForestPredictAllocs(t *testing.T) {
 		})
 		if allocs != 0 {
 			t.Errorf("%d outputs: Predict allocates %v times per call", outputs, allocs)
+		}
+	}
+}
+
+// TestForestLess32Float64 checks SplitLess32 with thresholds that are not
+// float32 values: float32(x) < t in float64.
+func TestForestLess32Float64(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 2000 {
+		thr := rng.NormFloat64() * math.Pow(10, float64(rng.IntN(20)-10))
+		f := &Forest{Features: 1, Outputs: 1, Split: SplitLess32, Trees: []Tree{{
+			Nodes:  []Node{{Feature: 0, Left: 1, Right: 2, Threshold: thr}, {Feature: -1, Left: 0}, {Feature: -1, Left: 1}},
+			Leaves: []float64{1, 0},
+		}}}
+		t32 := float32(thr)
+		xs := []float64{thr, float64(t32), float64(math.Nextafter32(t32, float32(math.Inf(1)))), float64(math.Nextafter32(t32, float32(math.Inf(-1))))}
+		for _, x := range xs[:] {
+			xs = append(xs, math.Nextafter(x, math.Inf(1)), math.Nextafter(x, math.Inf(-1)))
+		}
+		got := make([]float64, len(xs))
+		if err := f.Predict(got, xs, len(xs)); err != nil {
+			t.Fatal(err)
+		}
+		for i, x := range xs {
+			want := 0.0
+			if float64(float32(x)) < thr {
+				want = 1
+			}
+			if got[i] != want {
+				t.Fatalf("threshold %v, x %v: left %v, want %v", thr, x, got[i] == 1, want == 1)
+			}
 		}
 	}
 }
