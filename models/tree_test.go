@@ -424,3 +424,29 @@ func TestForestLess32Float64(t *testing.T) {
 		}
 	}
 }
+
+func TestForestConcurrentPredict(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	f := randomForest(rng, SplitLess32, true, 2, 1) // not checked: the first Predicts compile it
+	x := randomRows(rng, 50, f.Features)
+	want := make([]float64, 50*f.NumOutputs())
+	for r := range 50 {
+		copy(want[r*f.NumOutputs():], refPredict(f, x[r*f.Features:(r+1)*f.Features]))
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			got := make([]float64, len(want))
+			err := f.Predict(got, x, 50)
+			if err == nil && !cmp.Equal(want, got) {
+				err = errors.New("predictions differ")
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
