@@ -201,7 +201,7 @@ func TestLightGBMRawOracle(t *testing.T) {
 	}
 }
 
-const tinyModel = "testdata/lightgbm/tiny.txt"
+const tinyLightGBM = "testdata/lightgbm/tiny.txt"
 
 // tinyRows are inputs for testdata/lightgbm/tiny.txt (amount, category,
 // score) with its raw score worked out by hand from the file:
@@ -259,7 +259,7 @@ func predictAll(t testing.TB, m Model, x []float64) []float64 {
 }
 
 func TestLightGBMTiny(t *testing.T) {
-	text := string(readFile(t, tinyModel))
+	text := string(readFile(t, tinyLightGBM))
 	sigmoid := func(v float64) float64 { return 1 / (1 + math.Exp(-v)) }
 	cases := []struct {
 		name string
@@ -290,7 +290,7 @@ func TestLightGBMTiny(t *testing.T) {
 // TestLightGBMObjectives checks the output transform of every objective
 // LightGBM can write into a model, against its raw scores.
 func TestLightGBMObjectives(t *testing.T) {
-	text := string(readFile(t, tinyModel))
+	text := string(readFile(t, tinyLightGBM))
 	withObjective := func(line string) string {
 		return strings.Replace(text, "objective=binary sigmoid:1\n", line, 1)
 	}
@@ -365,7 +365,7 @@ func TestLightGBMObjectives(t *testing.T) {
 // TestLightGBMMulticlass reads the tiny model's three trees as one iteration
 // of three classes.
 func TestLightGBMMulticlass(t *testing.T) {
-	text := string(readFile(t, tinyModel))
+	text := string(readFile(t, tinyLightGBM))
 	text = strings.Replace(text, "num_class=1\nnum_tree_per_iteration=1\n", "num_class=3\nnum_tree_per_iteration=3\n", 1)
 	raw := predictAll(t, loadTiny(t, strings.Replace(text, "objective=binary sigmoid:1", "objective=custom", 1), Options{Raw: true}), tinyX())
 	for i, r := range tinyRows {
@@ -431,7 +431,7 @@ func TestLightGBMMulticlass(t *testing.T) {
 // small model: each must load or be refused with an error wrapping
 // ErrArtifact, never crash.
 func TestLightGBMGuards(t *testing.T) {
-	text := string(readFile(t, tinyModel))
+	text := string(readFile(t, tinyLightGBM))
 	replace := func(old, new string) func(string) string {
 		return func(s string) string {
 			if !strings.Contains(s, old) {
@@ -551,7 +551,7 @@ func TestLightGBMGuards(t *testing.T) {
 }
 
 func TestLightGBMPredictSizes(t *testing.T) {
-	m := loadTiny(t, string(readFile(t, tinyModel)), Options{})
+	m := loadTiny(t, string(readFile(t, tinyLightGBM)), Options{})
 	cases := []struct {
 		name    string
 		dst, x  int
@@ -578,7 +578,7 @@ func TestLightGBMPredictSizes(t *testing.T) {
 }
 
 func TestLightGBMConcurrentPredict(t *testing.T) {
-	m := loadTiny(t, string(readFile(t, tinyModel)), Options{})
+	m := loadTiny(t, string(readFile(t, tinyLightGBM)), Options{})
 	x := tinyX()
 	want := predictAll(t, m, x)
 	var wg sync.WaitGroup
@@ -609,7 +609,7 @@ func TestLightGBMConcurrentPredict(t *testing.T) {
 var fuzzRows = []float64{0, math.NaN(), -1, 1, 0.5, 1e-36, -1e-36, 3, 31, 32, 1e10, -1e10, math.Inf(1), math.Inf(-1), 2147483648, -0.5}
 
 func FuzzLoadLightGBM(f *testing.F) {
-	tiny := string(readFile(f, tinyModel))
+	tiny := string(readFile(f, tinyLightGBM))
 	f.Add([]byte(tiny), false, uint8(0))
 	f.Add([]byte(strings.Replace(tiny, "version=v3", "version=v4", 1)), true, uint8(2))
 	f.Add([]byte(tiny[:len(tiny)/2]), false, uint8(0))
