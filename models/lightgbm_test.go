@@ -469,7 +469,7 @@ func TestLightGBMGuards(t *testing.T) {
 		{"no version", replace("version=v3\n", ""), Options{}, "not a LightGBM text model"},
 		{"empty", func(string) string { return "" }, Options{}, "not a LightGBM text model"},
 		{"JSON dump", func(string) string { return `{"name":"tree","version":"v4"}` }, Options{}, "not a LightGBM text model"},
-		{"XGBoost JSON", func(string) string { return `{"learner":{}}` }, Options{}, "not a LightGBM text model"},
+		{"XGBoost JSON", func(string) string { return `{"learner":{}}` }, Options{}, "an XGBoost JSON or UBJSON model (detected from its bytes)"},
 		{"linear tree", replace("is_linear=0", "is_linear=1"), Options{}, "linear_tree"},
 		{"linear leaf coefficients", replace("is_linear=0", "leaf_coeff=0.5 0.25"), Options{}, "linear_tree"},
 		{"truncated in a tree", cutAt("Tree=1", 40), Options{}, "tree 1"},

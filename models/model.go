@@ -7,6 +7,7 @@
 package models
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -67,6 +68,9 @@ func Load(format string, data []byte, opt Options) (m Model, err error) {
 			m, err = nil, fmt.Errorf("%w: %s loader panicked: %v", ErrArtifact, format, r)
 		}
 	}()
+	if got := Sniff(data); got != "" && got != format {
+		return nil, fmt.Errorf("%w: the artifact is %s (detected from its bytes), but the format is %s", ErrArtifact, describeSniffed(got), format)
+	}
 	switch format {
 	case FormatLightGBM:
 		return loadLightGBM(data, opt)
@@ -78,4 +82,57 @@ func Load(format string, data []byte, opt Options) (m Model, err error) {
 		return loadLinear(data, opt)
 	}
 	return nil, fmt.Errorf("%w: unknown format %q (want lightgbm, xgboost, sklearn or linear)", ErrArtifact, format)
+}
+
+// formatXGBoostBinary is what Sniff says of XGBoost's old binary format.
+const formatXGBoostBinary = "xgboost-binary"
+
+// Sniff detects an artifact's format from its first bytes: lightgbm,
+// xgboost (JSON or UBJSON), sklearn (seer's export), linear, or
+// xgboost-binary (XGBoost's old binary format, which seer refuses); ""
+// when it cannot tell.
+func Sniff(data []byte) string {
+	head := data[:min(len(data), 4096)]
+	text := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
+	switch {
+	case bytes.HasPrefix(text, []byte("tree\n")) || bytes.HasPrefix(text, []byte("tree\r\n")):
+		return FormatLightGBM
+	case len(text) == 0:
+		return ""
+	case text[0] != '{':
+		if isOldXGBoost(data) {
+			return formatXGBoostBinary
+		}
+		return ""
+	}
+	if d, err := xgbDecoder(data); err == nil {
+		if _, ubj := d.(*ubjDecoder); ubj {
+			return FormatXGBoost
+		}
+	}
+	switch {
+	case bytes.Contains(head, []byte(`"learner"`)):
+		return FormatXGBoost
+	case bytes.Contains(head, []byte(`"seer-sklearn"`)):
+		return FormatSklearn
+	case bytes.Contains(head, []byte(`"weights"`)):
+		return FormatLinear
+	}
+	return ""
+}
+
+func describeSniffed(format string) string {
+	switch format {
+	case FormatLightGBM:
+		return "a LightGBM text model"
+	case FormatXGBoost:
+		return "an XGBoost JSON or UBJSON model"
+	case FormatSklearn:
+		return "a scikit-learn export"
+	case FormatLinear:
+		return "a linear model"
+	case formatXGBoostBinary:
+		return "an old binary XGBoost model (re-save it from XGBoost as JSON: booster.save_model(\"model.json\"))"
+	}
+	return format
 }
