@@ -19,7 +19,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *configPath == "" || *entity == "" || fs.NArg() == 0 {
-		return fmt.Errorf("%w: upload needs --config FILE --entity NAME FILE...", errUsage)
+		return fmt.Errorf("%w: upload needs --config FILE, --entity NAME and at least one file", errUsage)
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
