@@ -11,8 +11,7 @@ build: ## Build bin/seer
 run: build ## Build and serve the quickstart (embedded store, no Redis needed)
 	./bin/seer serve --config configs/quickstart.yaml
 
-test: ## Run every test, with the race detector
-	$(GO) vet ./...
+test: lint ## Lint, then run every test with the race detector
 	$(GO) test -race -count=1 ./...
 
 lint: ## go vet and staticcheck
