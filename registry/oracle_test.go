@@ -78,10 +78,11 @@ func inputNames(header []string) []string {
 	return out
 }
 
+var unsafeModelName = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
 // modelName turns a case label into a registry model name.
 func modelName(label string) string {
-	label = strings.ReplaceAll(label, "@", "_at")
-	return regexp.MustCompile(`[^A-Za-z0-9_.-]`).ReplaceAllString(label, "_")
+	return unsafeModelName.ReplaceAllString(strings.ReplaceAll(label, "@", "_at"), "_")
 }
 
 // tables caches the TSV files of a set: many cases share an input file.
