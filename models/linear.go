@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -19,10 +20,13 @@ const (
 // link: margin j = sum_i coef[j][i] * x[i] + intercept[j]. A missing (NaN)
 // input and a zero coefficient contribute nothing to the sum, so a missing
 // value acts as 0 (the training mean when a StandardScaler comes first).
+// Only the columns that have a weight are kept, so that its size follows
+// the artifact's, not the number of inputs times the number of classes.
 type linearModel struct {
 	features  int
 	margins   int
-	coef      []float64 // margins rows of features values
+	cols      []int     // the weighted input columns, ascending; nil when all are
+	coef      []float64 // margins rows of len(cols) values
 	intercept []float64
 	link      link
 }
@@ -41,6 +45,33 @@ func (m *linearModel) Predict(dst, x []float64, nrows int) error {
 		return fmt.Errorf("predict: %d inputs and %d outputs for %d rows of %d features and %d outputs",
 			len(x), len(dst), nrows, m.features, m.margins)
 	}
+	if m.cols == nil {
+		m.predictDense(dst, x, nrows)
+		return nil
+	}
+	nf, nc := m.features, len(m.cols)
+	for r := range nrows {
+		row := x[r*nf : (r+1)*nf]
+		out := dst[r*m.margins : (r+1)*m.margins]
+		for j := range out {
+			coef := m.coef[j*nc : (j+1)*nc]
+			s := 0.0
+			for k, w := range coef {
+				v := row[m.cols[k]]
+				if w == 0 || v != v {
+					continue
+				}
+				s += float64(w * v) // the conversion keeps the product from fusing
+			}
+			out[j] = s + m.intercept[j]
+		}
+		m.link.apply(out)
+	}
+	return nil
+}
+
+// predictDense is Predict when every column has a weight.
+func (m *linearModel) predictDense(dst, x []float64, nrows int) {
 	nf := m.features
 	for r := range nrows {
 		row := x[r*nf : (r+1)*nf]
@@ -59,7 +90,6 @@ func (m *linearModel) Predict(dst, x []float64, nrows int) error {
 		}
 		m.link.apply(out)
 	}
-	return nil
 }
 
 // linearDoc is the format linear artifact (see docs/linear.md).
@@ -164,14 +194,10 @@ func loadLinear(data []byte, opt Options) (Model, error) {
 	if margins*nf > maxLinearCoefs {
 		return nil, fmt.Errorf("%w: linear: %d classes of %d inputs is over the limit of %d weights", ErrArtifact, margins, nf, maxLinearCoefs)
 	}
-	m := &linearModel{
-		features:  nf,
-		margins:   margins,
-		coef:      make([]float64, margins*nf),
-		intercept: intercept,
-		link:      l,
-	}
-	for k, name := range doc.Weights.names {
+	// The weighted columns in input order, which is the order the margins
+	// add their terms in.
+	cols := make([]int, 0, len(doc.Weights.names))
+	for _, name := range doc.Weights.names {
 		col, ok := index[name]
 		switch {
 		case !ok:
@@ -179,13 +205,28 @@ func loadLinear(data []byte, opt Options) (Model, error) {
 		case col < 0:
 			return nil, fmt.Errorf("%w: linear: weight %q: the input appears more than once", ErrArtifact, name)
 		}
+		cols = append(cols, col)
+	}
+	order := slices.Clone(cols)
+	slices.Sort(order)
+	nc := len(order)
+	m := &linearModel{
+		features:  nf,
+		margins:   margins,
+		cols:      order,
+		coef:      make([]float64, margins*nc),
+		intercept: intercept,
+		link:      l,
+	}
+	for k, name := range doc.Weights.names {
+		at, _ := slices.BinarySearch(order, cols[k])
 		raw := doc.Weights.values[k]
 		if margins == 1 {
 			var w jsonFloat
 			if err := json.Unmarshal(raw, &w); err != nil {
 				return nil, fmt.Errorf("%w: linear: weight %q: want a number", ErrArtifact, name)
 			}
-			m.coef[col] = float64(w)
+			m.coef[at] = float64(w)
 			continue
 		}
 		var ws []jsonFloat
@@ -193,8 +234,11 @@ func loadLinear(data []byte, opt Options) (Model, error) {
 			return nil, fmt.Errorf("%w: linear: weight %q: want an array of %d numbers, one per class", ErrArtifact, name, margins)
 		}
 		for j, w := range ws {
-			m.coef[j*nf+col] = float64(w)
+			m.coef[j*nc+at] = float64(w)
 		}
+	}
+	if nc == nf {
+		m.cols = nil // every column has a weight: index rows directly
 	}
 	if opt.Raw {
 		m.link = linkIdentity
