@@ -1,6 +1,7 @@
 package models
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -133,6 +134,9 @@ func loadSklearn(data []byte, opt Options) (Model, error) {
 	}
 	m, err := doc.model(opt)
 	if err != nil {
+		if errors.Is(err, ErrArtifact) { // from Forest.Check, already marked
+			return nil, fmt.Errorf("sklearn: %w", err)
+		}
 		return nil, fmt.Errorf("%w: sklearn: %v", ErrArtifact, err)
 	}
 	return m, nil
