@@ -268,6 +268,10 @@ type Lookup struct {
 	Specs   []*Spec
 	Values  []Value
 	Origins []Origin
+	// Stamps, when not nil, receives the unix seconds each value read from
+	// the store was stamped with (0 for none); the retrieval layer's cache
+	// sets it to expire values before they outgrow their max age.
+	Stamps []int64
 }
 
 // Batch is the working set of one query: the lookups it needs and which

@@ -17,6 +17,8 @@ import (
 type Options struct {
 	// Registerer receives the retrieval metrics; nil keeps them unregistered.
 	Registerer prometheus.Registerer
+	// Cache, when not nil, serves and fills every Fetch (see NewCache).
+	Cache *Cache
 }
 
 // Retriever reads feature values from its stores and uploads them.
@@ -25,13 +27,14 @@ type Retriever struct {
 	byName  map[string]int
 	metrics []*storeMetrics // aligned with stores
 	upload  *prometheus.CounterVec
+	cache   *Cache
 }
 
 // New returns a Retriever over stores, which it does not own: the caller
 // closes them after the last Fetch.
 func New(stores []*Store, opt Options) *Retriever {
 	m := newMetrics(opt.Registerer)
-	r := &Retriever{stores: stores, byName: make(map[string]int, len(stores)), upload: m.upload}
+	r := &Retriever{stores: stores, byName: make(map[string]int, len(stores)), upload: m.upload, cache: opt.Cache}
 	for i, s := range stores {
 		r.byName[s.name] = i
 		r.metrics = append(r.metrics, m.store(s.name))
@@ -67,8 +70,9 @@ type job struct {
 	failed    bool
 }
 
-// Fetch fills each lookup's Values and Origins (features.FromRedis) from
-// its store: one pipeline per store with one HMGET key field... per lookup,
+// Fetch fills each lookup's Values and Origins from the cache
+// (features.FromCache), when the Retriever has one, and from its store
+// (features.FromRedis): one pipeline per store with one HMGET key field... per lookup,
 // the stores read in parallel under ctx's deadline. Lookups with no Specs
 // are skipped. A stored value that fails to decode, has another type than
 // its spec, or is older than the spec's MaxAge is left invalid and counted
@@ -77,6 +81,12 @@ type job struct {
 // after Plan.Prepare), so they take defaults. It never blocks past ctx: a
 // store still busy when ctx ends is abandoned and reported as degraded.
 func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degraded []string) {
+	// The cache serves its live hits, joins reads in flight, and narrows
+	// the lookups to what Redis must still read.
+	var cf *cacheFetch
+	if r.cache != nil {
+		cf = r.cache.before(lookups)
+	}
 	// Count the lookups of each store, then give each store its job.
 	var localCounts [8]int32
 	var perStore []int32
@@ -161,7 +171,13 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 			degraded = append(degraded, r.stores[j.store].name)
 		}
 	}
-	return append(degraded, unknown...)
+	degraded = append(degraded, unknown...)
+	if cf != nil {
+		// Restore the lookups, fill the cache, wait for joined reads,
+		// queue shadow comparisons.
+		degraded = r.cache.after(ctx, cf, lookups, degraded)
+	}
+	return degraded
 }
 
 // build makes the job's HMGET commands. Keys are copied, so that a command
@@ -247,6 +263,9 @@ type counts struct {
 func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 	for k, s := range l.Specs {
 		l.Values[k] = features.Value{}
+		if l.Stamps != nil {
+			l.Stamps[k] = 0
+		}
 		b := vals[k]
 		if b == nil {
 			c.absent++ // no such key or field
@@ -265,6 +284,9 @@ func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 			c.stale++
 		default:
 			l.Values[k], l.Origins[k] = v, features.FromRedis
+			if l.Stamps != nil {
+				l.Stamps[k] = stamp
+			}
 			c.found++
 		}
 	}

@@ -15,6 +15,7 @@ import (
 // fetchFixture is a query of 200 stores with 15 features each plus a
 // consumer with 10, all stored in one real redis-server.
 type fetchFixture struct {
+	cat     *features.Catalog
 	r       *Retriever
 	plan    *features.Plan
 	query   *features.Query
@@ -81,7 +82,7 @@ func newFetchFixture(tb testing.TB, stores int) *fetchFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fetchFixture{r: New([]*Store{st}, Options{}), plan: p, query: q}
+	f := &fetchFixture{cat: c, r: New([]*Store{st}, Options{}), plan: p, query: q}
 	if err := p.Prepare(q, &f.batch); err != nil {
 		tb.Fatal(err)
 	}
