@@ -88,12 +88,16 @@ func (c *Cache) applyMarkers(si int, m map[uint32]int64, first bool) {
 		fs.version.Store(v)
 		fs.batch.Store(ok)
 		fs.gen.Add(1)
-		if first {
-			continue
+		switch {
+		case first:
+		case !was:
+			// A first upload: the feature was real-time until now.
+			c.log.Debug("upload marker appeared: batch feature", "feature", fs.spec.Name, "store", c.stores[si].name, "version", v)
+		default:
+			fs.evictions.Add(1)
+			c.m.evictions[si].Inc()
+			c.log.Info("upload marker changed: cached values evicted", "feature", fs.spec.Name, "store", c.stores[si].name, "from", old, "to", v, "marker", ok)
 		}
-		fs.evictions.Add(1)
-		c.m.evictions[si].Inc()
-		c.log.Info("upload marker changed: cached values evicted", "feature", fs.spec.Name, "store", c.stores[si].name, "from", old, "to", v, "marker", ok)
 	}
 }
 

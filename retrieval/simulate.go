@@ -43,6 +43,7 @@ type Simulation struct {
 	Sizes    []int      // cache sizes, in entries
 	Reads    int        // reads replayed
 	Keys     int        // distinct keys among them
+	Start    time.Time  // the time of the first read
 	Points   []SimPoint // the curve, one point per window
 	HitRates []float64  // over the whole trace, per size
 	// Ideal is the hit rate of an unbounded cache: every read but the
@@ -56,7 +57,9 @@ type SimPoint struct {
 	Time   time.Time // the time of the window's last read
 	Window []float64 // hit rate within the window, per size
 	Total  []float64 // hit rate from the start, per size
-	Ideal  float64   // an unbounded cache's hit rate within the window
+	// Ideal and IdealTotal are an unbounded cache's hit rates within the
+	// window and from the start.
+	Ideal, IdealTotal float64
 }
 
 // Simulate replays reads through an otter cache of each size (in entries)
@@ -69,7 +72,8 @@ func Simulate(reads []SimRead, sizes []int, points int) (Simulation, error) {
 		return Simulation{}, errors.New("simulate: the trace has no reads")
 	}
 	points = max(1, min(points, len(reads)))
-	sim := Simulation{Sizes: sizes, Reads: len(reads), HitRates: make([]float64, len(sizes)), Points: make([]SimPoint, points)}
+	sim := Simulation{Sizes: sizes, Reads: len(reads), Start: time.Unix(0, reads[0].Time).UTC(),
+		HitRates: make([]float64, len(sizes)), Points: make([]SimPoint, points)}
 	bounds := make([]int, points) // end of each window
 	for p := range points {
 		bounds[p] = (p + 1) * len(reads) / points
@@ -92,6 +96,7 @@ func Simulate(reads []SimRead, sizes []int, points int) (Simulation, error) {
 		}
 		hits += w
 		sim.Points[p].Ideal = float64(w) / float64(end-start)
+		sim.Points[p].IdealTotal = float64(hits) / float64(end)
 		start = end
 	}
 	sim.Keys, sim.Ideal = len(seen), float64(hits)/float64(len(reads))

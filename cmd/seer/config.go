@@ -24,6 +24,7 @@ type Config struct {
 	Stores     map[string]retrieval.Config `yaml:"stores"`
 	Seed       []Seed                      `yaml:"seed"`
 	Predict    PredictConfig               `yaml:"predict"`
+	Cache      retrieval.CacheConfig       `yaml:"cache"`
 	AdminToken string                      `yaml:"admin_token"`
 	LogLevel   string                      `yaml:"log_level"`
 	Shutdown   time.Duration               `yaml:"shutdown_timeout"`
@@ -57,6 +58,7 @@ func defaultConfig() Config {
 		ModelsPoll: 10 * time.Second,
 		LogLevel:   "info",
 		Shutdown:   15 * time.Second,
+		Cache:      retrieval.DefaultCacheConfig(),
 		Predict: PredictConfig{
 			Timeout:          time.Second,
 			RetrievalTimeout: 50 * time.Millisecond,
@@ -109,6 +111,9 @@ func (c *Config) check() error {
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		errs = append(errs, fmt.Errorf("log_level: %q (want debug, info, warn or error)", c.LogLevel))
+	}
+	if err := c.Cache.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: %w", err))
 	}
 	for i, s := range c.Seed {
 		if s.Entity == "" || s.File == "" {

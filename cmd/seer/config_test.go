@@ -37,6 +37,8 @@ func TestConfigStrict(t *testing.T) {
 		{"bad duration", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nmodels_poll: soon\n", "soon"},
 		{"retrieval over total", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\npredict: {timeout: 10ms, retrieval_timeout: 20ms}\n", "retrieval_timeout"},
 		{"bad log level", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nlog_level: loud\n", "log_level"},
+		{"unknown cache key", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ncache: {mode: live, max_entries: 5}\n", "max_entries"},
+		{"bad cache mode", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ncache: {mode: sometimes}\n", "cache: "},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 // Command seer is the ranking and prediction service: it serves predictions
-// over HTTP (serve), loads features into the stores (upload), and checks
-// model versions before they ship (validate).
+// over HTTP (serve), loads features into the stores (upload), checks model
+// versions before they ship (validate), and estimates the feature cache's
+// hit rate from a trace of reads (simulate).
 package main
 
 import (
@@ -29,7 +30,8 @@ const usage = `usage: seer <command> [flags]
 commands:
   serve     --config FILE [--listen ADDR]      serve predictions over HTTP
   upload    --config FILE --entity NAME FILE...  validate and load feature files
-  validate  [--catalog FILE | --config FILE] DIR  check a model version directory`
+  validate  [--catalog FILE | --config FILE] DIR  check a model version directory
+  simulate  [--sizes N,...] (--zipf N,S | TRACE...)  replay feature reads through caches of several sizes`
 
 // errUsage marks errors in how seer was called.
 var errUsage = errors.New("usage")
@@ -47,6 +49,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runUpload(ctx, args[1:], stdout, stderr)
 	case "validate":
 		return runValidate(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		return runSimulate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil

@@ -64,6 +64,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go svc.registry.Watch(watchCtx)
+	defer svc.reloadOnHangup(watchCtx, *configPath)()
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
@@ -102,6 +103,7 @@ type service struct {
 	log       *slog.Logger
 	catalog   *features.Catalog
 	stores    []*retrieval.Store
+	cache     *retrieval.Cache
 	retriever *retrieval.Retriever
 	registry  *registry.Registry
 }
@@ -122,7 +124,11 @@ func openService(ctx context.Context, cfg *Config, log *slog.Logger, metrics pro
 		}
 		svc.stores = append(svc.stores, st)
 	}
-	svc.retriever = retrieval.New(svc.stores, retrieval.Options{Registerer: metrics})
+	if svc.cache, err = openCache(ctx, cfg, svc.catalog, svc.stores, log, metrics); err != nil {
+		svc.close()
+		return nil, err
+	}
+	svc.retriever = retrieval.New(svc.stores, retrieval.Options{Registerer: metrics, Cache: svc.cache})
 	svc.registry, err = registry.Open(svc.catalog, registry.Options{
 		Root: cfg.path(cfg.Models), Poll: cfg.ModelsPoll, Logger: log, Metrics: metrics,
 	})
@@ -142,10 +148,18 @@ func (svc *service) seed(ctx context.Context) error {
 		}
 		svc.log.Info("seeded", "entity", s.Entity, "file", s.File, "rows", st.Rows, "values", st.Values)
 	}
+	if len(svc.cfg.Seed) > 0 {
+		_ = svc.cache.PollMarkers(ctx) // learn the seeded features' markers now; errors are logged
+	}
 	return nil
 }
 
 func (svc *service) close() {
+	if svc.cache != nil {
+		if err := svc.cache.Close(); err != nil {
+			svc.log.Warn("close cache", "err", err)
+		}
+	}
 	for _, st := range svc.stores {
 		if err := st.Close(); err != nil {
 			svc.log.Warn("close store", "store", st.Name(), "err", err)

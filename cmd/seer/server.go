@@ -78,6 +78,8 @@ func (s *server) routes() http.Handler {
 	r.Get("/healthz", s.handleHealth)
 	r.Get("/readyz", s.handleReady)
 	r.Get("/v1/admin/features", s.admin(s.handleFeatureStats))
+	r.Get("/v1/admin/cache", s.admin(s.handleCacheStats))
+	r.Put("/v1/admin/cache", s.admin(s.handleCacheFlags))
 	r.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics}))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no route " + r.Method + " " + r.URL.Path})
