@@ -173,7 +173,13 @@ func printSimulation(w io.Writer, sim retrieval.Simulation, cumulative bool) {
 	}
 	fmt.Fprintln(tw, "all\t")
 	for _, p := range sim.Points {
-		fmt.Fprintf(tw, "%d\t%s\t", p.Reads, p.Time.Sub(sim.Start).Round(time.Millisecond))
+		elapsed := p.Time.Sub(sim.Start)
+		if elapsed >= 10*time.Second {
+			elapsed = elapsed.Round(time.Second)
+		} else {
+			elapsed = elapsed.Round(time.Millisecond)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t", p.Reads, elapsed)
 		rates, ideal := p.Window, p.Ideal
 		if cumulative {
 			rates, ideal = p.Total, p.IdealTotal
