@@ -440,10 +440,15 @@ const flightShards = 16
 
 // flight is one read of a cache key from Redis that other Fetches wait for.
 type flight struct {
-	done chan struct{} // closed when e and ok are set
-	e    entry
-	ok   bool
+	done  chan struct{} // closed when e and ok are set
+	e     entry
+	ok    bool
+	start time.Time
 }
+
+// staleFlight is the age past which a flight is taken to be lost (its
+// Fetch panicked before landing it) and a new one replaces it.
+const staleFlight = 10 * time.Second
 
 type flightShard struct {
 	mu sync.Mutex
@@ -456,13 +461,14 @@ func (c *Cache) join(k ckey, h uint64) (f *flight, leader bool) {
 	sh := &c.flights[h%flightShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if f, ok := sh.m[k]; ok {
+	now := time.Now()
+	if f, ok := sh.m[k]; ok && now.Sub(f.start) < staleFlight {
 		return f, false
 	}
 	if sh.m == nil {
 		sh.m = make(map[ckey]*flight)
 	}
-	f = &flight{done: make(chan struct{})}
+	f = &flight{done: make(chan struct{}), start: now}
 	sh.m[k] = f
 	return f, true
 }
@@ -471,7 +477,9 @@ func (c *Cache) join(k ckey, h uint64) (f *flight, leader bool) {
 func (c *Cache) land(k ckey, h uint64, f *flight, e entry, ok bool) {
 	sh := &c.flights[h%flightShards]
 	sh.mu.Lock()
-	delete(sh.m, k)
+	if sh.m[k] == f {
+		delete(sh.m, k)
+	}
 	sh.mu.Unlock()
 	f.e, f.ok = e, ok
 	close(f.done)
