@@ -123,7 +123,7 @@ func TestSimulate(t *testing.T) {
 	if sim.Reads != 40000 || len(sim.Points) != 10 || sim.Points[9].Reads != 40000 {
 		t.Fatalf("%d reads, %d points", sim.Reads, len(sim.Points))
 	}
-	if got := sim.Points[9].Time; !got.Equal(start.Add(39999 * time.Millisecond)) || !sim.Start.Equal(start) {
+	if got := sim.Points[9].Time; !got.Equal(start.Add(39999*time.Millisecond)) || !sim.Start.Equal(start) {
 		t.Errorf("last point at %v", got)
 	}
 	h := sim.HitRates
