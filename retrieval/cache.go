@@ -145,6 +145,8 @@ type Cache struct {
 	trace    *tracer
 	fetches  sync.Pool // *cacheFetch
 
+	shadowTasks sync.Pool // *shadowTask
+
 	mu  sync.Mutex // serializes changes of cfg and flags
 	cfg CacheConfig
 
@@ -234,6 +236,7 @@ func NewCache(ctx context.Context, c *features.Catalog, stores []*Store, cfg Cac
 	})
 	cc.m = newCacheMetrics(opt.Registerer, cc)
 	cc.fetches.New = func() any { return new(cacheFetch) }
+	cc.shadowTasks.New = func() any { return new(shadowTask) }
 	if cfg.Trace.Path != "" {
 		if cc.trace, err = openTracer(cfg.Trace); err != nil {
 			cc.values.StopAllGoroutines()

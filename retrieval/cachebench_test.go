@@ -9,7 +9,10 @@ import (
 
 // withLiveCache gives the fixture a cache in live mode over its store,
 // after marking every feature as uploaded, and warms it.
-func (f *fetchFixture) withLiveCache(tb testing.TB) *Cache {
+func (f *fetchFixture) withLiveCache(tb testing.TB) *Cache { return f.withCache(tb, CacheLive) }
+
+// withCache gives the fixture a cache in the given mode.
+func (f *fetchFixture) withCache(tb testing.TB, mode string) *Cache {
 	tb.Helper()
 	st := f.r.stores[0]
 	ctx := context.Background()
@@ -21,7 +24,7 @@ func (f *fetchFixture) withLiveCache(tb testing.TB) *Cache {
 		tb.Fatal(err)
 	}
 	cfg := DefaultCacheConfig()
-	cfg.Mode = CacheLive
+	cfg.Mode = mode
 	c, err := NewCache(ctx, f.cat, f.r.stores, cfg, CacheOptions{})
 	if err != nil {
 		tb.Fatal(err)
@@ -63,12 +66,22 @@ func TestFetchCacheHot(t *testing.T) {
 }
 
 // BenchmarkFetchCache reads a 200-candidate ranking query (200 stores of 15
-// features and a consumer of 10) from a real redis-server, then from a hot
-// cache in live mode.
+// features and a consumer of 10) from a real redis-server, with the cache
+// in shadow mode (Redis answers; the comparisons run on the worker), and
+// from a hot cache in live mode.
 func BenchmarkFetchCache(b *testing.B) {
 	b.Run("redis", func(b *testing.B) {
 		f := newFetchFixture(b, 200)
 		f.fetch(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			f.fetch(b)
+		}
+		b.ReportMetric(float64(f.values), "values/op")
+	})
+	b.Run("shadow", func(b *testing.B) {
+		f := newFetchFixture(b, 200)
+		f.withCache(b, CacheShadow)
 		b.ReportAllocs()
 		for b.Loop() {
 			f.fetch(b)

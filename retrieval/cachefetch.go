@@ -43,6 +43,8 @@ type cacheFetch struct {
 	stamps  []int64
 
 	failed []uint8 // by store: 0 not checked, 1 answered, 2 degraded
+
+	shadowItems, shadowVals int // the most the shadow task may need
 }
 
 // setDesc is how the lookups sharing one Specs slice use the cache in this
@@ -146,6 +148,10 @@ func (c *Cache) before(lookups []features.Lookup) *cacheFetch {
 		}
 		if rec.live == liveHit || rec.live == liveFollower {
 			cf.narrow(l, d, &rec)
+		}
+		if len(d.shadow) > 0 {
+			cf.shadowItems++
+			cf.shadowVals += len(d.shadow)
 		}
 		if (len(d.shadow) > 0 && d.shadowAges) || (rec.live == liveLeader && d.liveAges) {
 			off := len(cf.stamps)
@@ -304,6 +310,11 @@ func (c *Cache) after(ctx context.Context, cf *cacheFetch, lookups []features.Lo
 				idx = d.restIdx
 			}
 			ttl := cf.entryTTL(d.shadowTTL, l, d.shadow, stamps, idx)
+			if task == nil {
+				task = c.shadowTasks.Get().(*shadowTask)
+				task.items = slices.Grow(task.items, cf.shadowItems)
+				task.vals = slices.Grow(task.vals, cf.shadowVals)
+			}
 			task = cf.addShadow(task, l, d, ttl)
 		}
 	}
@@ -401,9 +412,6 @@ func (cf *cacheFetch) entryTTL(ttl time.Duration, l *features.Lookup, pos []int1
 
 // addShadow queues the comparison of l's shadow features.
 func (cf *cacheFetch) addShadow(t *shadowTask, l *features.Lookup, d *setDesc, ttl time.Duration) *shadowTask {
-	if t == nil {
-		t = new(shadowTask)
-	}
 	if d.shadowFeats == nil {
 		d.shadowFeats = make([]int32, len(d.shadow))
 		for j, p := range d.shadow {
@@ -432,6 +440,7 @@ func (c *Cache) release(cf *cacheFetch) {
 	cf.specs, cf.vals, cf.origins, cf.stamps = cf.specs[:0], cf.vals[:0], cf.origins[:0], cf.stamps[:0]
 	cf.recs, cf.descs = cf.recs[:0], cf.descs[:0]
 	cf.snap = nil
+	cf.shadowItems, cf.shadowVals = 0, 0
 	c.fetches.Put(cf)
 }
 

@@ -42,17 +42,76 @@ func (c *Cache) enqueue(t *shadowTask) {
 	default:
 		c.m.dropped.Add(float64(len(t.items)))
 		c.m.droppedN.Add(uint64(len(t.items)))
+		c.recycle(t)
 	}
 }
 
+// recycle returns a task's memory to the pool.
+func (c *Cache) recycle(t *shadowTask) {
+	clear(t.items)
+	clear(t.vals)
+	t.items, t.vals = t.items[:0], t.vals[:0]
+	c.shadowTasks.Put(t)
+}
+
 func (c *Cache) shadowLoop() {
+	w := &shadowCounts{per: make([]featCounts, len(c.feats))}
 	for {
 		select {
 		case <-c.ctx.Done():
 			return
 		case t := <-c.shadow:
-			c.compare(t)
+			c.compare(t, w)
 		}
+	}
+}
+
+// shadowCounts tallies one task's counts per feature, so that the shared
+// counters take one add per feature and task rather than per value.
+type shadowCounts struct {
+	per     []featCounts // by catalog index
+	touched []int32
+	stores  [][2]int // by store: lookups that hit, missed
+}
+
+func (w *shadowCounts) lookups(store int32, result int) {
+	if int(store) >= len(w.stores) {
+		w.stores = append(w.stores, make([][2]int, int(store)+1-len(w.stores))...)
+	}
+	w.stores[store][result]++
+}
+
+type featCounts struct{ hits, misses, match, mismatch uint64 }
+
+func (w *shadowCounts) at(fi int32) *featCounts {
+	fc := &w.per[fi]
+	if *fc == (featCounts{}) {
+		w.touched = append(w.touched, fi)
+	}
+	return fc
+}
+
+func (w *shadowCounts) flush(c *Cache) {
+	for _, fi := range w.touched {
+		fc, fs := &w.per[fi], c.feats[fi]
+		for _, x := range [...]struct {
+			n *uint64
+			c interface{ Add(uint64) uint64 }
+		}{{&fc.hits, &fs.shadowHits}, {&fc.misses, &fs.shadowMisses}, {&fc.match, &fs.shadowMatch}, {&fc.mismatch, &fs.shadowMismatch}} {
+			if *x.n > 0 {
+				x.c.Add(*x.n)
+			}
+		}
+		*fc = featCounts{}
+	}
+	w.touched = w.touched[:0]
+	for si, n := range w.stores {
+		for r, k := range n {
+			if k > 0 {
+				c.m.lookups[si][mShadow][r].Add(float64(k))
+			}
+		}
+		w.stores[si] = [2]int{}
 	}
 }
 
@@ -74,7 +133,7 @@ func (c *Cache) shadowSync(ctx context.Context) error {
 }
 
 // compare handles one task.
-func (c *Cache) compare(t *shadowTask) {
+func (c *Cache) compare(t *shadowTask, w *shadowCounts) {
 	if t.done != nil {
 		close(t.done)
 		return
@@ -87,40 +146,48 @@ func (c *Cache) compare(t *shadowTask) {
 		return
 	}
 	now := time.Now()
+	var match, mismatch int
 	for i := range t.items {
 		it := &t.items[i]
 		n := len(it.feats)
 		vals := t.vals[it.off : int(it.off)+n]
-		m := &c.m.lookups[it.store][mShadow]
 		e, ok := c.values.GetIfPresent(it.key)
 		if !ok || int(e.n) != n {
-			m[rMiss].Inc()
+			w.lookups(it.store, rMiss)
 			for _, fi := range it.feats {
-				c.feats[fi].shadowMisses.Add(1)
+				w.at(fi).misses++
 			}
 			c.set(it.key, newEntry(vals, nil, it.ttl))
 			continue
 		}
-		m[rHit].Inc()
+		w.lookups(it.store, rHit)
 		same := true
 		for j, fi := range it.feats {
-			fs := c.feats[fi]
-			fs.shadowHits.Add(1)
+			fc := w.at(fi)
+			fc.hits++
 			if cached := e.value(j); cached.Equal(vals[j]) {
-				fs.shadowMatch.Add(1)
+				fc.match++
 			} else {
-				fs.shadowMismatch.Add(1)
-				fs.sample(MismatchSample{Time: now, Store: c.stores[it.store].name, Key: it.key.key, Cached: cached, Redis: vals[j]})
+				fc.mismatch++
+				c.feats[fi].sample(MismatchSample{Time: now, Store: c.stores[it.store].name, Key: it.key.key, Cached: cached, Redis: vals[j]})
 				same = false
 			}
 		}
 		if same {
-			c.m.shadow[rMatch].Inc()
+			match++
 		} else {
-			c.m.shadow[rMismatch].Inc()
+			mismatch++
 			c.set(it.key, newEntry(vals, nil, it.ttl))
 		}
 	}
+	if match > 0 {
+		c.m.shadow[rMatch].Add(float64(match))
+	}
+	if mismatch > 0 {
+		c.m.shadow[rMismatch].Add(float64(mismatch))
+	}
+	w.flush(c)
+	c.recycle(t)
 }
 
 // sample keeps a mismatch, dropping the oldest beyond maxSamples.
