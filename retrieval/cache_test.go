@@ -294,7 +294,13 @@ func TestCacheMarkerEviction(t *testing.T) {
 		t.Fatalf("warm: %v", got)
 	}
 	f.upload(t, "id,store_rating\n1,9.5\n")
-	time.Sleep(3 * cfg.MarkerPoll)
+	uploaded := time.Now()
+	for f.stats("store_rating").MarkerEvictions == 0 && time.Since(uploaded) < 5*time.Second {
+		time.Sleep(cfg.MarkerPoll / 5)
+	}
+	if d := time.Since(uploaded); d > 20*cfg.MarkerPoll {
+		t.Errorf("the upload was noticed after %v with a poll every %v", d, cfg.MarkerPoll)
+	}
 	got := f.fetch(t, f.r, []string{"1"})
 	// The upload touched store_rating only, but the entry holds the
 	// set of features read together: all of them are read again.
@@ -469,10 +475,11 @@ func TestCacheInflight(t *testing.T) {
 		fetchAll(t, f.r, f.cat, []string{"2"}, cacheNames, 5*time.Second)
 	}()
 	time.Sleep(30 * time.Millisecond)
+	// The leader's read lands 150ms after it started, 120ms from now.
 	start := time.Now()
-	_, late := fetchAll(t, f.r, f.cat, []string{"2"}, cacheNames, 50*time.Millisecond)
-	if d := time.Since(start); d > 120*time.Millisecond {
-		t.Errorf("a joined read with a 50ms deadline took %v", d)
+	_, late := fetchAll(t, f.r, f.cat, []string{"2"}, cacheNames, 20*time.Millisecond)
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("a joined read with a 20ms deadline took %v", d)
 	}
 	if !cmp.Equal(late, []string{"main"}) {
 		t.Errorf("degraded %v, want [main]", late)
