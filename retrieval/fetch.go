@@ -72,8 +72,8 @@ type job struct {
 
 // Fetch fills each lookup's Values and Origins from the cache
 // (features.FromCache), when the Retriever has one, and from its store
-// (features.FromRedis): one pipeline per store with one HMGET key field... per lookup,
-// the stores read in parallel under ctx's deadline. Lookups with no Specs
+// (features.FromRedis): one pipeline per store with one HMGET key field...
+// per lookup, the stores read in parallel under ctx's deadline. Lookups with no Specs
 // are skipped. A stored value that fails to decode, has another type than
 // its spec, or is older than the spec's MaxAge is left invalid and counted
 // in the spec's Stats. Fetch returns the names of the stores that failed or
