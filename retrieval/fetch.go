@@ -1,8 +1,10 @@
 package retrieval
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"time"
@@ -64,10 +66,28 @@ type job struct {
 	cmds    []redis.Cmder
 	start   time.Time
 
+	// parts split the job by node. Part p sends pcmds[lo:hi], the commands
+	// of lookups order[lo:hi] (positions in lookups, keys and cmds); for a
+	// standalone store there is one part, pcmds is cmds and order is nil.
+	parts []part
+	one   [1]part
+	pcmds []redis.Cmder
+	order []int32
+
 	mu        sync.Mutex
 	abandoned bool // Fetch returned without this job
 	finished  bool
 	failed    bool
+}
+
+// part is the share of a job that goes to one node.
+type part struct {
+	node    *node
+	client  *redis.Client
+	lo, hi  int32
+	probe   bool  // the probe of the node's half-open breaker
+	skipped bool  // the node's breaker is open: nothing was sent
+	err     error // why the node failed, nil when it answered
 }
 
 // Fetch fills each lookup's Values and Origins from the cache
@@ -205,13 +225,37 @@ func (j *job) build(ctx context.Context, lookups []features.Lookup) {
 	}
 }
 
-// run sends the job's pipeline and, unless Fetch has given up on it,
-// decodes the replies into the lookups.
+// run routes the job's commands to their nodes and sends one pipeline
+// per node, in parallel, skipping nodes whose breaker is open. Each part
+// decodes its replies into the lookups as soon as it has them, unless
+// Fetch has given up on the job: when one node is slow or down, the
+// others' values still arrive.
 func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) {
 	st, m := r.stores[j.store], r.metrics[j.store]
-	pipe := st.client.Pipeline()
-	_ = pipe.BatchProcess(ctx, j.cmds...)
-	_, _ = pipe.Exec(ctx) // errors are read per command below
+	err := st.route(ctx, j)
+	if err == nil {
+		var wg sync.WaitGroup
+		var first *part
+		for p := range j.parts {
+			pt := &j.parts[p]
+			ok, probe := pt.node.brk.allow()
+			if !ok {
+				pt.skipped = true
+				m.rejected.Inc()
+				continue
+			}
+			pt.probe = probe
+			if first == nil {
+				first = pt // sent from this goroutine
+				continue
+			}
+			wg.Go(func() { r.runPart(ctx, j, pt, lookups) })
+		}
+		if first != nil {
+			r.runPart(ctx, j, first, lookups)
+		}
+		wg.Wait()
+	}
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -219,29 +263,77 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 	if j.abandoned {
 		return
 	}
-	// Error replies are part of a raw reply: a command error means the
-	// connection or the deadline failed.
-	for _, cmd := range j.cmds {
-		if err := cmd.Err(); err != nil {
-			j.failed = true
-			result := resultError
-			if ctx.Err() != nil || isTimeout(err) {
-				result = resultTimeout
-			}
-			m.observe(result, time.Since(j.start))
-			return
+	result := resultOK
+	if err != nil {
+		result = resultError
+		if ctx.Err() != nil || isTimeout(err) {
+			result = resultTimeout
 		}
 	}
-	m.observe(resultOK, time.Since(j.start))
+	for _, p := range j.parts {
+		switch {
+		case p.err != nil && (ctx.Err() != nil || isTimeout(p.err)):
+			result = resultTimeout
+		case p.err != nil && result != resultTimeout:
+			result = resultError
+		case p.skipped && result == resultOK:
+			result = resultBreaker
+		}
+	}
+	j.failed = result != resultOK
+	m.observe(result, time.Since(j.start))
+}
+
+// runPart sends one node's pipeline, tells the node's breaker how it went
+// and, unless Fetch has given up on the job, decodes the replies.
+func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []features.Lookup) {
+	st, m := r.stores[j.store], r.metrics[j.store]
+	cmds := j.pcmds[p.lo:p.hi]
+	pipe := p.client.Pipeline()
+	_ = pipe.BatchProcess(ctx, cmds...)
+	_, _ = pipe.Exec(ctx) // errors are read per command below
+	if st.cluster != nil {
+		st.redirect(ctx, cmds, m)
+	}
+	p.err = partError(cmds)
+	switch {
+	case p.err == nil:
+		p.node.brk.success()
+	case errors.Is(p.err, context.Canceled):
+		p.node.brk.release(p.probe) // the caller went away: says nothing of the node
+	default:
+		if p.node.brk.failure(p.probe) {
+			m.opened.Inc()
+		}
+	}
+
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.abandoned {
+		return
+	}
 	var c counts
 	var vals [][]byte
 	now := time.Now().Unix()
-	for k, li := range j.lookups {
-		l := &lookups[li]
+	for i := p.lo; i < p.hi; i++ {
+		k := i
+		if j.order != nil {
+			k = j.order[i]
+		}
+		cmd := j.cmds[k].(*redis.RawCmd)
+		if cmd.Err() != nil {
+			continue // the connection or the deadline failed: defaults
+		}
+		l := &lookups[j.lookups[k]]
+		raw := cmd.Val()
+		if len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
+			continue // the node cannot serve (LOADING, CLUSTERDOWN, ...): defaults
+		}
 		vals = slices.Grow(vals[:0], len(l.Specs))[:len(l.Specs)]
-		if err := splitReply(j.cmds[k].(*redis.RawCmd).Val(), vals); err != nil {
+		if err := splitReply(raw, vals); err != nil {
 			// An error reply for this key alone, such as WRONGTYPE when the
-			// key is not a hash: its values are unusable.
+			// key is not a hash, or a malformed reply: its values are
+			// unusable.
 			for _, s := range l.Specs {
 				s.Stats().Corrupt.Add(1)
 			}
@@ -252,6 +344,33 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 		decode(l, vals, now, &c)
 	}
 	m.add(&c)
+}
+
+// partError returns the first error of a node's commands: a failed
+// connection or deadline, or an error reply that says the node cannot
+// serve. Error replies about one key (WRONGTYPE) are not the node's fault.
+func partError(cmds []redis.Cmder) error {
+	for _, cmd := range cmds {
+		if err := cmd.Err(); err != nil {
+			return err
+		}
+	}
+	for _, cmd := range cmds {
+		if raw := cmd.(*redis.RawCmd).Val(); len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
+			return fmt.Errorf("%w: %s", errNodeReply, bytes.TrimRight(raw[1:], "\r\n"))
+		}
+	}
+	return nil
+}
+
+// errNodeReply is wrapped by errors for error replies that refuse a whole
+// node's reads.
+var errNodeReply = errors.New("node refused the read")
+
+// keyError reports whether an error reply concerns the key alone: the key
+// holds something other than a hash.
+func keyError(raw []byte) bool {
+	return bytes.HasPrefix(raw, []byte("-WRONGTYPE"))
 }
 
 // counts tallies the values of one store's Fetch.

@@ -12,19 +12,22 @@ const (
 	resultOK      = "ok"
 	resultError   = "error"
 	resultTimeout = "timeout"
+	resultBreaker = "breaker" // a node's breaker was open: nothing was sent to it
 )
 
 type metrics struct {
 	duration *prometheus.HistogramVec
 	values   *prometheus.CounterVec
 	upload   *prometheus.CounterVec
+	breaker  *prometheus.CounterVec
+	redirect *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "seer_retrieval_fetch_duration_seconds",
-			Help:    "Time one store took to answer the pipeline of a Fetch, by result (ok, error, timeout).",
+			Help:    "Time one store took to answer the pipeline of a Fetch, by result (ok, error, timeout, breaker).",
 			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512},
 		}, []string{"store", "result"}),
 		values: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -35,11 +38,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "seer_retrieval_upload_values_total",
 			Help: "Feature values written by uploads.",
 		}, []string{"store"}),
+		breaker: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seer_retrieval_breaker_events_total",
+			Help: "Circuit breaker events of a store's nodes: opened (after repeated failures, or a failed probe), rejected (a node's reads skipped while its breaker was open).",
+		}, []string{"store", "event"}),
+		redirect: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seer_retrieval_redirects_total",
+			Help: "Reads a Redis Cluster node redirected (MOVED, ASK, TRYAGAIN) and seer sent again through the cluster client.",
+		}, []string{"store"}),
 	}
 	if reg != nil {
 		m.duration = register(reg, m.duration)
 		m.values = register(reg, m.values)
 		m.upload = register(reg, m.upload)
+		m.breaker = register(reg, m.breaker)
+		m.redirect = register(reg, m.redirect)
 	}
 	return m
 }
@@ -64,6 +77,8 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 type storeMetrics struct {
 	duration                                 map[string]prometheus.Observer
 	found, absent, corrupt, wrongType, stale prometheus.Counter
+	opened, rejected                         prometheus.Counter // breaker events
+	redirected                               prometheus.Counter
 }
 
 func (m *metrics) store(name string) *storeMetrics {
@@ -72,12 +87,16 @@ func (m *metrics) store(name string) *storeMetrics {
 			resultOK:      m.duration.WithLabelValues(name, resultOK),
 			resultError:   m.duration.WithLabelValues(name, resultError),
 			resultTimeout: m.duration.WithLabelValues(name, resultTimeout),
+			resultBreaker: m.duration.WithLabelValues(name, resultBreaker),
 		},
-		found:     m.values.WithLabelValues(name, "found"),
-		absent:    m.values.WithLabelValues(name, "absent"),
-		corrupt:   m.values.WithLabelValues(name, "corrupt"),
-		wrongType: m.values.WithLabelValues(name, "wrong_type"),
-		stale:     m.values.WithLabelValues(name, "stale"),
+		found:      m.values.WithLabelValues(name, "found"),
+		absent:     m.values.WithLabelValues(name, "absent"),
+		corrupt:    m.values.WithLabelValues(name, "corrupt"),
+		wrongType:  m.values.WithLabelValues(name, "wrong_type"),
+		stale:      m.values.WithLabelValues(name, "stale"),
+		opened:     m.breaker.WithLabelValues(name, "opened"),
+		rejected:   m.breaker.WithLabelValues(name, "rejected"),
+		redirected: m.redirect.WithLabelValues(name),
 	}
 }
 

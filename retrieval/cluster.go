@@ -1,0 +1,198 @@
+package retrieval
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// route splits a job's commands by node: the one node of a standalone
+// store, the shard of each key in a ring, the master (or a replica) of each
+// key's slot in a cluster. Keys of one query that hash to different slots
+// go to their own nodes; no command spans two keys.
+func (s *Store) route(ctx context.Context, j *job) error {
+	n := len(j.cmds)
+	if s.cluster == nil && len(s.nodes) == 1 {
+		nd := s.nodes[0]
+		j.one[0] = part{node: nd, client: nd.client, hi: int32(n)}
+		j.parts, j.pcmds, j.order = j.one[:], j.cmds, nil
+		return nil
+	}
+	which := make([]int32, n) // part of each command
+	j.parts = j.parts[:0]
+	for k, key := range j.keys {
+		var c *redis.Client
+		var nd *node
+		if s.ring != nil {
+			nd = s.nodes[s.ring.index(key)]
+			c = nd.client
+		} else {
+			var err error
+			if s.replicas {
+				c, err = s.cluster.SlaveForKey(ctx, key)
+			} else {
+				c, err = s.cluster.MasterForKey(ctx, key)
+			}
+			if err != nil {
+				return fmt.Errorf("route key %q of store %s: %w", key, s.name, err)
+			}
+		}
+		p := slices.IndexFunc(j.parts, func(p part) bool { return p.client == c })
+		if p < 0 {
+			if nd == nil {
+				nd = s.clusterNode(c.Options().Addr)
+			}
+			j.parts = append(j.parts, part{node: nd, client: c})
+			p = len(j.parts) - 1
+		}
+		which[k] = int32(p)
+		j.parts[p].hi++
+	}
+	// Lay the parts out one after the other: counts, then positions.
+	var lo int32
+	for p := range j.parts {
+		count := j.parts[p].hi
+		j.parts[p].lo, j.parts[p].hi = lo, lo
+		lo += count
+	}
+	j.order = make([]int32, n)
+	j.pcmds = make([]redis.Cmder, n)
+	for k, p := range which {
+		pt := &j.parts[p]
+		j.order[pt.hi], j.pcmds[pt.hi] = int32(k), j.cmds[k]
+		pt.hi++
+	}
+	return nil
+}
+
+// redirect re-sends, through the cluster client, the commands that a node
+// answered with a redirection (MOVED after a slot moved, ASK while it
+// moves) or TRYAGAIN, and puts the final answers in their raw replies.
+//
+// go-redis follows redirections only for commands whose reply it parses:
+// a RawCmd takes "-MOVED 3999 127.0.0.1:7001" as its value. So seer reads
+// raw, finds the few redirected replies itself, and lets the cluster
+// client, which reloads its slot map on MOVED and sends ASKING before an
+// ASK, deal with them as parsed commands.
+func (s *Store) redirect(ctx context.Context, cmds []redis.Cmder, m *storeMetrics) {
+	var redo []*redis.RawCmd
+	for _, cmd := range cmds {
+		if rc := cmd.(*redis.RawCmd); rc.Err() == nil && isRedirect(rc.Val()) {
+			redo = append(redo, rc)
+		}
+	}
+	if len(redo) == 0 {
+		return
+	}
+	m.redirected.Add(float64(len(redo)))
+	parsed := make([]redis.Cmder, len(redo))
+	for i, rc := range redo {
+		parsed[i] = redis.NewCmd(ctx, rc.Args()...)
+	}
+	pipe := s.cluster.Pipeline()
+	_ = pipe.BatchProcess(ctx, parsed...)
+	_, _ = pipe.Exec(ctx)
+	for i, rc := range redo {
+		val, err := parsed[i].(*redis.Cmd).Result()
+		var rerr redis.Error
+		switch {
+		case err == nil:
+			raw, ok := appendArrayReply(nil, val)
+			if !ok {
+				raw = []byte("-ERR seer: unexpected reply to a redirected HMGET\r\n")
+			}
+			rc.SetVal(raw)
+		case errors.As(err, &rerr):
+			rc.SetVal(append(append([]byte{'-'}, err.Error()...), '\r', '\n'))
+		default:
+			rc.SetErr(err)
+		}
+	}
+}
+
+var redirectPrefixes = [][]byte{[]byte("-MOVED "), []byte("-ASK "), []byte("-TRYAGAIN")}
+
+func isRedirect(raw []byte) bool {
+	if len(raw) == 0 || raw[0] != '-' {
+		return false
+	}
+	for _, p := range redirectPrefixes {
+		if bytes.HasPrefix(raw, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendArrayReply appends the RESP2 encoding of a parsed HMGET reply (an
+// array of bulk strings and nils) to b.
+func appendArrayReply(b []byte, v any) ([]byte, bool) {
+	items, ok := v.([]any)
+	if !ok {
+		return b, false
+	}
+	b = append(b, '*')
+	b = strconv.AppendInt(b, int64(len(items)), 10)
+	b = append(b, '\r', '\n')
+	for _, it := range items {
+		switch x := it.(type) {
+		case nil:
+			b = append(b, "$-1\r\n"...)
+		case string:
+			b = append(b, '$')
+			b = strconv.AppendInt(b, int64(len(x)), 10)
+			b = append(b, '\r', '\n')
+			b = append(b, x...)
+			b = append(b, '\r', '\n')
+		default:
+			return b, false
+		}
+	}
+	return b, true
+}
+
+// clusterHealthReload bounds how long Health waits for a fresh slot map
+// before it uses the one it has.
+const clusterHealthReload = 300 * time.Millisecond
+
+// clusterHealth checks the masters of a cluster (and its replicas when
+// reads go to them), as the client knows them.
+func (s *Store) clusterHealth(ctx context.Context) []NodeHealth {
+	var mu sync.Mutex
+	var nodes []NodeHealth
+	check := func(role string) func(context.Context, *redis.Client) error {
+		return func(_ context.Context, c *redis.Client) error {
+			h := NodeHealth{Addr: c.Options().Addr, Role: role}
+			h.check(ctx, s.clusterNode(h.Addr), c)
+			mu.Lock()
+			nodes = append(nodes, h)
+			mu.Unlock()
+			return nil
+		}
+	}
+	// ForEachMaster reloads the slot map first; a frozen node must not
+	// take the whole budget, so the reload gets a shorter one.
+	reload, cancel := context.WithTimeout(ctx, clusterHealthReload)
+	defer cancel()
+	if err := s.cluster.ForEachMaster(reload, check("master")); err != nil {
+		return []NodeHealth{{Addr: s.Addr(), Status: StatusDown, Error: err.Error()}}
+	}
+	if s.replicas {
+		_ = s.cluster.ForEachSlave(reload, check("replica"))
+	}
+	slices.SortFunc(nodes, func(a, b NodeHealth) int {
+		if a.Role != b.Role {
+			return -cmp.Compare(a.Role, b.Role) // masters first
+		}
+		return cmp.Compare(a.Addr, b.Addr)
+	})
+	return nodes
+}

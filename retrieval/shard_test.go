@@ -1,0 +1,853 @@
+package retrieval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/internal/redistest"
+)
+
+// The shard tests run the same data set through a standalone store, a ring
+// of three redis-servers and a three-master Redis Cluster, each next to a
+// second, standalone store ("side") that must never notice the first
+// one's trouble.
+
+const shardCatalog = `
+entities:
+  store: {key: "st_{id}"}
+  consumer: {key: "cx_{id}"}
+features:
+  - {name: s_rating, entity: store, type: float, store: main, default: -1}
+  - {name: s_orders, entity: store, type: int, store: main, default: -1}
+  - {name: s_cuisine, entity: store, type: string, store: main, default: none}
+  - {name: s_embedding, entity: store, type: vector, store: main}
+  - {name: s_open, entity: store, type: bool, store: main, default: false}
+  - {name: c_orders, entity: consumer, type: int, store: main, default: -1}
+  - {name: c_spend, entity: consumer, type: float, store: main, default: -1}
+  - {name: s_side, entity: store, type: int, store: side, default: -1}
+`
+
+const (
+	shardStores    = 60 // entities st_1 .. st_60
+	shardConsumers = 3  // cx_1 .. cx_3
+)
+
+var shardNames = []string{"s_rating", "s_orders", "s_cuisine", "s_embedding", "s_open", "c_orders", "c_spend", "s_side"}
+
+// shardValue is the uploaded value of feature name of entity id.
+func shardValue(name string, id int) features.Value {
+	switch name {
+	case "s_rating":
+		return features.FloatValue(float64(id) + 0.5)
+	case "s_orders":
+		return features.IntValue(int64(id * 100))
+	case "s_cuisine":
+		return features.StringValue("cuisine " + strconv.Itoa(id%7))
+	case "s_embedding":
+		return features.VectorValue([]float32{float32(id), -0.25})
+	case "s_open":
+		return features.BoolValue(id%2 == 0)
+	case "c_orders":
+		return features.IntValue(int64(id * 3))
+	case "c_spend":
+		return features.FloatValue(float64(id) * 12.5)
+	case "s_side":
+		return features.IntValue(int64(-id))
+	}
+	panic(name)
+}
+
+// shardFiles writes the data set as upload files: the stores as CSV, the
+// consumers as JSON Lines.
+func shardFiles(t testing.TB) (stores, consumers string) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("id,s_rating,s_orders,s_cuisine,s_embedding,s_open,s_side\n")
+	for id := 1; id <= shardStores; id++ {
+		fmt.Fprintf(&b, "%d,%v,%d,%s,\"[%d,-0.25]\",%v,%d\n", id, float64(id)+0.5, id*100,
+			"cuisine "+strconv.Itoa(id%7), id, id%2 == 0, -id)
+	}
+	stores = writeFile(t, "stores.csv", b.String())
+	b.Reset()
+	for id := 1; id <= shardConsumers; id++ {
+		fmt.Fprintf(&b, "{\"id\": %d, \"c_orders\": %d, \"c_spend\": %v}\n", id, id*3, float64(id)*12.5)
+	}
+	consumers = writeFile(t, "consumers.jsonl", b.String())
+	return stores, consumers
+}
+
+// shardEnv is a "main" store of one mode and a standalone "side" store,
+// loaded with the data set.
+type shardEnv struct {
+	mode    string
+	catalog *features.Catalog
+	main    *Store
+	side    *Store
+	r       *Retriever
+	reg     *prometheus.Registry
+	nodes   []*redistest.Server // main's servers: one, the ring's shards, the cluster's masters
+	cluster *redistest.Cluster
+}
+
+var shardModes = []string{ModeStandalone, ModeRing, ModeCluster}
+
+// newShardEnv starts the servers of a main store of the given mode, opens
+// it with cfg (its mode and addresses filled in here) and uploads the data
+// set through UploadFile.
+func newShardEnv(t testing.TB, mode string, cfg Config) *shardEnv {
+	t.Helper()
+	e := &shardEnv{mode: mode, reg: prometheus.NewRegistry()}
+	cfg.Mode = mode
+	switch mode {
+	case ModeStandalone:
+		srv := redistest.Start(t)
+		e.nodes, cfg.Addr = []*redistest.Server{srv}, srv.Addr
+	case ModeRing:
+		for range 3 {
+			srv := redistest.Start(t)
+			e.nodes = append(e.nodes, srv)
+			cfg.Addrs = append(cfg.Addrs, srv.Addr)
+		}
+	case ModeCluster:
+		e.cluster = redistest.StartCluster(t, 3)
+		e.nodes, cfg.Addrs = e.cluster.Servers, e.cluster.Addrs()
+		// Without replicas, a lost master makes the cluster refuse every
+		// read once the others agree it failed; with this setting the
+		// other masters go on serving their slots.
+		for _, s := range e.nodes {
+			if err := s.Client().ConfigSet(context.Background(), "cluster-allow-reads-when-down", "yes").Err(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var err error
+	if e.main, err = Open(context.Background(), "main", cfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.main.Close() })
+	sideSrv := redistest.Start(t)
+	if e.side, err = Open(context.Background(), "side", Config{Addr: sideSrv.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.side.Close() })
+	if e.catalog, err = features.ParseCatalog([]byte(shardCatalog), []string{"main", "side"}); err != nil {
+		t.Fatal(err)
+	}
+	e.r = New([]*Store{e.main, e.side}, Options{Registerer: e.reg})
+	stores, consumers := shardFiles(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.r.UploadFile(ctx, e.catalog, "store", stores, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.UploadFile(ctx, e.catalog, "consumer", consumers, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+// nodeOf returns the position in e.nodes of the server that holds key.
+func (e *shardEnv) nodeOf(t testing.TB, key string) int {
+	t.Helper()
+	switch e.mode {
+	case ModeRing:
+		return e.main.ring.index(key)
+	case ModeCluster:
+		c, err := e.cluster.Client().MasterForKey(context.Background(), key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, s := range e.nodes {
+			if s.Addr == c.Options().Addr {
+				return i
+			}
+		}
+		t.Fatalf("key %s on unknown node %s", key, c.Options().Addr)
+	}
+	return 0
+}
+
+// shardResult is what one Fetch of the data set gave.
+type shardResult struct {
+	rows     [][]string // per candidate, per feature of shardNames: "source value"
+	degraded []string
+	took     time.Duration
+}
+
+// fetch reads every feature of the given stores for consumer cx.
+func (e *shardEnv) fetch(t testing.TB, cx int, ids []int, timeout time.Duration) shardResult {
+	t.Helper()
+	p, err := e.catalog.DisplayPlan(shardNames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &features.Query{Context: map[string]string{"consumer": strconv.Itoa(cx)}}
+	for _, id := range ids {
+		q.Candidates = append(q.Candidates, features.Candidate{Entities: map[string]string{"store": strconv.Itoa(id)}})
+	}
+	var b features.Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	start := time.Now()
+	res := shardResult{degraded: e.r.Fetch(ctx, b.Lookups)}
+	res.took = time.Since(start)
+	cells := make([]features.Cell, q.Rows()*len(p.Inputs))
+	p.Assemble(q, &b, make([]float64, len(cells)), cells)
+	for i := range q.Rows() {
+		var row []string
+		for _, c := range cells[i*len(p.Inputs) : (i+1)*len(p.Inputs)] {
+			row = append(row, c.Source.String()+" "+c.Value.String())
+		}
+		res.rows = append(res.rows, row)
+	}
+	return res
+}
+
+// want returns the rows a Fetch should give when the nodes in down have
+// failed: their features take defaults, every other value is read.
+func (e *shardEnv) want(t testing.TB, cx int, ids []int, down ...int) [][]string {
+	t.Helper()
+	var rows [][]string
+	for _, id := range ids {
+		var row []string
+		for _, name := range shardNames {
+			s := e.catalog.Spec(name)
+			eid := id
+			if s.Entity.Name == "consumer" {
+				eid = cx
+			}
+			if s.Store == "main" && slices.Contains(down, e.nodeOf(t, s.Entity.Key(strconv.Itoa(eid)))) {
+				row = append(row, "default "+s.Default.String())
+				continue
+			}
+			row = append(row, "redis "+shardValue(name, eid).String())
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func allStores() []int {
+	ids := make([]int, shardStores)
+	for i := range ids {
+		ids[i] = i + 1
+	}
+	return ids
+}
+
+func TestShardModesSameAnswers(t *testing.T) {
+	ids := append(allStores(), 404) // 404 has no values anywhere
+	var first [][]string
+	for _, mode := range shardModes {
+		t.Run(mode, func(t *testing.T) {
+			e := newShardEnv(t, mode, Config{})
+			// The data is spread over every node, and keys of one query
+			// hash to different nodes (and cluster slots).
+			perNode := make([]int, len(e.nodes))
+			for id := 1; id <= shardStores; id++ {
+				perNode[e.nodeOf(t, "st_"+strconv.Itoa(id))]++
+			}
+			for i, s := range e.nodes {
+				n, err := s.Client().DBSize(context.Background()).Result()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if perNode[i] == 0 || n < int64(perNode[i]) {
+					t.Errorf("node %d holds %d keys for %d stores", i, n, perNode[i])
+				}
+			}
+
+			got := e.fetch(t, 2, ids, 5*time.Second)
+			if len(got.degraded) > 0 {
+				t.Fatalf("degraded %v", got.degraded)
+			}
+			want := e.want(t, 2, ids)
+			want[len(want)-1] = []string{"default -1", "default -1", `default "none"`, "default null", "default false", "redis 6", "redis 25", "default -1"}
+			if diff := cmp.Diff(want, got.rows); diff != "" {
+				t.Errorf("rows (-want +got):\n%s", diff)
+			}
+			if first == nil {
+				first = got.rows
+			} else if diff := cmp.Diff(first, got.rows); diff != "" {
+				t.Errorf("%s answers differently from %s (-%s +%s):\n%s", mode, shardModes[0], shardModes[0], mode, diff)
+			}
+
+			// The markers: bumped once per upload, found by Markers on
+			// the node MarkerKey hashes to.
+			markers, err := e.main.Markers(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantMarkers := map[uint32]int64{}
+			for _, name := range shardNames[:7] {
+				wantMarkers[features.ID(name)] = 1
+			}
+			if diff := cmp.Diff(wantMarkers, markers); diff != "" {
+				t.Errorf("markers (-want +got):\n%s", diff)
+			}
+			holder := e.nodes[e.nodeOf(t, MarkerKey)]
+			if n, err := holder.Client().HLen(context.Background(), MarkerKey).Result(); err != nil || n != 7 {
+				t.Errorf("node %s holds %d markers (%v), want 7", holder.Addr, n, err)
+			}
+			if h := e.main.Health(context.Background()); h.Status != StatusOK || len(h.Nodes) != len(e.nodes) {
+				t.Errorf("health %+v", h)
+			}
+		})
+	}
+}
+
+// fetchLoop fetches the data set over and over until stop is called, and
+// reports the longest Fetch and any value that is not the one uploaded
+// (or, when defaults are allowed, the default).
+func (e *shardEnv) fetchLoop(t *testing.T, timeout time.Duration, defaults bool) (stop func() (n int, longest time.Duration)) {
+	t.Helper()
+	ids := allStores()
+	all, none := e.want(t, 1, ids), e.want(t, 1, ids, 0, 1, 2)
+	if !defaults {
+		none = all
+	}
+	var (
+		done    = make(chan struct{})
+		wg      sync.WaitGroup
+		n       int
+		longest time.Duration
+	)
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			got := e.fetch(t, 1, ids, timeout)
+			n++
+			longest = max(longest, got.took)
+			for i, row := range got.rows {
+				for k, cell := range row {
+					if cell != all[i][k] && cell != none[i][k] {
+						t.Errorf("fetch %d: store %d %s = %s, want %s or %s", n, ids[i], shardNames[k], cell, all[i][k], none[i][k])
+						return
+					}
+				}
+			}
+			if slices.Contains(got.degraded, "side") || !defaults && len(got.degraded) > 0 {
+				t.Errorf("fetch %d: degraded %v", n, got.degraded)
+				return
+			}
+		}
+	})
+	return func() (int, time.Duration) {
+		close(done)
+		wg.Wait()
+		return n, longest
+	}
+}
+
+// slack is how much later than its deadline a Fetch may return on a busy
+// two-core machine.
+const slack = 150 * time.Millisecond
+
+func TestShardNodeKilled(t *testing.T) {
+	const timeout = 200 * time.Millisecond
+	for _, mode := range shardModes {
+		t.Run(mode, func(t *testing.T) {
+			e := newShardEnv(t, mode, Config{Breaker: BreakerConfig{Failures: -1}})
+			ids := allStores()
+			stop := e.fetchLoop(t, timeout, true)
+			time.Sleep(50 * time.Millisecond)
+			e.nodes[0].Kill() // mid-stream
+			time.Sleep(100 * time.Millisecond)
+			n, longest := stop()
+			if longest > timeout+slack {
+				t.Errorf("the longest of %d fetches while node 0 died took %v, past the %v deadline", n, longest, timeout)
+			}
+			// Only the dead node's features take defaults; the other
+			// nodes, and the side store, still serve theirs.
+			for range 2 {
+				got := e.fetch(t, 1, ids, timeout)
+				if got.took > timeout+slack {
+					t.Errorf("Fetch took %v, past the %v deadline", got.took, timeout)
+				}
+				if diff := cmp.Diff([]string{"main"}, got.degraded); diff != "" {
+					t.Errorf("degraded (-want +got):\n%s", diff)
+				}
+				if diff := cmp.Diff(e.want(t, 1, ids, 0), got.rows); diff != "" {
+					t.Errorf("rows with node 0 dead (-want +got):\n%s", diff)
+				}
+			}
+			h := e.main.Health(context.Background())
+			wantStatus := StatusDegraded
+			if mode == ModeStandalone {
+				wantStatus = StatusDown
+			}
+			if h.Status != wantStatus || h.Nodes[slices.IndexFunc(h.Nodes, func(n NodeHealth) bool { return n.Addr == e.nodes[0].Addr })].Status != StatusDown {
+				t.Errorf("health with node 0 dead: %+v", h)
+			}
+		})
+	}
+}
+
+func TestShardNodeFrozen(t *testing.T) {
+	const (
+		timeout  = 150 * time.Millisecond
+		failures = 3
+		cooldown = 600 * time.Millisecond
+	)
+	for _, mode := range shardModes {
+		t.Run(mode, func(t *testing.T) {
+			e := newShardEnv(t, mode, Config{Breaker: BreakerConfig{Failures: failures, Cooldown: cooldown}})
+			ids := allStores()
+			victim := len(e.nodes) - 1
+			all, frozen := e.want(t, 1, ids), e.want(t, 1, ids, victim)
+			if got := e.fetch(t, 1, ids, 5*time.Second); len(got.degraded) > 0 {
+				t.Fatalf("degraded %v before the freeze", got.degraded)
+			}
+			e.nodes[victim].Pause()
+			t.Cleanup(e.nodes[victim].Resume)
+			// The frozen node costs each Fetch its deadline, until its
+			// breaker opens; then its features take defaults at once.
+			for i := range failures + 3 {
+				got := e.fetch(t, 1, ids, timeout)
+				if got.took > timeout+slack {
+					t.Errorf("fetch %d with the node frozen took %v, past the %v deadline", i, got.took, timeout)
+				}
+				if i >= failures && got.took > timeout/3 {
+					t.Errorf("fetch %d took %v with the node's breaker open", i, got.took)
+				}
+				if diff := cmp.Diff([]string{"main"}, got.degraded); diff != "" {
+					t.Errorf("fetch %d: degraded (-want +got):\n%s", i, diff)
+				}
+				if diff := cmp.Diff(frozen, got.rows); diff != "" {
+					t.Errorf("fetch %d: rows with the node frozen (-want +got):\n%s", i, diff)
+				}
+			}
+			if got := testutil.ToFloat64(e.r.metrics[0].opened); got != 1 {
+				t.Errorf("breaker opened %v times, want 1", got)
+			}
+			if got := testutil.ToFloat64(e.r.metrics[0].rejected); got < 3 {
+				t.Errorf("breaker rejected %v reads, want 3", got)
+			}
+			h := e.main.Health(context.Background())
+			wantStatus := StatusDegraded
+			if mode == ModeStandalone {
+				wantStatus = StatusBreakerOpen
+			}
+			if h.Status != wantStatus || h.Nodes[slices.IndexFunc(h.Nodes, func(n NodeHealth) bool { return n.Addr == e.nodes[victim].Addr })].Status != StatusBreakerOpen {
+				t.Errorf("health with the node's breaker open: %+v", h)
+			}
+
+			// Resumed, the node serves again once the cooldown has passed
+			// and a probe went through.
+			e.nodes[victim].Resume()
+			time.Sleep(cooldown)
+			deadline := time.Now().Add(5 * time.Second)
+			var got shardResult
+			for time.Now().Before(deadline) {
+				if got = e.fetch(t, 1, ids, timeout); len(got.degraded) == 0 {
+					break
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
+				t.Errorf("after SIGCONT: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+			}
+			if h := e.main.Health(context.Background()); h.Status != StatusOK {
+				t.Errorf("health after SIGCONT: %+v", h)
+			}
+		})
+	}
+}
+
+// TestClusterResharding moves the slot of one store's key from its master
+// to another, by hand (MIGRATING, IMPORTING, MIGRATE, SETSLOT NODE) so that
+// reads meet ASK and then MOVED, and then moves a hundred slots with
+// redis-cli --cluster reshard, while fetches go on.
+func TestClusterResharding(t *testing.T) {
+	e := newShardEnv(t, ModeCluster, Config{})
+	ctx := context.Background()
+	ids := allStores()
+	all := e.want(t, 1, ids)
+	check := func(stage string) {
+		t.Helper()
+		got := e.fetch(t, 1, ids, 2*time.Second)
+		if len(got.degraded) > 0 {
+			t.Errorf("%s: degraded %v", stage, got.degraded)
+		}
+		if diff := cmp.Diff(all, got.rows); diff != "" {
+			t.Errorf("%s: rows (-want +got):\n%s", stage, diff)
+		}
+	}
+	check("before")
+
+	// A client of the cluster that learned the slot map now, to show what
+	// go-redis does with raw commands afterwards.
+	stale := redis.NewClusterClient(&redis.ClusterOptions{Addrs: e.cluster.Addrs(), Protocol: 2, DisableIdentity: true})
+	defer stale.Close()
+	if err := stale.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	key := "st_7"
+	slot, err := e.nodes[0].Client().ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to := e.nodes[e.nodeOf(t, key)], e.nodes[(e.nodeOf(t, key)+1)%3]
+	id := func(s *redistest.Server) string {
+		id, err := s.Client().ClusterMyID(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	fromID, toID := id(from), id(to)
+	do := func(s *redistest.Server, args ...any) {
+		t.Helper()
+		if err := s.Client().Do(ctx, args...).Err(); err != nil {
+			t.Fatalf("%v on %s: %v", args, s.Addr, err)
+		}
+	}
+	do(to, "cluster", "setslot", slot, "importing", fromID)
+	do(from, "cluster", "setslot", slot, "migrating", toID)
+	check("slot migrating, key still on its old master")
+	host, port, _ := strings.Cut(to.Addr, ":")
+	do(from, "migrate", host, port, "", 0, 5000, "keys", key)
+	// The old master now answers ASK for the key; seer follows it.
+	raw := redis.NewRawCmd(ctx, "hmget", key, features.Field("s_rating"))
+	if err := from.Client().Process(ctx, raw); err != nil || !strings.HasPrefix(string(raw.Val()), "-ASK ") {
+		t.Fatalf("HMGET of a migrated key on its old master: %q, %v", raw.Val(), err)
+	}
+	check("key migrated: ASK")
+	for _, s := range e.nodes {
+		do(s, "cluster", "setslot", slot, "node", toID)
+	}
+	// go-redis passes MOVED through as the raw value of a pipelined
+	// RawCmd instead of following it.
+	pipe := stale.Pipeline()
+	raw = redis.NewRawCmd(ctx, "hmget", key, features.Field("s_rating"))
+	_ = pipe.Process(ctx, raw)
+	if _, err := pipe.Exec(ctx); err != nil || !strings.HasPrefix(string(raw.Val()), "-MOVED ") {
+		t.Errorf("go-redis cluster pipeline with a stale slot map: raw %q, %v; want -MOVED passed through", raw.Val(), err)
+	}
+	check("slot moved: MOVED")
+	if got := testutil.ToFloat64(e.r.metrics[0].redirected); got != 2 {
+		t.Errorf("%v reads redirected, want 2 (one ASK, one MOVED)", got)
+	}
+	check("slot moved: slot map reloaded")
+
+	// Now a hundred slots with redis-cli, fetching all the while.
+	stop := e.fetchLoop(t, 2*time.Second, false)
+	cli := redistest.Binary(t, "redis-cli")
+	out, err := exec.Command(cli, "--cluster", "reshard", e.nodes[0].Addr,
+		"--cluster-from", id(e.nodes[1]), "--cluster-to", id(e.nodes[2]),
+		"--cluster-slots", "100", "--cluster-yes").CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster reshard: %v\n%s", err, out)
+	}
+	n, _ := stop()
+	if n == 0 {
+		t.Error("no fetch ran during the resharding")
+	}
+	t.Logf("%d fetches during redis-cli --cluster reshard, %v reads redirected in all", n, testutil.ToFloat64(e.r.metrics[0].redirected))
+	check("after redis-cli reshard")
+	if got := testutil.ToFloat64(e.r.metrics[0].counter("corrupt")); got != 0 {
+		t.Errorf("%v values counted corrupt: redirects were taken for values", got)
+	}
+}
+
+// countingProxy forwards TCP connections to a target that can be changed,
+// counting the connections it accepts.
+type countingProxy struct {
+	addr     string
+	accepted atomic.Int64
+	target   atomic.Pointer[string]
+}
+
+func newCountingProxy(t *testing.T, target string) *countingProxy {
+	t.Helper()
+	p := &countingProxy{}
+	p.target.Store(&target)
+	p.addr = forwardProxy(t, func() string {
+		p.accepted.Add(1)
+		return *p.target.Load()
+	})
+	return p
+}
+
+func TestBreakerStopsDials(t *testing.T) {
+	const cooldown = 400 * time.Millisecond
+	c := testCatalogParse(t)
+	srv := redistest.Start(t)
+	proxy := newCountingProxy(t, srv.Addr)
+	main, err := Open(context.Background(), "main", Config{Addr: proxy.addr, Breaker: BreakerConfig{Failures: 2, Cooldown: cooldown}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	search, _ := openStore(t, "search", ModeEmbedded)
+	r := New([]*Store{main, search}, Options{})
+	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
+	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"store_rating", "store_cuisine"}
+	srv.Kill()
+	for range 2 {
+		if _, degraded := fetchAll(t, r, c, []string{"1"}, names, 300*time.Millisecond); !slices.Equal(degraded, []string{"main"}) {
+			t.Fatalf("degraded %v", degraded)
+		}
+	}
+	// Open: no dial, no wait.
+	dials := proxy.accepted.Load()
+	start := time.Now()
+	for range 20 {
+		rows, degraded := fetchAll(t, r, c, []string{"1"}, names, 300*time.Millisecond)
+		if !slices.Equal(degraded, []string{"main"}) || rows[0][1].Value.String() != `"thai"` {
+			t.Fatalf("degraded %v, rows %v", degraded, cellStrings(rows))
+		}
+	}
+	if d := time.Since(start); d > 100*time.Millisecond {
+		t.Errorf("20 fetches with the breaker open took %v", d)
+	}
+	if got := proxy.accepted.Load(); got != dials {
+		t.Errorf("%d connections while the breaker was open", got-dials)
+	}
+
+	// A new server behind the same address: after the cooldown one probe
+	// goes through, succeeds and closes the breaker.
+	srv2 := redistest.Start(t)
+	proxy.target.Store(&srv2.Addr)
+	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, degraded := fetchAll(t, r, c, []string{"1"}, names, 300*time.Millisecond); !slices.Equal(degraded, []string{"main"}) {
+		t.Errorf("within the cooldown: degraded %v", degraded)
+	}
+	time.Sleep(cooldown)
+	rows, degraded := fetchAll(t, r, c, []string{"1"}, names, 300*time.Millisecond)
+	if len(degraded) > 0 || rows[0][0].Value.Float() != 2.5 {
+		t.Errorf("after the cooldown: degraded %v, rows %v", degraded, cellStrings(rows))
+	}
+	if main.nodes[0].brk.state.Load() != breakerClosed {
+		t.Error("the breaker did not close after a good probe")
+	}
+}
+
+func TestBreaker(t *testing.T) {
+	var b breaker
+	b.init(BreakerConfig{Failures: 3, Cooldown: 50 * time.Millisecond})
+	allow := func(wantOK, wantProbe bool) {
+		t.Helper()
+		if ok, probe := b.allow(); ok != wantOK || probe != wantProbe {
+			t.Fatalf("allow() = %v, %v; want %v, %v", ok, probe, wantOK, wantProbe)
+		}
+	}
+	allow(true, false)
+	b.failure(false)
+	b.failure(false)
+	b.success() // not in a row
+	b.failure(false)
+	b.failure(false)
+	allow(true, false)
+	if !b.failure(false) {
+		t.Fatal("the third failure in a row did not open the breaker")
+	}
+	allow(false, false)
+	if !b.isOpen() {
+		t.Error("isOpen() = false")
+	}
+	if b.failure(false) {
+		t.Error("a late failure opened it again")
+	}
+	time.Sleep(60 * time.Millisecond)
+	if b.isOpen() {
+		t.Error("isOpen() after the cooldown")
+	}
+	allow(true, true)   // the probe
+	allow(false, false) // one probe at a time
+	if !b.failure(true) {
+		t.Error("a failed probe did not open the breaker")
+	}
+	allow(false, false)
+	time.Sleep(60 * time.Millisecond)
+	allow(true, true)
+	b.release(true) // the probe's caller went away
+	allow(true, true)
+	b.success()
+	allow(true, false)
+	if b.opens.Load() != 2 {
+		t.Errorf("opened %d times, want 2", b.opens.Load())
+	}
+
+	var off breaker
+	off.init(BreakerConfig{Failures: -1})
+	for range 100 {
+		off.failure(false)
+	}
+	if ok, _ := off.allow(); !ok {
+		t.Error("a breaker turned off opened")
+	}
+}
+
+// TestRingHash pins the ring's key layout: go-redis's Ring (v9, default
+// hash) with shards named shard1..shardN agrees with it, and so does
+// tools/ring_shard.py, written from docs/format.md.
+func TestRingHash(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5} {
+		names := make([]string, n)
+		addrs := map[string]string{}
+		for i := range names {
+			names[i] = shardName(i)
+			addrs[names[i]] = "127.0.0.1:" + strconv.Itoa(1+i)
+		}
+		h := newRingHash(names)
+		ring := redis.NewRing(&redis.RingOptions{Addrs: addrs, HeartbeatFrequency: time.Hour})
+		for i := range 500 {
+			key := "st_" + strconv.Itoa(i)
+			if i%10 == 0 {
+				key = "cx:{" + strconv.Itoa(i) + "}:v1"
+			}
+			c, err := ring.GetShardClientForKey(key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := addrs[h.Get(key)], c.Options().Addr; got != want {
+				t.Errorf("%d shards: key %s on %s, go-redis's Ring says %s", n, key, got, want)
+			}
+		}
+		ring.Close()
+	}
+	// Printed by: /usr/bin/python3 tools/ring_shard.py --shards 3 <key>...
+	for key, want := range map[string]string{
+		"st_1426727": "shard1", "st_1": "shard1", "st_3": "shard2", "cx_42": "shard2",
+		"cx:{42}:v1": "shard1", "{42}": "shard1", "seer:markers": "shard1",
+		"ünï{cödé}": "shard1", "a{}b": "shard3",
+	} {
+		if got := newRingHash([]string{"shard1", "shard2", "shard3"}).Get(key); got != want {
+			t.Errorf("key %q on %s, want %s", key, got, want)
+		}
+	}
+	for key, want := range map[string]string{"a{b}c": "b", "a{}b": "a{}b", "{a}{b}": "a", "x{{y}z": "{y", "{": "{", "no tag": "no tag"} {
+		if got := hashTag(key); got != want {
+			t.Errorf("hashTag(%q) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+func TestShardConfig(t *testing.T) {
+	tests := []struct {
+		cfg  Config
+		want string // "" when valid
+	}{
+		{Config{Mode: ModeRing, Addrs: []string{"a:1", "b:1"}, DB: 3, MaxRetries: -1}, ""},
+		{Config{Mode: ModeCluster, Addrs: []string{"a:1"}, ReadFromReplicas: true, Breaker: BreakerConfig{Failures: -1}}, ""},
+		{Config{Mode: ModeCluster, Addrs: []string{"a:1"}, RouteByLatency: true, TLS: TLSConfig{Enabled: true, ServerName: "redis"}}, ""},
+		{Config{Mode: ModeRing}, "ring mode needs addrs"},
+		{Config{Mode: ModeCluster, Addrs: []string{"a:1", ""}}, "addrs[1] is empty"},
+		{Config{Mode: ModeRing, Addrs: []string{"a:1", "a:1"}}, "lists a:1 twice"},
+		{Config{Mode: ModeRing, Addrs: []string{"a:1"}, ReadFromReplicas: true}, "for cluster mode"},
+		{Config{Addr: "a:1", Password: "hunter2"}, "password_env"},
+		{Config{Addr: "a:1", MaxRetries: -2}, "max_retries"},
+		{Config{Addr: "a:1", Breaker: BreakerConfig{Failures: -2}}, "breaker: failures"},
+		{Config{Addr: "a:1", Breaker: BreakerConfig{Cooldown: -time.Second}}, "breaker: cooldown"},
+		{Config{Addr: "a:1", TLS: TLSConfig{CAFile: "ca.pem"}}, "tls.enabled is false"},
+		{Config{Addr: "a:1", TLS: TLSConfig{Enabled: true, CertFile: "c.pem"}}, "cert_file and key_file"},
+		{Config{Mode: ModeEmbedded, PasswordEnv: "X"}, "embedded mode takes no"},
+	}
+	for _, tt := range tests {
+		err := tt.cfg.Check()
+		if tt.want == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", tt.cfg, err)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: error %v, want one containing %q", tt.cfg, err, tt.want)
+		}
+	}
+	// Open reads the environment and the files.
+	t.Setenv("SEER_TEST_EMPTY", "")
+	for _, tt := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Addr: "a:1", PasswordEnv: "SEER_TEST_UNSET_VARIABLE"}, "SEER_TEST_UNSET_VARIABLE is not set"},
+		{Config{Addr: "a:1", PasswordEnv: "SEER_TEST_EMPTY"}, "SEER_TEST_EMPTY is not set"},
+		{Config{Addr: "a:1", TLS: TLSConfig{Enabled: true, CAFile: "/nonexistent/ca.pem"}}, "tls.ca_file"},
+		{Config{Addr: "a:1", TLS: TLSConfig{Enabled: true, CAFile: writeFile(t, "ca.pem", "not pem")}}, "no PEM certificate"},
+	} {
+		if _, err := Open(context.Background(), "x", tt.cfg); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("Open(%+v) = %v, want an error containing %q", tt.cfg, err, tt.want)
+		}
+	}
+}
+
+// forwardProxy forwards each TCP connection it accepts to the address
+// target returns then. It returns the proxy's address.
+func forwardProxy(t *testing.T, target func() string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			client, err := l.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target())
+			if err != nil {
+				client.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, client, server)
+			mu.Unlock()
+			wg.Go(func() {
+				defer server.Close()
+				_, _ = io.Copy(server, client)
+			})
+			wg.Go(func() {
+				defer client.Close()
+				_, _ = io.Copy(client, server)
+			})
+		}
+	})
+	return l.Addr().String()
+}
