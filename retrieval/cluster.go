@@ -190,7 +190,7 @@ func (s *Store) clusterHealth(ctx context.Context) []NodeHealth {
 	}
 	slices.SortFunc(nodes, func(a, b NodeHealth) int {
 		if a.Role != b.Role {
-			return -cmp.Compare(a.Role, b.Role) // masters first
+			return cmp.Compare(a.Role, b.Role) // masters first
 		}
 		return cmp.Compare(a.Addr, b.Addr)
 	})

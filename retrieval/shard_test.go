@@ -2,9 +2,16 @@ package retrieval
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
 	"os/exec"
 	"slices"
@@ -850,4 +857,185 @@ func forwardProxy(t *testing.T, target func() string) string {
 		}
 	})
 	return l.Addr().String()
+}
+
+// tlsFiles writes a certificate authority and a server certificate for
+// 127.0.0.1 signed by it, as PEM files, and returns their paths.
+func tlsFiles(t *testing.T) (ca, cert, key string) {
+	t.Helper()
+	newKey := func() *ecdsa.PrivateKey {
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	caKey, srvKey := newKey(), newKey()
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "seer test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "redis"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		DNSNames: []string{"redis.test"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caTmpl, &srvKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(srvKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(name, typ string, der []byte) string {
+		return writeFile(t, name, string(pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})))
+	}
+	return write("ca.pem", "CERTIFICATE", caDER), write("server.pem", "CERTIFICATE", srvDER), write("server.key", "EC PRIVATE KEY", keyDER)
+}
+
+// TestStoreTLSAuth reads through TLS as an ACL user whose password comes
+// from the environment, from a standalone store and a ring.
+func TestStoreTLSAuth(t *testing.T) {
+	ca, cert, key := tlsFiles(t)
+	var tlsAddrs []string
+	for range 2 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		srv := redistest.Start(t, "--tls-port", strconv.Itoa(port), "--tls-cert-file", cert,
+			"--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no")
+		// The plain port stays for redistest; seer's user needs TLS.
+		if err := srv.Client().Do(context.Background(), "acl", "setuser", "seer", "on", ">s3cret", "~*", "+@all").Err(); err != nil {
+			t.Fatal(err)
+		}
+		tlsAddrs = append(tlsAddrs, "127.0.0.1:"+strconv.Itoa(port))
+	}
+	t.Setenv("SEER_TEST_REDIS_PASSWORD", "s3cret")
+	t.Setenv("SEER_TEST_WRONG_PASSWORD", "guess")
+	good := TLSConfig{Enabled: true, CAFile: ca}
+	c := testCatalogParse(t)
+	for _, tt := range []struct {
+		name string
+		cfg  Config
+		want string // "" when it works
+	}{
+		{"standalone", Config{Addr: tlsAddrs[0], Username: "seer", PasswordEnv: "SEER_TEST_REDIS_PASSWORD", TLS: good}, ""},
+		{"ring", Config{Mode: ModeRing, Addrs: tlsAddrs, Username: "seer", PasswordEnv: "SEER_TEST_REDIS_PASSWORD", TLS: good}, ""},
+		{"server name", Config{Addr: tlsAddrs[0], Username: "seer", PasswordEnv: "SEER_TEST_REDIS_PASSWORD",
+			TLS: TLSConfig{Enabled: true, CAFile: ca, ServerName: "redis.test"}}, ""},
+		{"wrong password", Config{Addr: tlsAddrs[0], Username: "seer", PasswordEnv: "SEER_TEST_WRONG_PASSWORD", TLS: good}, "WRONGPASS"},
+		{"untrusted server", Config{Addr: tlsAddrs[0], Username: "seer", PasswordEnv: "SEER_TEST_REDIS_PASSWORD", TLS: TLSConfig{Enabled: true}}, "certificate"},
+		{"wrong server name", Config{Addr: tlsAddrs[0], Username: "seer", PasswordEnv: "SEER_TEST_REDIS_PASSWORD",
+			TLS: TLSConfig{Enabled: true, CAFile: ca, ServerName: "other.test"}}, "certificate"},
+		{"no TLS", Config{Addr: tlsAddrs[0], Username: "seer", PasswordEnv: "SEER_TEST_REDIS_PASSWORD"}, "ping store main: node " + tlsAddrs[0]},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			main, err := Open(context.Background(), "main", tt.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer main.Close()
+			search, _ := openStore(t, "search", ModeEmbedded)
+			r := New([]*Store{main, search}, Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			err = main.Ping(ctx)
+			if tt.want != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.want) {
+					t.Fatalf("Ping = %v, want an error containing %q", err, tt.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n2,3.5,\n3,4.5,\n")
+			if _, err := r.UploadFile(ctx, c, "store", path, UploadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			rows, degraded := fetchAll(t, r, c, []string{"1", "2", "3"}, []string{"store_rating"}, 2*time.Second)
+			if diff := cmp.Diff([]string{"redis 2.5", "redis 3.5", "redis 4.5"}, cellStrings(rows)); diff != "" || len(degraded) > 0 {
+				t.Errorf("degraded %v, values (-want +got):\n%s", degraded, diff)
+			}
+		})
+	}
+}
+
+// hmgetCalls returns how many HMGETs a server has answered.
+func hmgetCalls(t *testing.T, s *redistest.Server) int {
+	t.Helper()
+	info, err := s.Client().Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(info, "cmdstat_hmget:calls=")
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+	return n
+}
+
+// TestClusterReplicaReads gives the first master a replica: with
+// read_from_replicas, that master's keys are read from the replica, and
+// keep being served while the master is frozen.
+func TestClusterReplicaReads(t *testing.T) {
+	e := newShardEnv(t, ModeCluster, Config{ReadFromReplicas: true, Breaker: BreakerConfig{Failures: -1}})
+	replica := e.cluster.AddReplica(0)
+	ctx := context.Background()
+	// Health reloads the client's slot map; wait until it lists the
+	// replica, which the masters learn through the cluster bus.
+	var h Health
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(50 * time.Millisecond) {
+		if h = e.main.Health(ctx); len(h.Nodes) == 4 {
+			break
+		}
+	}
+	if h.Status != StatusOK || len(h.Nodes) != 4 || h.Nodes[3].Role != "replica" || h.Nodes[3].Addr != replica.Addr {
+		t.Fatalf("health %+v", h)
+	}
+	ids := allStores()
+	all := e.want(t, 1, ids)
+	masterBefore, replicaBefore := hmgetCalls(t, e.nodes[0]), hmgetCalls(t, replica)
+	got := e.fetch(t, 1, ids, 2*time.Second)
+	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
+		t.Fatalf("degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+	}
+	if n := hmgetCalls(t, replica) - replicaBefore; n == 0 {
+		t.Error("the replica answered no HMGET")
+	}
+	if n := hmgetCalls(t, e.nodes[0]) - masterBefore; n != 0 {
+		t.Errorf("the master with a replica answered %d HMGETs", n)
+	}
+
+	// Routed by latency, reads go to a master or a replica, and find the
+	// same values.
+	fast, err := Open(ctx, "main", Config{Mode: ModeCluster, Addrs: e.cluster.Addrs(), RouteByLatency: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	e.r.stores[0] = fast
+	got = e.fetch(t, 1, ids, 2*time.Second)
+	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
+		t.Errorf("route_by_latency: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+	}
+	e.r.stores[0] = e.main
+
+	e.nodes[0].Pause()
+	defer e.nodes[0].Resume()
+	got = e.fetch(t, 1, ids, 300*time.Millisecond)
+	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
+		t.Errorf("master frozen: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+	}
 }

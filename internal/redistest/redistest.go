@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -277,9 +278,10 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// Cluster is a Redis Cluster of masters without replicas.
+// Cluster is a Redis Cluster: masters, and the replicas AddReplica adds.
 type Cluster struct {
-	Servers []*Server
+	Servers  []*Server // the masters, as StartCluster made them
+	Replicas []*Server
 
 	t      testing.TB
 	mu     sync.Mutex
@@ -387,4 +389,100 @@ func (c *Cluster) Client() *redis.ClusterClient {
 		})
 	}
 	return c.client
+}
+
+// AddReplica starts one more cluster-enabled redis-server, joins it to the
+// cluster as a replica of Servers[master], and waits until it has synced
+// and every node knows it. The replica is appended to Replicas.
+func (c *Cluster) AddReplica(master int) *Server {
+	c.t.Helper()
+	m := c.Servers[master]
+	r := start(c.t, true, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	// The nodes' bus ports are not port+10000: MEET names it.
+	known, err := m.Client().ClusterNodes(ctx).Result()
+	if err != nil {
+		c.t.Fatalf("redistest: CLUSTER NODES: %v", err)
+	}
+	var bus string
+	for _, line := range strings.Split(known, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && strings.Contains(f[2], "myself") {
+			_, bus, _ = strings.Cut(f[1], "@")
+			bus, _, _ = strings.Cut(bus, ",")
+		}
+	}
+	host, port, _ := net.SplitHostPort(m.Addr)
+	if err := r.Client().Do(ctx, "cluster", "meet", host, port, bus).Err(); err != nil {
+		c.t.Fatalf("redistest: CLUSTER MEET: %v", err)
+	}
+	id, err := m.Client().ClusterMyID(ctx).Result()
+	if err != nil {
+		c.t.Fatalf("redistest: CLUSTER MYID: %v", err)
+	}
+	// Sync at once rather than after the default 5s of diskless delay,
+	// and ping the replica every second: CLUSTER SLOTS lists a replica only
+	// once its replication offset has moved, which a master without
+	// writes does with its pings.
+	for _, kv := range [][2]string{{"repl-diskless-sync-delay", "0"}, {"repl-ping-replica-period", "1"}} {
+		if err := m.Client().ConfigSet(ctx, kv[0], kv[1]).Err(); err != nil {
+			c.t.Fatalf("redistest: CONFIG SET %s: %v", kv[0], err)
+		}
+	}
+	// The replica must have learnt the master through the bus before it
+	// can replicate it.
+	for {
+		err = r.Client().Do(ctx, "cluster", "replicate", id).Err()
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("redistest: CLUSTER REPLICATE: %v\n%s", err, r.Log())
+	}
+	c.Replicas = append(c.Replicas, r)
+	nodes := len(c.Servers) + len(c.Replicas)
+	for ctx.Err() == nil {
+		info, _ := r.Client().Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	rid, err := r.Client().ClusterMyID(ctx).Result()
+	if err != nil {
+		c.t.Fatalf("redistest: CLUSTER MYID: %v", err)
+	}
+	for _, s := range append(slices.Clone(c.Servers), c.Replicas...) {
+		if err := waitClusterOK(s, nodes); err != nil {
+			c.t.Fatalf("redistest: %v\n%s", err, s.Log())
+		}
+		// Every node must list the replica in its slot map, for clients
+		// that ask any of them.
+		for ctx.Err() == nil && !listsReplica(ctx, s, rid) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if ctx.Err() != nil {
+		c.t.Fatalf("redistest: replica %s of %s did not sync within %v\n%s", r.Addr, m.Addr, startTimeout, r.Log())
+	}
+	return r
+}
+
+// listsReplica reports whether s's CLUSTER SLOTS names the node id as a
+// replica.
+func listsReplica(ctx context.Context, s *Server, id string) bool {
+	slots, err := s.Client().ClusterSlots(ctx).Result()
+	if err != nil {
+		return false
+	}
+	for _, sl := range slots {
+		for _, n := range sl.Nodes[1:] {
+			if n.ID == id {
+				return true
+			}
+		}
+	}
+	return false
 }
