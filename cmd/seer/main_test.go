@@ -3,11 +3,11 @@ package main
 import (
 	"testing"
 
-	"go.uber.org/goleak"
+	"github.com/seer-ml/seer/internal/redistest"
 )
 
 // TestMain checks that the service's goroutines (the cache's poller and
 // shadow worker, the reload handler) end with the tests.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	redistest.VerifyTestMain(m)
 }

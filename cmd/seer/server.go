@@ -19,6 +19,7 @@ import (
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/registry"
+	"github.com/seer-ml/seer/retrieval"
 )
 
 // Errors the handlers map to HTTP status codes (see fail).
@@ -186,8 +187,10 @@ func (s *server) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 type storeStatus struct {
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	Mode     string                 `json:"mode"`
+	Status   string                 `json:"status"`
+	Required bool                   `json:"required"`
+	Nodes    []retrieval.NodeHealth `json:"nodes"`
 }
 
 type readyBody struct {
@@ -196,8 +199,10 @@ type readyBody struct {
 	Stores map[string]storeStatus `json:"stores"`
 }
 
-// handleReady answers 200 once the models are loaded and every store
-// answers PING.
+// handleReady reports each store's health (ok, degraded, down or
+// breaker_open, and each node's) and answers 200 unless a store whose
+// config says required is not ok. Other stores may be degraded or down:
+// their features take defaults, and the pod still serves.
 func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
 	defer cancel()
@@ -206,15 +211,13 @@ func (s *server) handleReady(w http.ResponseWriter, r *http.Request) {
 	var wg sync.WaitGroup
 	for _, st := range s.svc.stores {
 		wg.Go(func() {
-			err := st.Ping(ctx)
+			h := st.Health(ctx)
 			mu.Lock()
 			defer mu.Unlock()
-			if err != nil {
+			if st.Required() && h.Status != retrieval.StatusOK {
 				body.Ready = false
-				body.Stores[st.Name()] = storeStatus{Status: "down", Error: err.Error()}
-				return
 			}
-			body.Stores[st.Name()] = storeStatus{Status: "ok"}
+			body.Stores[st.Name()] = storeStatus{Mode: st.Mode(), Status: h.Status, Required: st.Required(), Nodes: h.Nodes}
 		})
 	}
 	wg.Wait()

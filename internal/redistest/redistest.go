@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 )
 
 // startTimeout bounds how long a server may take to answer PING, and a
@@ -485,4 +486,25 @@ func listsReplica(ctx context.Context, s *Server, id string) bool {
 		}
 	}
 	return false
+}
+
+// VerifyTestMain runs a package's tests, then fails the run if goroutines
+// are left over. Closed go-redis clients may keep a dial-retry goroutine for
+// up to a second (it notices the closed pool only after its sleep), so the
+// check waits up to three seconds for goroutines to end before reporting.
+func VerifyTestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		var err error
+		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+			if err = goleak.Find(); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: goroutines left after the tests: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
