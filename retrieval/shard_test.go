@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/redistest"
@@ -311,6 +312,12 @@ func TestShardModesSameAnswers(t *testing.T) {
 			}
 			if diff := cmp.Diff(wantMarkers, markers); diff != "" {
 				t.Errorf("markers (-want +got):\n%s", diff)
+			}
+			if mode == ModeCluster {
+				// docs/format.md names the slot.
+				if slot, err := e.nodes[0].Client().ClusterKeySlot(context.Background(), MarkerKey).Result(); err != nil || slot != 6337 {
+					t.Errorf("slot of %s = %d, %v; docs/format.md says 6337", MarkerKey, slot, err)
+				}
 			}
 			holder := e.nodes[e.nodeOf(t, MarkerKey)]
 			if n, err := holder.Client().HLen(context.Background(), MarkerKey).Result(); err != nil || n != 7 {
@@ -1037,5 +1044,184 @@ func TestClusterReplicaReads(t *testing.T) {
 	got = e.fetch(t, 1, ids, 300*time.Millisecond)
 	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
 		t.Errorf("master frozen: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+	}
+}
+
+// modeFixture is the benchmark query: 200 stores with 20 features each and
+// a consumer with 10, in a store of the given mode.
+type modeFixture struct {
+	e     *shardEnv
+	batch features.Batch
+}
+
+func newModeFixture(b *testing.B, mode string) *modeFixture {
+	b.Helper()
+	var y strings.Builder
+	y.WriteString("entities:\n  store: {key: \"st_{id}\"}\n  consumer: {key: \"cx_{id}\"}\nfeatures:\n")
+	var names, storeCols, cxCols []string
+	for i := range 20 {
+		typ := "float"
+		if i%4 == 3 {
+			typ = "int"
+		}
+		fmt.Fprintf(&y, "  - {name: store_f%d, entity: store, type: %s, store: main, max_age: 24h}\n", i, typ)
+		names, storeCols = append(names, fmt.Sprintf("store_f%d", i)), append(storeCols, fmt.Sprintf("store_f%d", i))
+	}
+	for i := range 10 {
+		fmt.Fprintf(&y, "  - {name: consumer_f%d, entity: consumer, type: float, store: main}\n", i)
+		names, cxCols = append(names, fmt.Sprintf("consumer_f%d", i)), append(cxCols, fmt.Sprintf("consumer_f%d", i))
+	}
+	c, err := features.ParseCatalog([]byte(y.String()), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var csv strings.Builder
+	csv.WriteString("id," + strings.Join(storeCols, ",") + "\n")
+	q := &features.Query{Context: map[string]string{"consumer": "42"}}
+	for i := range 200 {
+		id := strconv.Itoa(100000 + i)
+		q.Candidates = append(q.Candidates, features.Candidate{Entities: map[string]string{"store": id}})
+		csv.WriteString(id)
+		for k := range storeCols {
+			fmt.Fprintf(&csv, ",%d", i*k)
+		}
+		csv.WriteString("\n")
+	}
+	cx := "id," + strings.Join(cxCols, ",") + "\n42" + strings.Repeat(",0.5", len(cxCols)) + "\n"
+
+	e := &shardEnv{mode: mode, catalog: c}
+	cfg := Config{Mode: mode}
+	switch mode {
+	case ModeStandalone:
+		e.nodes = []*redistest.Server{redistest.Start(b)}
+		cfg.Addr = e.nodes[0].Addr
+	case ModeRing:
+		for range 3 {
+			e.nodes = append(e.nodes, redistest.Start(b))
+			cfg.Addrs = append(cfg.Addrs, e.nodes[len(e.nodes)-1].Addr)
+		}
+	case ModeCluster:
+		e.cluster = redistest.StartCluster(b, 3)
+		e.nodes, cfg.Addrs = e.cluster.Servers, e.cluster.Addrs()
+	}
+	if e.main, err = Open(context.Background(), "main", cfg); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { e.main.Close() })
+	e.r = New([]*Store{e.main}, Options{})
+	ctx := context.Background()
+	if _, err := e.r.UploadFile(ctx, c, "store", writeFile(b, "stores.csv", csv.String()), UploadOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.r.UploadFile(ctx, c, "consumer", writeFile(b, "cx.csv", cx), UploadOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	p, err := c.DisplayPlan(names)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &modeFixture{e: e}
+	if err := p.Prepare(q, &f.batch); err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+func (f *modeFixture) fetch(b *testing.B) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if degraded := f.e.r.Fetch(ctx, f.batch.Lookups); len(degraded) > 0 {
+		b.Fatalf("degraded %v", degraded)
+	}
+}
+
+// BenchmarkFetchModes reads 201 keys (200 stores, one consumer), 4,010
+// values, from a store of each mode.
+func BenchmarkFetchModes(b *testing.B) {
+	for _, mode := range shardModes {
+		b.Run(mode, func(b *testing.B) {
+			f := newModeFixture(b, mode)
+			f.fetch(b)
+			for _, l := range f.batch.Lookups {
+				for k, v := range l.Values {
+					if !v.Valid() {
+						b.Fatalf("%s %s missing", l.Key, l.Specs[k].Name)
+					}
+				}
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				f.fetch(b)
+			}
+		})
+	}
+}
+
+// BenchmarkGoRedisPipeline sends the same 201 raw HMGETs as one pipeline
+// through go-redis's own Ring and ClusterClient, for comparison with
+// BenchmarkFetchModes (which also decodes the values).
+func BenchmarkGoRedisPipeline(b *testing.B) {
+	for _, mode := range []string{ModeRing, ModeCluster} {
+		b.Run(mode, func(b *testing.B) {
+			f := newModeFixture(b, mode)
+			ctx := context.Background()
+			cmds := make([]redis.Cmder, len(f.batch.Lookups))
+			send := func() {
+				for i, l := range f.batch.Lookups {
+					args := []any{"hmget", l.Key}
+					for _, s := range l.Specs {
+						args = append(args, s.Field)
+					}
+					cmds[i] = redis.NewRawCmd(ctx, args...)
+				}
+				pipe := f.e.main.client.Pipeline()
+				_ = pipe.BatchProcess(ctx, cmds...)
+				if _, err := pipe.Exec(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			send()
+			b.ReportAllocs()
+			for b.Loop() {
+				send()
+			}
+		})
+	}
+}
+
+func TestShardConfigYAML(t *testing.T) {
+	src := `
+mode: cluster
+addrs: [redis-1:6379, redis-2:6379]
+username: seer
+password_env: SEER_REDIS_MAIN_PASSWORD
+tls: {enabled: true, ca_file: ca.pem, cert_file: c.pem, key_file: c.key, server_name: redis, insecure_skip_verify: false}
+pool_size: 16
+dial_timeout: 250ms
+read_timeout: 50ms
+write_timeout: 50ms
+max_retries: -1
+read_from_replicas: true
+route_by_latency: true
+breaker: {failures: 5, cooldown: 5s}
+required: true
+`
+	var got Config
+	dec := yaml.NewDecoder(strings.NewReader(src))
+	dec.KnownFields(true)
+	if err := dec.Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		Mode: ModeCluster, Addrs: []string{"redis-1:6379", "redis-2:6379"}, Username: "seer", PasswordEnv: "SEER_REDIS_MAIN_PASSWORD",
+		TLS:      TLSConfig{Enabled: true, CAFile: "ca.pem", CertFile: "c.pem", KeyFile: "c.key", ServerName: "redis"},
+		PoolSize: 16, DialTimeout: 250 * time.Millisecond, ReadTimeout: 50 * time.Millisecond, WriteTimeout: 50 * time.Millisecond,
+		MaxRetries: -1, ReadFromReplicas: true, RouteByLatency: true, Breaker: BreakerConfig{Failures: 5, Cooldown: 5 * time.Second}, Required: true,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if err := got.Check(); err != nil {
+		t.Error(err)
 	}
 }
