@@ -1225,3 +1225,103 @@ required: true
 		t.Error(err)
 	}
 }
+
+// delayConn holds every write for a while, like a distant server.
+type delayConn struct {
+	net.Conn
+	delay time.Duration
+}
+
+func (c delayConn) Write(b []byte) (int, error) {
+	time.Sleep(c.delay)
+	return c.Conn.Write(b)
+}
+
+// TestPipelinesParallel measures whether the per-node pipelines of one
+// read go out in parallel, with every node 150ms away: seer's ring and
+// go-redis's Ring and ClusterClient pipelines all take one delay, not
+// three.
+func TestPipelinesParallel(t *testing.T) {
+	const delay = 150 * time.Millisecond
+	c := testCatalogParse(t)
+	var addrs []string
+	for range 3 {
+		addrs = append(addrs, delayProxy(t, redistest.Start(t).Addr, delay))
+	}
+	main, err := Open(context.Background(), "main", Config{Mode: ModeRing, Addrs: addrs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	search, _ := openStore(t, "search", ModeEmbedded)
+	r := New([]*Store{main, search}, Options{})
+	var csv strings.Builder
+	csv.WriteString("id,store_rating\n")
+	var ids []string
+	for i := range 30 {
+		ids = append(ids, strconv.Itoa(i))
+		fmt.Fprintf(&csv, "%d,%d\n", i, i)
+	}
+	if _, err := r.UploadFile(context.Background(), c, "store", writeFile(t, "s.csv", csv.String()), UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := map[int]bool{}
+	for _, id := range ids {
+		nodes[main.ring.index("st_"+id)] = true
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("the keys are on %d shards", len(nodes))
+	}
+	// The fastest of three reads, after a first one that connects: the
+	// steady state, which a busy machine can only slow down.
+	fetchAll(t, r, c, ids, []string{"store_rating"}, 5*time.Second)
+	fastest := time.Hour
+	for range 3 {
+		start := time.Now()
+		rows, degraded := fetchAll(t, r, c, ids, []string{"store_rating"}, 5*time.Second)
+		fastest = min(fastest, time.Since(start))
+		if len(degraded) > 0 || rows[29][0].Value.Float() != 29 {
+			t.Fatalf("degraded %v, rows %v", degraded, cellStrings(rows))
+		}
+	}
+	if fastest >= 2*delay {
+		t.Errorf("Fetch from three shards each %v away took %v", delay, fastest)
+	}
+
+	ctx := context.Background()
+	// timePipeline returns the fastest of three pipelines of an HGET per
+	// key: the steady state, after connections and command tables.
+	timePipeline := func(client redis.UniversalClient) time.Duration {
+		t.Helper()
+		fastest := time.Hour
+		for range 3 {
+			pipe := client.Pipeline()
+			for _, id := range ids {
+				pipe.HGet(ctx, "st_"+id, features.Field("store_rating"))
+			}
+			start := time.Now()
+			if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
+				t.Fatal(err)
+			}
+			fastest = min(fastest, time.Since(start))
+		}
+		return fastest
+	}
+	if d := timePipeline(main.client); d >= 2*delay {
+		t.Errorf("go-redis Ring pipeline over three shards each %v away took %v", delay, d)
+	}
+
+	cluster := redistest.StartCluster(t, 3)
+	cc := redis.NewClusterClient(&redis.ClusterOptions{
+		Addrs: cluster.Addrs(), Protocol: 2, DisableIdentity: true,
+		Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var d net.Dialer
+			conn, err := d.DialContext(ctx, network, addr)
+			return delayConn{conn, delay}, err
+		},
+	})
+	defer cc.Close()
+	if d := timePipeline(cc); d >= 2*delay {
+		t.Errorf("go-redis ClusterClient pipeline over three nodes each %v away took %v", delay, d)
+	}
+}
