@@ -97,9 +97,10 @@ type part struct {
 // are skipped. A stored value that fails to decode, has another type than
 // its spec, or is older than the spec's MaxAge is left invalid and counted
 // in the spec's Stats. Fetch returns the names of the stores that failed or
-// did not answer in time; their lookups keep the values they had (invalid,
-// after Plan.Prepare), so they take defaults. It never blocks past ctx: a
-// store still busy when ctx ends is abandoned and reported as degraded.
+// did not answer in time, wholly or in part (one node of a ring or cluster);
+// the lookups of the failed nodes keep the values they had (invalid, after
+// Plan.Prepare), so they take defaults. It never blocks past ctx: a store
+// still busy when ctx ends is abandoned and reported as degraded.
 func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degraded []string) {
 	// The cache serves its live hits, joins reads in flight, and narrows
 	// the lookups to what Redis must still read.
