@@ -96,7 +96,7 @@ declare -A STORES=(
 	[cluster]="{mode: cluster, addrs: [$(join "${CLUSTER[@]}")]}"
 )
 
-printf '%-11s %10s %10s %10s %10s %9s\n' mode 'req/s' 'p50 ms' 'p99 ms' 'errors' degraded
+printf '%-11s %10s %10s %10s %10s %9s %7s\n' mode 'req/s' 'p50 ms' 'p99 ms' 'errors' degraded load
 for mode in standalone ring cluster; do
 	port=$(freeport)
 	cat >"seer-$mode.yaml" <<EOF
@@ -127,6 +127,7 @@ EOF
 	p99=$(awk '/99% in/ {printf "%.2f", $3*1000}' "hey-$mode.txt")
 	bad=$(awk '/^  \[[0-9]+\]/ && $1 != "[200]" {n += $2} END {print n+0}' "hey-$mode.txt")
 	deg=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^seer_predict_degraded_total/ {n += $2} END {print n+0}')
-	printf '%-11s %10s %10s %10s %10s %9s\n' "$mode" "$rps" "$p50" "$p99" "$bad" "$deg"
+	load=$(cut -d' ' -f1 /proc/loadavg)
+	printf '%-11s %10s %10s %10s %10s %9s %7s\n' "$mode" "$rps" "$p50" "$p99" "$bad" "$deg" "$load"
 	kill "$spid"; wait "$spid" 2>/dev/null || true
 done
