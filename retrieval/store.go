@@ -68,9 +68,10 @@ type Config struct {
 	DialTimeout  time.Duration `yaml:"dial_timeout"`
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	WriteTimeout time.Duration `yaml:"write_timeout"`
-	// MaxRetries is how often a command that failed on the network (and,
-	// in a cluster, a command redirected by MOVED or ASK) is tried again
-	// within its deadline: 0 means the default, 3; -1 means never.
+	// MaxRetries is how often a command that failed on the network is
+	// tried again within its deadline: 0 means the default, 3; -1 means
+	// never. In a cluster, redirections (MOVED, ASK) are followed up to 3
+	// times in any case.
 	MaxRetries int `yaml:"max_retries"`
 	// ReadFromReplicas sends a cluster's reads to replicas (READONLY),
 	// spread round robin over the replicas of each slot; the master serves
@@ -391,7 +392,9 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 			ReadTimeout:           orDefault(cfg.ReadTimeout, DefaultIOTimeout),
 			WriteTimeout:          orDefault(cfg.WriteTimeout, DefaultIOTimeout),
 			MaxRetries:            retries,
-			MaxRedirects:          retries,
+			// MOVED and ASK are followed up to go-redis's default of 3
+			// times, whatever max_retries says: a slot that moves must
+			// not fail reads.
 			DialerRetries:         1,
 			ContextTimeoutEnabled: true,
 			Protocol:              2,
