@@ -381,17 +381,17 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 	case ModeCluster:
 		s.replicas = cfg.ReadFromReplicas || cfg.RouteByLatency
 		s.cluster = redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs:                 slices.Clone(cfg.Addrs),
-			ReadOnly:              s.replicas,
-			RouteByLatency:        cfg.RouteByLatency,
-			Username:              cfg.Username,
-			Password:              password,
-			TLSConfig:             tlsConfig,
-			PoolSize:              cfg.PoolSize,
-			DialTimeout:           orDefault(cfg.DialTimeout, DefaultDialTimeout),
-			ReadTimeout:           orDefault(cfg.ReadTimeout, DefaultIOTimeout),
-			WriteTimeout:          orDefault(cfg.WriteTimeout, DefaultIOTimeout),
-			MaxRetries:            retries,
+			Addrs:          slices.Clone(cfg.Addrs),
+			ReadOnly:       s.replicas,
+			RouteByLatency: cfg.RouteByLatency,
+			Username:       cfg.Username,
+			Password:       password,
+			TLSConfig:      tlsConfig,
+			PoolSize:       cfg.PoolSize,
+			DialTimeout:    orDefault(cfg.DialTimeout, DefaultDialTimeout),
+			ReadTimeout:    orDefault(cfg.ReadTimeout, DefaultIOTimeout),
+			WriteTimeout:   orDefault(cfg.WriteTimeout, DefaultIOTimeout),
+			MaxRetries:     retries,
 			// MOVED and ASK are followed up to go-redis's default of 3
 			// times, whatever max_retries says: a slot that moves must
 			// not fail reads.
