@@ -440,7 +440,17 @@ func TestShardNodeFrozen(t *testing.T) {
 			t.Cleanup(e.nodes[victim].Resume)
 			// The frozen node costs each Fetch its deadline, until its
 			// breaker opens; then its features take defaults at once.
+			// A read Fetch gave up on reports its failure when go-redis
+			// returns, just after the deadline: the breaker opens a moment
+			// after the failures-th Fetch returned.
 			for i := range failures + 3 {
+				if i == failures {
+					for start := time.Now(); !e.main.nodeBreakerOpen(e.nodes[victim].Addr); time.Sleep(5 * time.Millisecond) {
+						if time.Since(start) > time.Second {
+							t.Fatalf("the breaker did not open after %d failed reads", failures)
+						}
+					}
+				}
 				got := e.fetch(t, 1, ids, timeout)
 				if got.took > timeout+slack {
 					t.Errorf("fetch %d with the node frozen took %v, past the %v deadline", i, got.took, timeout)
@@ -1324,4 +1334,18 @@ func TestPipelinesParallel(t *testing.T) {
 	if d := timePipeline(cc); d >= 2*delay {
 		t.Errorf("go-redis ClusterClient pipeline over three nodes each %v away took %v", delay, d)
 	}
+}
+
+// nodeBreakerOpen reports whether the breaker of the store's node at addr
+// is open.
+func (s *Store) nodeBreakerOpen(addr string) bool {
+	for _, n := range s.nodes {
+		if n.addr == addr {
+			return n.brk.isOpen()
+		}
+	}
+	if s.cluster != nil {
+		return s.clusterNode(addr).brk.isOpen()
+	}
+	return false
 }
