@@ -132,7 +132,7 @@ stores:
     mode: %s
     %s
     required: %v
-    breaker: {failures: 3, cooldown: 1s}
+    breaker: {failures: 3, cooldown: 5s}
 predict:
   retrieval_timeout: 200ms
 `, abs("catalog.yaml"), abs("models"), tt.mode, addrs, tt.required)
