@@ -10,15 +10,21 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// go-redis reports dial failures through a process-wide logger: send
+	// them to the same JSON log as everything else.
+	redis.SetLogger(redisLogger{slog.New(slog.NewJSONHandler(os.Stderr, nil))})
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "seer: "+oneLine(err))
 		os.Exit(1)
@@ -32,6 +38,13 @@ commands:
   upload    --config FILE --entity NAME FILE...  validate and load feature files
   validate  [--catalog FILE | --config FILE] DIR  check a model version directory
   simulate  [--sizes N,...] (--zipf N,S | TRACE...)  replay feature reads through caches of several sizes`
+
+// redisLogger passes go-redis's messages to slog as warnings.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client", "msg_detail", fmt.Sprintf(format, v...))
+}
 
 // errUsage marks errors in how seer was called.
 var errUsage = errors.New("usage")
