@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -83,7 +85,7 @@ func (s *server) handleCacheStats(w http.ResponseWriter, r *http.Request) {
 // change (retrieval.FlagsUpdate). It answers with the cache's state.
 func (s *server) handleCacheFlags(w http.ResponseWriter, r *http.Request) {
 	var u retrieval.FlagsUpdate
-	if err := s.decodeBody(w, r, &u); err != nil {
+	if err := decodeAdminBody(w, r, &u); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -95,4 +97,22 @@ func (s *server) handleCacheFlags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, s.svc.cache.Stats())
+}
+
+// decodeAdminBody decodes a small admin JSON body strictly: unknown fields,
+// trailing data and bodies over 1 MiB are errors.
+func decodeAdminBody(w http.ResponseWriter, r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return fmt.Errorf("%w: body is over the limit of %d bytes", errTooLarge, tooBig.Limit)
+		}
+		return fmt.Errorf("%w: body: %v", errBadRequest, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: body: data after the JSON object", errBadRequest)
+	}
+	return nil
 }

@@ -35,9 +35,12 @@ func demoPlan(t testing.TB) *features.Plan {
 	return p
 }
 
-// FuzzDecodeRequest feeds arbitrary bodies through the request decoder and
-// the query builder, then plans the query: nothing may panic, and every
-// error must be a client error.
+// FuzzDecodeRequest decodes arbitrary bodies as /v1/predict and
+// /v1/features bodies with the request decoder and with the encoding/json
+// decoder it replaced (reference_test.go), and requires the same outcome:
+// the same request and the same queries typed by two plans, or the same
+// error. Then it plans and assembles each query: nothing may panic, and
+// every error must be a client error.
 func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(rankingBody(false)))
 	f.Add([]byte(`{"queries": [{"id": "q1", "model": "store_ranker", "context": {"consumer": "1001"}, "features": {"hour_of_day": 13},
@@ -46,17 +49,26 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"queries": [{"model": "m", "features": {"store_avg_rating": [1, 2]}}], "debug": true}`))
 	f.Add([]byte(`{"queries": [{"model": "m", "context": {"shop": "1"}, "candidates": [{}]}]}`))
 	f.Add([]byte(`{"queries": [{"model": "m", "features": {"hour_of_day": 1e400}}]}`))
-	plan := demoPlan(f)
+	f.Add([]byte(`{"queries": [{"features": ["store_avg_rating", "consumer_embedding"], "context": {"consumer": "1001"},
+	  "candidates": [{"entities": {"store": "1"}, "features": {"consumer_embedding": [1, 2.5e-3], "consumer_recent_cuisines": ["a"], "store_is_open": true}}]}]}`))
+	f.Add([]byte(`{"Queries": [{"id": "a\u00e9\ud83d\ude00\ud800", "MODEL": "m"}, null, {"id": "b"}], "queries": [{"model": "n"}], "debug": null}`))
+	f.Add([]byte(`{"queries": [{"candidates": [{"id": "1", "features": {"distance_km": 1}}, {}], "candidates": [{"features": {"hour_of_day": "x"}}]}]}`))
+	f.Add([]byte(`{"queries": [{"context": {"store": 1, "store": "", "consumer": -0}, "features": {"distance_km": null}}]} `))
+	f.Add([]byte(`{"queries": [{"model": 7, "context": 5}], "x": [1, {"y": [true, false, null]}]}`))
+	f.Add([]byte(`{"queries": [{"features": ["a", null, 1]}]}]`))
+	plans := []*features.Plan{demoPlan(f), displayPlan(f)}
+	plan := plans[0]
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req predictRequest
-		if err := decodeJSON(body, &req); err != nil {
-			if !errors.Is(err, errBadRequest) {
-				t.Fatalf("decode error %v is not a bad request", err)
-			}
+		for _, kind := range []bodyKind{predictBody, featuresBody} {
+			checkDecode(t, body, kind, plans)
+		}
+		req, err := decodeBody(string(body), predictBody)
+		defer req.release()
+		if err != nil {
 			return
 		}
-		for _, q := range req.Queries {
-			fq, err := buildQuery(plan, "q", q.Context, q.Features, q.Candidates)
+		for i := range req.nq {
+			fq, err := req.query(plan, i)
 			if err != nil {
 				if !errors.Is(err, errBadRequest) {
 					t.Fatalf("build error %v is not a bad request", err)

@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
+	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -19,124 +16,10 @@ import (
 	"github.com/seer-ml/seer/models"
 )
 
-// The request bodies of /v1/predict and /v1/features.
-type (
-	predictRequest struct {
-		Queries []predictQuery `json:"queries"`
-		Debug   bool           `json:"debug"`
-	}
-	predictQuery struct {
-		ID         string         `json:"id"`
-		Model      string         `json:"model"`
-		Context    entityMap      `json:"context"`
-		Features   map[string]any `json:"features"`
-		Candidates []candidate    `json:"candidates"`
-		Debug      bool           `json:"debug"`
-	}
-	featuresRequest struct {
-		Queries []featuresQuery `json:"queries"`
-	}
-	featuresQuery struct {
-		ID         string      `json:"id"`
-		Features   []string    `json:"features"`
-		Context    entityMap   `json:"context"`
-		Candidates []candidate `json:"candidates"`
-	}
-	candidate struct {
-		ID       string         `json:"id"`
-		Entities entityMap      `json:"entities"`
-		Features map[string]any `json:"features"`
-	}
-)
-
-// entityMap maps entity types to ids; an id may be written as a JSON string
-// or integer.
-type entityMap map[string]string
-
-var integerText = regexp.MustCompile(`^-?[0-9]+$`)
-
-// UnmarshalJSON decodes entity ids given as strings or integers.
-func (m *entityMap) UnmarshalJSON(b []byte) error {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return fmt.Errorf("entities: want an object of entity type to id")
-	}
-	out := make(entityMap, len(raw))
-	for k, v := range raw {
-		var s string
-		switch {
-		case len(v) > 0 && v[0] == '"':
-			if err := json.Unmarshal(v, &s); err != nil || s == "" {
-				return fmt.Errorf("entity %s: want a non-empty id", k)
-			}
-		case integerText.Match(v):
-			s = string(v)
-		default:
-			return fmt.Errorf("entity %s: want a string or integer id, got %s", k, truncateBytes(v, 40))
-		}
-		out[k] = s
-	}
-	*m = out
-	return nil
-}
-
-func truncateBytes(b []byte, n int) string {
-	if len(b) > n {
-		return string(b[:n]) + "..."
-	}
-	return string(b)
-}
-
-// decodeBody reads a request body of at most the configured size and
-// decodes it with decodeJSON.
-func (s *server) decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.Predict.MaxBodyBytes)
-	data, err := io.ReadAll(body)
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return fmt.Errorf("%w: body is over the limit of %d bytes", errTooLarge, tooBig.Limit)
-		}
-		return fmt.Errorf("%w: read body: %v", errBadRequest, err)
-	}
-	return decodeJSON(data, v)
-}
-
-// decodeJSON decodes a request body strictly: malformed JSON, unknown fields
-// and trailing data are errors that say where they are. Numbers stay exact
-// (json.Number).
-func decodeJSON(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", errBadRequest, describeJSONError(err, data))
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: body: data after the JSON object", errBadRequest)
-	}
-	return nil
-}
-
-func describeJSONError(err error, data []byte) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("body: malformed JSON at byte %d: %v", syn.Offset, syn)
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			field = "body"
-		}
-		return fmt.Sprintf("%s: want %s, got JSON %s", field, typ.Type, typ.Value)
-	case errors.Is(err, io.EOF):
-		return "body: empty"
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "body: malformed JSON: unexpected end"
-	}
-	return "body: " + err.Error()
-}
+// The request bodies of /v1/predict and /v1/features are decoded by
+// request.decode (decode.go): {"debug", "queries": [{"id", "model",
+// "context", "features", "candidates": [{"id", "entities", "features"}],
+// "debug"}]}, with "features" a list of catalog names for /v1/features.
 
 // checkShape enforces the request limits shared by both endpoints.
 func (s *server) checkShape(nqueries int, candidates func(i int) int) error {
@@ -155,48 +38,6 @@ func (s *server) checkShape(nqueries int, candidates func(i int) int) error {
 	return nil
 }
 
-// buildQuery turns a decoded query into a features.Query, converting request
-// features to their inputs' types. Features the plan does not read are
-// ignored; a null value counts as not given.
-func buildQuery(p *features.Plan, where string, ctx entityMap, feats map[string]any, cands []candidate) (features.Query, error) {
-	q := features.Query{Context: ctx}
-	var err error
-	if q.Features, err = typedFeatures(p, where+".features", feats); err != nil {
-		return q, err
-	}
-	if len(cands) > 0 {
-		q.Candidates = make([]features.Candidate, len(cands))
-		for i := range cands {
-			c := &q.Candidates[i]
-			c.Entities = cands[i].Entities
-			w := fmt.Sprintf("%s.candidates[%d].features", where, i)
-			if c.Features, err = typedFeatures(p, w, cands[i].Features); err != nil {
-				return q, err
-			}
-		}
-	}
-	return q, nil
-}
-
-func typedFeatures(p *features.Plan, where string, raw map[string]any) (map[string]features.Value, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]features.Value, len(raw))
-	for name, x := range raw {
-		k := p.Input(name)
-		if k < 0 || x == nil {
-			continue
-		}
-		v, err := features.Coerce(p.Inputs[k].Type, x)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s.%s: %v", errBadRequest, where, name, err)
-		}
-		out[name] = v
-	}
-	return out, nil
-}
-
 // scores are a query's model outputs: a number per row, or an array per row
 // for models with several outputs. NaN is written as null.
 type scores struct {
@@ -204,9 +45,8 @@ type scores struct {
 	width int
 }
 
-// MarshalJSON writes the scores without reflection.
-func (s scores) MarshalJSON() ([]byte, error) {
-	b := make([]byte, 0, 2+len(s.vals)*21)
+// appendJSON appends the scores as JSON.
+func (s scores) appendJSON(b []byte) []byte {
 	b = append(b, '[')
 	for i, v := range s.vals {
 		if i > 0 {
@@ -219,139 +59,150 @@ func (s scores) MarshalJSON() ([]byte, error) {
 			}
 			b = append(b, '[')
 		}
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			b = append(b, "null"...)
-		} else {
-			b = strconv.AppendFloat(b, v, 'g', -1, 64)
-		}
+		b = appendFloat(b, v)
 	}
 	if s.width > 1 && len(s.vals) > 0 {
 		b = append(b, ']')
 	}
-	return append(b, ']'), nil
+	return append(b, ']')
 }
 
+// queryResult is the answer to one query of either endpoint.
 type queryResult struct {
-	ID             string                     `json:"id,omitempty"`
-	Model          string                     `json:"model"`
-	Version        string                     `json:"version"`
-	Scores         scores                     `json:"scores"`
-	Degraded       bool                       `json:"degraded,omitempty"`
-	DegradedStores []string                   `json:"degraded_stores,omitempty"`
-	Debug          []map[string]features.Cell `json:"debug,omitempty"`
+	id, model, version string
+	scores             scores
+	degraded           []string // stores that failed or timed out
+	plan               *features.Plan
+	cells              []features.Cell // debug: each row's inputs and their origins
 }
 
-type featuresResult struct {
-	ID             string                     `json:"id,omitempty"`
-	Rows           []map[string]features.Cell `json:"rows"`
-	Degraded       bool                       `json:"degraded,omitempty"`
-	DegradedStores []string                   `json:"degraded_stores,omitempty"`
-}
-
-// job is one validated query, ready to run.
+// job is one validated query, ready to run, with the memory its rows go to.
 type job struct {
 	plan  *features.Plan
-	model models.Model
+	model models.Model // nil for /v1/features
 	query features.Query
-	debug bool
+	x     []float64       // rows × inputs
+	out   []float64       // rows × outputs
+	cells []features.Cell // rows × inputs, when debugging
 }
 
-// fetched is what running a job's retrieval and assembly produced.
-type fetched struct {
-	x        []float64
-	cells    []features.Cell
-	degraded []string
+// carve gives each job its x, out and cells from the request's memory.
+func (req *request) carve(jobs []job, debug func(i int) bool) {
+	nf, nc := 0, 0
+	for i := range jobs {
+		j := &jobs[i]
+		rows, ni := j.query.Rows(), len(j.plan.Inputs)
+		nf += rows * ni
+		if j.model != nil {
+			nf += rows * j.model.NumOutputs()
+		}
+		if debug(i) {
+			nc += rows * ni
+		}
+	}
+	req.floats = resize(req.floats, nf)
+	req.cells = resize(req.cells, nc)
+	f, c := req.floats, req.cells
+	for i := range jobs {
+		j := &jobs[i]
+		rows, ni := j.query.Rows(), len(j.plan.Inputs)
+		j.x, f = f[:rows*ni:rows*ni], f[rows*ni:]
+		if j.model != nil {
+			n := rows * j.model.NumOutputs()
+			j.out, f = f[:n:n], f[n:]
+		}
+		if debug(i) {
+			j.cells, c = c[:rows*ni:rows*ni], c[rows*ni:]
+		}
+	}
+}
+
+// resize returns s with length n, zeroed.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
 }
 
 // fetch reads a job's features and assembles its rows: request values, then
-// the stores (under the retrieval timeout), then defaults.
-func (s *server) fetch(ctx context.Context, j *job) (fetched, error) {
+// the stores (under the retrieval timeout), then defaults. It returns the
+// stores that failed or timed out.
+func (s *server) fetch(ctx context.Context, j *job) ([]string, error) {
 	b := s.batches.Get().(*features.Batch)
 	defer func() {
 		b.Reset()
 		s.batches.Put(b)
 	}()
 	if err := j.plan.Prepare(&j.query, b); err != nil {
-		return fetched{}, err
+		return nil, err
 	}
-	var f fetched
+	var degraded []string
 	if len(b.Lookups) > 0 {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.RetrievalTimeout)
-		f.degraded = s.svc.retriever.Fetch(rctx, b.Lookups)
+		degraded = s.svc.retriever.Fetch(rctx, b.Lookups)
 		cancel()
-		for _, st := range f.degraded {
+		for _, st := range degraded {
 			s.degraded.WithLabelValues(st).Inc()
 		}
 	}
-	rows, ni := j.query.Rows(), len(j.plan.Inputs)
-	f.x = make([]float64, rows*ni)
-	if j.debug {
-		f.cells = make([]features.Cell, rows*ni)
-	}
-	j.plan.Assemble(&j.query, b, f.x, f.cells)
-	return f, nil
-}
-
-// cellRows splits a row-major slice of cells into one map per row.
-func cellRows(p *features.Plan, cells []features.Cell) []map[string]features.Cell {
-	ni := len(p.Inputs)
-	out := make([]map[string]features.Cell, len(cells)/ni)
-	for r := range out {
-		m := make(map[string]features.Cell, ni)
-		for k, in := range p.Inputs {
-			m[in.Name] = cells[r*ni+k]
-		}
-		out[r] = m
-	}
-	return out
+	j.plan.Assemble(&j.query, b, j.x, j.cells)
+	return degraded, nil
 }
 
 func (s *server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Predict.Timeout)
 	defer cancel()
-	var req predictRequest
-	if err := s.decodeBody(w, r, &req); err != nil {
+	req := newRequest()
+	defer req.release()
+	if err := s.readBody(w, r, req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.checkShape(len(req.Queries), func(i int) int { return len(req.Queries[i].Candidates) }); err != nil {
+	if err := req.decode(predictBody); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	jobs := make([]job, len(req.Queries))
-	results := make([]queryResult, len(req.Queries))
-	for i := range req.Queries {
-		q := &req.Queries[i]
-		v, err := s.resolve(q.Model)
+	if err := s.checkShape(req.nq, func(i int) int { return req.queries[i].nc }); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	jobs := make([]job, req.nq)
+	results := make([]queryResult, req.nq)
+	for i := range req.nq {
+		q := &req.queries[i]
+		v, err := s.resolve(q.model)
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("queries[%d].model: %w", i, err))
 			return
 		}
-		fq, err := buildQuery(v.Plan, fmt.Sprintf("queries[%d]", i), q.Context, q.Features, q.Candidates)
+		fq, err := req.query(v.Plan, i)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		jobs[i] = job{plan: v.Plan, model: v.Model, query: fq, debug: req.Debug || q.Debug}
-		results[i] = queryResult{ID: q.ID, Model: v.Name, Version: v.Version}
+		jobs[i] = job{plan: v.Plan, model: v.Model, query: fq}
+		results[i] = queryResult{id: q.id, model: v.Name, version: v.Version}
 	}
+	debug := func(i int) bool { return req.debug || req.queries[i].debug }
+	req.carve(jobs, debug)
 	err := forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
-		j := &jobs[i]
-		f, err := s.fetch(ctx, j)
+		j, res := &jobs[i], &results[i]
+		degraded, err := s.fetch(ctx, j)
 		if err != nil {
 			return fmt.Errorf("queries[%d]: %w", i, err)
 		}
-		rows, nout := j.query.Rows(), j.model.NumOutputs()
-		out := make([]float64, rows*nout)
-		if err := j.model.Predict(out, f.x, rows); err != nil {
-			return fmt.Errorf("queries[%d]: score with %s@%s: %w", i, results[i].Model, results[i].Version, err)
+		rows := j.query.Rows()
+		if err := j.model.Predict(j.out, j.x, rows); err != nil {
+			return fmt.Errorf("queries[%d]: score with %s@%s: %w", i, res.model, res.version, err)
 		}
-		s.rows.WithLabelValues(results[i].Model).Add(float64(rows))
-		res := &results[i]
-		res.Scores = scores{vals: out, width: nout}
-		res.Degraded, res.DegradedStores = len(f.degraded) > 0, f.degraded
-		if j.debug {
-			res.Debug = cellRows(j.plan, f.cells)
+		s.rows.WithLabelValues(res.model).Add(float64(rows))
+		res.scores = scores{vals: j.out, width: j.model.NumOutputs()}
+		res.degraded = degraded
+		if j.cells != nil {
+			res.plan, res.cells = j.plan, j.cells
 		}
 		return nil
 	})
@@ -359,58 +210,65 @@ func (s *server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	req.out = appendResults(req.out[:0], results, true)
+	writeBody(w, req.out)
 }
 
 func (s *server) handleFeatures(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Predict.Timeout)
 	defer cancel()
-	var req featuresRequest
-	if err := s.decodeBody(w, r, &req); err != nil {
+	req := newRequest()
+	defer req.release()
+	if err := s.readBody(w, r, req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.checkShape(len(req.Queries), func(i int) int { return len(req.Queries[i].Candidates) }); err != nil {
+	if err := req.decode(featuresBody); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	jobs := make([]job, len(req.Queries))
-	results := make([]featuresResult, len(req.Queries))
-	for i := range req.Queries {
-		q := &req.Queries[i]
+	if err := s.checkShape(req.nq, func(i int) int { return req.queries[i].nc }); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	jobs := make([]job, req.nq)
+	results := make([]queryResult, req.nq)
+	for i := range req.nq {
+		q := &req.queries[i]
 		where := fmt.Sprintf("queries[%d]", i)
-		if len(q.Features) == 0 {
+		if q.nn == 0 {
 			s.fail(w, r, fmt.Errorf("%w: %s.features: name at least one catalog feature", errBadRequest, where))
 			return
 		}
-		plan, err := s.svc.catalog.DisplayPlan(q.Features)
+		plan, err := s.svc.catalog.DisplayPlan(q.names[:q.nn])
 		if err != nil {
 			s.fail(w, r, fmt.Errorf("%w: %s.features: %v", errBadRequest, where, err))
 			return
 		}
-		fq, err := buildQuery(plan, where, q.Context, nil, q.Candidates)
+		fq, err := req.query(plan, i)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		jobs[i] = job{plan: plan, query: fq, debug: true}
-		results[i].ID = q.ID
+		jobs[i] = job{plan: plan, query: fq}
+		results[i].id = q.id
 	}
+	req.carve(jobs, func(int) bool { return true })
 	err := forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
-		f, err := s.fetch(ctx, &jobs[i])
+		degraded, err := s.fetch(ctx, &jobs[i])
 		if err != nil {
 			return fmt.Errorf("queries[%d]: %w", i, err)
 		}
 		res := &results[i]
-		res.Rows = cellRows(jobs[i].plan, f.cells)
-		res.Degraded, res.DegradedStores = len(f.degraded) > 0, f.degraded
+		res.plan, res.cells, res.degraded = jobs[i].plan, jobs[i].cells, degraded
 		return nil
 	})
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"results": results})
+	req.out = appendResults(req.out[:0], results, false)
+	writeBody(w, req.out)
 }
 
 // forEach runs fn for 0..n-1, concurrently when n > 1, and returns the
@@ -432,4 +290,195 @@ func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) err
 		return errs[i]
 	}
 	return nil
+}
+
+// writeBody answers 200 with a JSON body.
+func writeBody(w http.ResponseWriter, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(body)
+}
+
+// appendResults appends the answer of /v1/predict (scores set) or
+// /v1/features, and a newline: {"results": [...]}. The bytes are those
+// encoding/json gives for the same answer (TestAppendResults): fields in
+// order, empty ones left out, debug rows as objects with sorted keys,
+// strings escaped for HTML.
+func appendResults(b []byte, results []queryResult, predict bool) []byte {
+	b = append(b, `{"results":[`...)
+	for i := range results {
+		res := &results[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		if res.id != "" {
+			b = append(b, `"id":`...)
+			b = appendString(b, res.id)
+			b = append(b, ',')
+		}
+		if predict {
+			b = append(b, `"model":`...)
+			b = appendString(b, res.model)
+			b = append(b, `,"version":`...)
+			b = appendString(b, res.version)
+			b = append(b, `,"scores":`...)
+			b = res.scores.appendJSON(b)
+		} else {
+			b = append(b, `"rows":`...)
+			b = appendCells(b, res.plan, res.cells)
+		}
+		if len(res.degraded) > 0 {
+			b = append(b, `,"degraded":true,"degraded_stores":[`...)
+			for k, st := range res.degraded {
+				if k > 0 {
+					b = append(b, ',')
+				}
+				b = appendString(b, st)
+			}
+			b = append(b, ']')
+		}
+		if predict && len(res.cells) > 0 {
+			b = append(b, `,"debug":`...)
+			b = appendCells(b, res.plan, res.cells)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
+
+// appendCells appends row-major cells as an array of objects, one per row,
+// from input name to {"value", "source"}, names sorted.
+func appendCells(b []byte, p *features.Plan, cells []features.Cell) []byte {
+	ni := len(p.Inputs)
+	order := make([]int, ni)
+	for k := range order {
+		order[k] = k
+	}
+	slices.SortFunc(order, func(a, c int) int { return strings.Compare(p.Inputs[a].Name, p.Inputs[c].Name) })
+	b = append(b, '[')
+	for r := 0; r*ni < len(cells); r++ {
+		if r > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '{')
+		for n, k := range order {
+			if n > 0 {
+				b = append(b, ',')
+			}
+			c := &cells[r*ni+k]
+			b = appendString(b, p.Inputs[k].Name)
+			b = append(b, `:{"value":`...)
+			b = appendValue(b, &c.Value)
+			b = append(b, `,"source":"`...)
+			b = append(b, c.Source.String()...)
+			b = append(b, `"}`...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
+}
+
+// appendValue appends a value as features.Value.MarshalJSON writes it.
+func appendValue(b []byte, v *features.Value) []byte {
+	switch v.Type() {
+	case features.Float:
+		return appendFloat(b, v.Float())
+	case features.Int:
+		return strconv.AppendInt(b, v.Int(), 10)
+	case features.Bool:
+		return strconv.AppendBool(b, v.Bool())
+	case features.String:
+		return appendString(b, v.Str())
+	case features.Vector:
+		b = append(b, '[')
+		for i, f := range v.Vector() {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if f != f || math.IsInf(float64(f), 0) {
+				b = append(b, "null"...)
+			} else {
+				b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
+			}
+		}
+		return append(b, ']')
+	case features.List:
+		l := v.List()
+		if l == nil {
+			return append(b, "null"...)
+		}
+		b = append(b, '[')
+		for i, s := range l {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		return append(b, ']')
+	}
+	return append(b, "null"...)
+}
+
+func appendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, f, 'g', -1, 64)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string the way encoding/json writes it:
+// <, > and & escaped for HTML, invalid UTF-8 as \ufffd, U+2028 and U+2029
+// escaped.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		if c := s[i]; c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\b':
+				b = append(b, '\\', 'b')
+			case '\f':
+				b = append(b, '\\', 'f')
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
