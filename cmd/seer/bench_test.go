@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/seer-ml/seer/features"
+
 	"github.com/seer-ml/seer/internal/redistest"
 )
 
@@ -96,5 +98,92 @@ func BenchmarkPredict(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkDecode measures decoding the 200-candidate body and typing its
+// query, against the encoding/json decoding it replaced.
+func BenchmarkDecode(b *testing.B) {
+	p := demoPlan(b)
+	body := rankingBody(false)
+	b.Run("candidates=200", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			req := newRequest()
+			req.body = body
+			if err := req.decode(predictBody); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := req.query(p, 0); err != nil {
+				b.Fatal(err)
+			}
+			req.release()
+		}
+	})
+	b.Run("candidates=200/encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(body)))
+		for b.Loop() {
+			var req predictRequest
+			if err := decodeJSON([]byte(body), &req); err != nil {
+				b.Fatal(err)
+			}
+			q := &req.Queries[0]
+			if _, err := buildQuery(p, "queries[0]", q.Context, q.Features, q.Candidates); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkAppendResults measures writing the answer of a 200-candidate
+// query, with and without debug rows.
+func BenchmarkAppendResults(b *testing.B) {
+	p := demoPlan(b)
+	vals := make([]float64, 200)
+	cells := make([]features.Cell, 200*len(p.Inputs))
+	for i := range vals {
+		vals[i] = 1 / float64(i+3)
+	}
+	for i := range cells {
+		cells[i] = features.Cell{Value: features.FloatValue(float64(i) / 7), Source: features.FromRedis}
+	}
+	for _, debug := range []bool{false, true} {
+		res := []queryResult{{id: "q", model: "store_ranker", version: "1", scores: scores{vals: vals, width: 1}}}
+		if debug {
+			res[0].plan, res[0].cells = p, cells
+		}
+		b.Run(fmt.Sprintf("candidates=200/debug=%v", debug), func(b *testing.B) {
+			b.ReportAllocs()
+			var buf []byte
+			for b.Loop() {
+				buf = appendResults(buf[:0], res, true)
+			}
+		})
+	}
+}
+
+// BenchmarkPrepareAssemble measures planning and assembling the
+// 200-candidate query as the handler decodes it (a request feature per
+// candidate), without Redis: every stored value takes its default.
+func BenchmarkPrepareAssemble(b *testing.B) {
+	p := demoPlan(b)
+	req, err := decodeBody(rankingBody(false), predictBody)
+	if err != nil {
+		b.Fatal(err)
+	}
+	q, err := req.query(p, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var batch features.Batch
+	x := make([]float64, q.Rows()*len(p.Inputs))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Prepare(&q, &batch); err != nil {
+			b.Fatal(err)
+		}
+		p.Assemble(&q, &batch, x, nil)
 	}
 }

@@ -630,15 +630,24 @@ func (sp *spans) at(i int) span {
 }
 
 func (e *entities) reset() {
-	clear(e.m)
+	e.m = emptied(e.m)
 	e.set = false
+}
+
+// emptied returns m emptied, or nil when it grew too large to keep.
+func emptied[M ~map[K]V, K comparable, V any](m M) M {
+	if len(m) > keepMapLen {
+		return nil
+	}
+	clear(m)
+	return m
 }
 
 func (q *rawQuery) reset() {
 	q.id, q.model, q.debug = "", "", false
 	q.context.reset()
 	q.features.reset()
-	clear(q.typed)
+	q.typed = emptied(q.typed)
 	clear(q.names)
 	q.names, q.nn = q.names[:0], 0
 	for i := range q.cands {
@@ -651,14 +660,15 @@ func (c *rawCandidate) reset() {
 	c.id = ""
 	c.entities.reset()
 	c.features.reset()
-	clear(c.typed)
+	c.typed = emptied(c.typed)
 }
 
-// Limits on what a pooled request keeps for the next one.
+// Limits on what a pooled request keeps for the next one: maps of more
+// entries are dropped, and requests whose memory grew past keepBytes
+// (roughly counted) are left to the collector.
 const (
-	keepBodyBytes  = 1 << 20
-	keepCandidates = 4096
-	keepMapLen     = 16
+	keepMapLen = 16
+	keepBytes  = 4 << 20
 )
 
 var requests = sync.Pool{New: func() any { return new(request) }}
@@ -668,14 +678,20 @@ func newRequest() *request { return requests.Get().(*request) }
 // release empties the request and keeps it for another, unless it grew
 // too large to keep.
 func (req *request) release() {
-	n := 0
+	if req.empty() {
+		requests.Put(req)
+	}
+}
+
+// empty empties the request, keeping its memory, and reports whether that
+// memory is small enough to keep.
+func (req *request) empty() bool {
+	// Roughly: a cell holds a Value (88 bytes), a candidate its maps.
+	n := cap(req.buf) + cap(req.out) + 8*cap(req.floats) + 96*cap(req.cells) + 16*cap(req.cands) + 256*cap(req.queries)
 	for i := range req.queries {
 		q := &req.queries[i]
 		q.reset()
-		n += cap(q.cands)
-		if len(q.context.m) > keepMapLen {
-			q.context.m = nil
-		}
+		n += 1024 * cap(q.cands)
 	}
 	clear(req.cands)
 	clear(req.cells)
@@ -683,10 +699,7 @@ func (req *request) release() {
 	req.body, req.debug, req.nq = "", false, 0
 	req.queries = req.queries[:0]
 	req.out = req.out[:0]
-	if cap(req.buf) > keepBodyBytes || n > keepCandidates || cap(req.cands) > keepCandidates {
-		return
-	}
-	requests.Put(req)
+	return n <= keepBytes
 }
 
 // readBody reads a request body of at most the configured size.

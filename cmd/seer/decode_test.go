@@ -318,13 +318,13 @@ func TestDecodeValues(t *testing.T) {
 }
 
 // TestDecodeAllocs pins the allocations of decoding the benchmark's
-// 200-candidate body and typing its queries: one for the body's string,
-// none per candidate once the request's memory is warm.
+// 200-candidate body and typing its query: none once the request's memory
+// is warm (the handler's reading of the body adds the body's string).
 func TestDecodeAllocs(t *testing.T) {
 	p := demoPlan(t)
 	body := rankingBody(false)
-	run := func() {
-		req := newRequest()
+	req := new(request)
+	got := testing.AllocsPerRun(50, func() {
 		req.body = body
 		if err := req.decode(predictBody); err != nil {
 			t.Fatal(err)
@@ -332,12 +332,33 @@ func TestDecodeAllocs(t *testing.T) {
 		if _, err := req.query(p, 0); err != nil {
 			t.Fatal(err)
 		}
-		req.release()
+		req.empty()
+	})
+	if got > 0 {
+		t.Errorf("decoding a 200-candidate body: %v allocations, want none", got)
 	}
-	// A pool may drop what it holds at any time, so that the count is an
-	// average: allow a little over the steady state of zero.
-	if n := testing.AllocsPerRun(100, run); n > 1 {
-		t.Errorf("decoding a 200-candidate body: %v allocations, want at most 1", n)
+}
+
+// TestAppendResultsAllocs pins the allocations of writing a 200-candidate
+// answer into a warm buffer: none, and one for the sorted names of debug
+// rows.
+func TestAppendResultsAllocs(t *testing.T) {
+	p := demoPlan(t)
+	vals := make([]float64, 200)
+	cells := make([]features.Cell, 200*len(p.Inputs))
+	for _, tt := range []struct {
+		debug bool
+		want  float64
+	}{{false, 0}, {true, 1}} {
+		res := []queryResult{{id: "q", model: "store_ranker", version: "1", scores: scores{vals: vals, width: 1}}}
+		if tt.debug {
+			res[0].plan, res[0].cells = p, cells
+		}
+		buf := appendResults(nil, res, true)
+		got := testing.AllocsPerRun(50, func() { buf = appendResults(buf[:0], res, true) })
+		if got > tt.want {
+			t.Errorf("debug %v: %v allocations, want at most %v", tt.debug, got, tt.want)
+		}
 	}
 }
 
