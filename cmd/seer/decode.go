@@ -851,19 +851,31 @@ func (d *decoder) unknown(key string) bool {
 	return d.r.skip()
 }
 
-// field reports whether an object key names the field name, matching case
-// as encoding/json does.
-func field(key, name string) bool {
-	return key == name || strings.EqualFold(key, name)
+// fieldName returns the one of names that key is, exactly or else as
+// encoding/json matches names, or "".
+func fieldName(key string, names ...string) string {
+	for _, n := range names {
+		if key == n {
+			return n
+		}
+	}
+	for _, n := range names {
+		if strings.EqualFold(key, n) {
+			return n
+		}
+	}
+	return ""
 }
 
 func (d *decoder) requestObject() bool {
 	return d.r.object(func(key string) bool {
-		switch {
-		case field(key, "queries"):
+		switch fieldName(key, "queries", "debug") {
+		case "queries":
 			return d.queries()
-		case field(key, "debug") && d.kind == predictBody:
-			return d.boolean(&d.req.debug, "debug")
+		case "debug":
+			if d.kind == predictBody {
+				return d.boolean(&d.req.debug, "debug")
+			}
 		}
 		return d.unknown(key)
 	})
@@ -945,22 +957,26 @@ func grown[T any, P interface {
 
 func (d *decoder) query(q *rawQuery) bool {
 	return d.r.object(func(key string) bool {
-		switch {
-		case field(key, "id"):
+		switch fieldName(key, "id", "model", "context", "features", "candidates", "debug") {
+		case "id":
 			return d.text(&q.id, "queries.id")
-		case field(key, "model") && d.kind == predictBody:
-			return d.text(&q.model, "queries.model")
-		case field(key, "context"):
+		case "model":
+			if d.kind == predictBody {
+				return d.text(&q.model, "queries.model")
+			}
+		case "context":
 			return d.entities(&q.context)
-		case field(key, "features"):
+		case "features":
 			if d.kind == featuresBody {
 				return d.names(q)
 			}
 			return d.features(&q.features, "queries.features")
-		case field(key, "candidates"):
+		case "candidates":
 			return d.candidates(q)
-		case field(key, "debug") && d.kind == predictBody:
-			return d.boolean(&q.debug, "queries.debug")
+		case "debug":
+			if d.kind == predictBody {
+				return d.boolean(&q.debug, "queries.debug")
+			}
 		}
 		return d.unknown(key)
 	})
@@ -998,12 +1014,12 @@ func (d *decoder) candidates(q *rawQuery) bool {
 
 func (d *decoder) candidate(c *rawCandidate) bool {
 	return d.r.object(func(key string) bool {
-		switch {
-		case field(key, "id"):
+		switch fieldName(key, "id", "entities", "features") {
+		case "id":
 			return d.text(&c.id, "queries.candidates.id")
-		case field(key, "entities"):
+		case "entities":
 			return d.entities(&c.entities)
-		case field(key, "features"):
+		case "features":
 			return d.features(&c.features, "queries.candidates.features")
 		}
 		return d.unknown(key)
@@ -1061,8 +1077,7 @@ func (d *decoder) names(q *rawQuery) bool {
 // given twice; null gives an empty map. A bad map stops decoding.
 func (d *decoder) entities(e *entities) bool {
 	r := &d.r
-	c := r.s[r.i]
-	switch c {
+	switch r.s[r.i] {
 	case '{':
 		if e.m == nil {
 			e.m = make(map[string]string, 1)
@@ -1070,31 +1085,48 @@ func (d *decoder) entities(e *entities) bool {
 			clear(e.m)
 		}
 		e.set = true
-		// The raw values first: the last of a repeated key wins.
+		// Ids are checked as they come; when a key repeats, the last value
+		// counts and an earlier bad one is no error, so then the object is
+		// read again, raw values first.
+		start, n, bad := r.i, 0, ""
 		ok := r.object(func(key string) bool {
-			start := r.i
+			vstart := r.i
 			if !r.skip() {
 				return false
 			}
-			e.m[key] = r.s[start:r.i]
+			n++
+			id, msg := entityID(key, r.s[vstart:r.i])
+			if msg != "" && bad == "" {
+				bad = msg
+			}
+			e.m[key] = id
 			return true
 		})
 		if !ok {
 			return false
 		}
-		for k, raw := range e.m {
-			switch {
-			case raw[0] == '"':
-				v := reader{s: raw}
-				id, _ := v.str(true)
-				if id == "" {
-					return d.halt(fmt.Sprintf("entity %s: want a non-empty id", k))
+		if n > len(e.m) {
+			end := r.i
+			r.i = start
+			clear(e.m)
+			r.object(func(key string) bool {
+				vstart := r.i
+				r.skip()
+				e.m[key] = r.s[vstart:r.i]
+				return true
+			})
+			r.i, bad = end, ""
+			for k, raw := range e.m {
+				id, msg := entityID(k, raw)
+				if msg != "" {
+					bad = msg
+					break
 				}
 				e.m[k] = id
-			case isInteger(raw):
-			default:
-				return d.halt(fmt.Sprintf("entity %s: want a string or integer id, got %s", k, truncateText(raw, 40)))
 			}
+		}
+		if bad != "" {
+			return d.halt(bad)
 		}
 		return true
 	case 'n':
@@ -1107,6 +1139,22 @@ func (d *decoder) entities(e *entities) bool {
 		}
 		return d.halt("entities: want an object of entity type to id")
 	}
+}
+
+// entityID returns the id a raw JSON value gives the entity type key, or
+// what is wrong with it.
+func entityID(key, raw string) (id, msg string) {
+	switch {
+	case raw[0] == '"':
+		v := reader{s: raw}
+		if id, _ = v.str(true); id == "" {
+			return "", fmt.Sprintf("entity %s: want a non-empty id", key)
+		}
+		return id, ""
+	case isInteger(raw):
+		return raw, ""
+	}
+	return "", fmt.Sprintf("entity %s: want a string or integer id, got %s", key, truncateText(raw, 40))
 }
 
 // halt records a bad entity map and stops decoding.

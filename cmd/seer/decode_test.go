@@ -222,6 +222,7 @@ func TestDecodeMessages(t *testing.T) {
 		{"entity null id", predictBody, `{"queries": [{"context": {"store": null}}]}`, "body: entity store: want a string or integer id, got null"},
 		{"entity long", predictBody, `{"queries": [{"context": {"store": [` + strings.Repeat("1,", 30) + `1]}}]}`, "body: entity store: want a string or integer id, got [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1..."},
 		{"entity repeated", predictBody, `{"queries": [{"context": {"store": 1.5, "store": "1"}}]}`, ""},
+		{"entity repeated bad", predictBody, `{"queries": [{"context": {"consumer": "7", "store": "1", "store": true}}]}`, "body: entity store: want a string or integer id, got true"},
 		{"trailing", predictBody, `{"queries": [{"model": "store_ranker"}]} {}`, "body: data after the JSON object"},
 		{"trailing brace", predictBody, `{"queries": []}}`, "body: data after the JSON object"},
 		{"trailing after null", predictBody, `null x`, "body: data after the JSON object"},
