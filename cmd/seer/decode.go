@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1202,8 +1203,9 @@ func (req *request) query(p *features.Plan, i int) (features.Query, error) {
 		return fq, nil
 	}
 	start := len(req.cands)
-	req.cands = append(req.cands, make([]features.Candidate, q.nc)...)
+	req.cands = slices.Grow(req.cands, q.nc)[:start+q.nc]
 	fq.Candidates = req.cands[start : start+q.nc : start+q.nc]
+	clear(fq.Candidates)
 	for j := range q.nc {
 		c, fc := &q.cands[j], &fq.Candidates[j]
 		if c.entities.set {
