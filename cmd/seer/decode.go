@@ -672,6 +672,9 @@ const (
 	keepBytes  = 4 << 20
 )
 
+// preallocBytes bounds the buffer made for a body from its declared length.
+const preallocBytes = 1 << 20
+
 var requests = sync.Pool{New: func() any { return new(request) }}
 
 func newRequest() *request { return requests.Get().(*request) }
@@ -708,7 +711,9 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *request) 
 	limit := s.cfg.Predict.MaxBodyBytes
 	body := http.MaxBytesReader(w, r.Body, limit)
 	buf := req.buf[:0]
-	if n := r.ContentLength; n > 0 && n <= limit && int(n) >= cap(buf) {
+	// Trust a declared length up to a point: a slow client must not make
+	// seer hold the whole limit before it sends anything.
+	if n := min(r.ContentLength, limit, preallocBytes); n > 0 && int(n) >= cap(buf) {
 		buf = make([]byte, 0, n+1) // +1: the read that sees the end needs room
 	}
 	for {
@@ -930,15 +935,27 @@ func (d *decoder) queries() bool {
 		})
 		req.nq = n
 		if ok && n == 0 {
-			req.queries = req.queries[:0]
+			req.queries = dropped(req.queries)
 		}
 		return ok
 	case 'n':
-		req.queries, req.nq = req.queries[:0], 0
+		req.queries, req.nq = dropped(req.queries), 0
 		return r.literal()
 	default:
 		return d.wrong("queries", typeNames[d.kind].queries, c)
 	}
+}
+
+// dropped empties a list whose elements the body dropped, as encoding/json
+// does for an empty list or null: elements decoded before do not come back.
+func dropped[T any, P interface {
+	*T
+	reset()
+}](s []T) []T {
+	for i := range s {
+		P(&s[i]).reset()
+	}
+	return s[:0]
 }
 
 // grown returns s with one more element, reusing (and emptying) one that
@@ -1002,11 +1019,11 @@ func (d *decoder) candidates(q *rawQuery) bool {
 		})
 		q.nc = n
 		if ok && n == 0 {
-			q.cands = q.cands[:0]
+			q.cands = dropped(q.cands)
 		}
 		return ok
 	case 'n':
-		q.cands, q.nc = q.cands[:0], 0
+		q.cands, q.nc = dropped(q.cands), 0
 		return r.literal()
 	default:
 		return d.wrong("queries.candidates", "[]main.candidate", c)
