@@ -152,23 +152,33 @@ func (s *server) fetch(ctx context.Context, j *job) ([]string, error) {
 	return degraded, nil
 }
 
+// readRequest reads and decodes a /v1/predict or /v1/features body and
+// checks its shape against the limits. The caller releases the request.
+func (s *server) readRequest(w http.ResponseWriter, r *http.Request, kind bodyKind) (*request, error) {
+	req := newRequest()
+	err := s.readBody(w, r, req)
+	if err == nil {
+		err = req.decode(kind)
+	}
+	if err == nil {
+		err = s.checkShape(req.nq, func(i int) int { return req.queries[i].nc })
+	}
+	if err != nil {
+		req.release()
+		return nil, err
+	}
+	return req, nil
+}
+
 func (s *server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Predict.Timeout)
 	defer cancel()
-	req := newRequest()
+	req, err := s.readRequest(w, r, predictBody)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	defer req.release()
-	if err := s.readBody(w, r, req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := req.decode(predictBody); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.checkShape(req.nq, func(i int) int { return req.queries[i].nc }); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	jobs := make([]job, req.nq)
 	results := make([]queryResult, req.nq)
 	for i := range req.nq {
@@ -188,7 +198,7 @@ func (s *server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	}
 	debug := func(i int) bool { return req.debug || req.queries[i].debug }
 	req.carve(jobs, debug)
-	err := forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
+	err = forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j, res := &jobs[i], &results[i]
 		degraded, err := s.fetch(ctx, j)
 		if err != nil {
@@ -217,20 +227,12 @@ func (s *server) handlePredict(w http.ResponseWriter, r *http.Request) {
 func (s *server) handleFeatures(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Predict.Timeout)
 	defer cancel()
-	req := newRequest()
+	req, err := s.readRequest(w, r, featuresBody)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	defer req.release()
-	if err := s.readBody(w, r, req); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := req.decode(featuresBody); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.checkShape(req.nq, func(i int) int { return req.queries[i].nc }); err != nil {
-		s.fail(w, r, err)
-		return
-	}
 	jobs := make([]job, req.nq)
 	results := make([]queryResult, req.nq)
 	for i := range req.nq {
@@ -254,7 +256,7 @@ func (s *server) handleFeatures(w http.ResponseWriter, r *http.Request) {
 		results[i].id = q.id
 	}
 	req.carve(jobs, func(int) bool { return true })
-	err := forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
+	err = forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
 		degraded, err := s.fetch(ctx, &jobs[i])
 		if err != nil {
 			return fmt.Errorf("queries[%d]: %w", i, err)
