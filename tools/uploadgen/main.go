@@ -1,0 +1,107 @@
+// Command uploadgen writes the data of tools/bench_upload.sh: a catalog of
+// F float features of one entity type, the same R rows as CSV and JSON
+// Lines, and the HSET commands that load exactly those hashes, in the
+// Redis protocol that `redis-cli --pipe` reads. The values are encoded
+// from docs/format.md here, independently of seer's code, so that the
+// floor they measure is Redis's own.
+//
+//	go run ./tools/uploadgen -rows 200000 -features 30 -dir /tmp/upload
+package main
+
+import (
+	"bufio"
+	"encoding/binary"
+	"flag"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+func main() {
+	rows := flag.Int("rows", 200000, "rows (entities)")
+	nf := flag.Int("features", 30, "float features per row")
+	dir := flag.String("dir", ".", "directory to write into")
+	stamp := flag.Int64("stamp", 1700000000, "unix seconds every value of the HSET commands is stamped with")
+	flag.Parse()
+	if err := run(*dir, *rows, *nf, *stamp); err != nil {
+		fmt.Fprintln(os.Stderr, "uploadgen:", err)
+		os.Exit(1)
+	}
+}
+
+func run(dir string, rows, nf int, stamp int64) error {
+	names := make([]string, nf)
+	fields := make([]string, nf)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i)
+		fields[i] = strconv.FormatUint(xxhash.Sum64String(names[i])&0xffffffff, 10)
+	}
+	files := map[string]*bufio.Writer{}
+	var closers []*os.File
+	for _, name := range []string{"catalog.yaml", "data.csv", "data.jsonl", "data.resp"} {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		closers = append(closers, f)
+		files[name] = bufio.NewWriterSize(f, 1<<20)
+	}
+	cat := files["catalog.yaml"]
+	fmt.Fprintln(cat, "entities: {store: {key: \"st_{id}\"}}")
+	fmt.Fprintln(cat, "features:")
+	for _, n := range names {
+		fmt.Fprintf(cat, "  - {name: %s, entity: store, type: float, store: main}\n", n)
+	}
+	csv, jsonl, resp := files["data.csv"], files["data.jsonl"], files["data.resp"]
+	csv.WriteString("id")
+	for _, n := range names {
+		csv.WriteString("," + n)
+	}
+	csv.WriteString("\n")
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	var num []byte
+	value := make([]byte, 0, 32)
+	for r := range rows {
+		id := strconv.Itoa(r + 1)
+		key := "st_" + id
+		csv.WriteString(id)
+		jsonl.WriteString(`{"id":` + id)
+		fmt.Fprintf(resp, "*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", 2+2*nf, len(key), key)
+		for i := range nf {
+			// Four decimals, as batch jobs usually write them.
+			x := math.Round(rng.NormFloat64()*1e6) / 1e4
+			num = strconv.AppendFloat(num[:0], x, 'f', -1, 64)
+			csv.WriteByte(',')
+			csv.Write(num)
+			jsonl.WriteString(`,"` + names[i] + `":`)
+			jsonl.Write(num)
+			// docs/format.md: header 0x41 (float, stamped), uvarint
+			// stamp, 8 bytes little-endian.
+			value = append(value[:0], 0x41)
+			value = binary.AppendUvarint(value, uint64(stamp))
+			value = binary.LittleEndian.AppendUint64(value, math.Float64bits(x))
+			fmt.Fprintf(resp, "$%d\r\n%s\r\n$%d\r\n", len(fields[i]), fields[i], len(value))
+			resp.Write(value)
+			resp.WriteString("\r\n")
+		}
+		csv.WriteByte('\n')
+		jsonl.WriteString("}\n")
+	}
+	for _, w := range files {
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	for _, f := range closers {
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
