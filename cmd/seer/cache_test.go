@@ -16,13 +16,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seer-ml/seer/retrieval"
+	"github.com/seer-ml/seer/serving"
 )
 
 const testToken = "s3cret"
 
 // testService serves the quickstart (embedded store, seeded) with the
 // given cache section, and returns its base URL, service and config path.
-func testService(t *testing.T, cacheYAML string) (string, *service, string, *bytes.Buffer) {
+func testService(t *testing.T, cacheYAML string) (string, *serving.Server, string, *bytes.Buffer) {
 	t.Helper()
 	root, err := filepath.Abs("../../configs/quickstart")
 	if err != nil {
@@ -36,17 +37,17 @@ func testService(t *testing.T, cacheYAML string) (string, *service, string, *byt
 	logs := new(bytes.Buffer)
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	metrics := prometheus.NewRegistry()
-	svc, err := openService(context.Background(), cfg, log, metrics)
+	srv, err := serving.Open(context.Background(), cfg.server(), serving.Options{Logger: log, Metrics: metrics})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(svc.close)
-	if err := svc.seed(context.Background()); err != nil {
+	t.Cleanup(srv.Close)
+	if err := srv.Seed(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(newServer(cfg, log, metrics, svc).routes())
+	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return ts.URL, svc, path, logs
+	return ts.URL, srv, path, logs
 }
 
 // writeConfig writes a config serving the quickstart under root, into
@@ -196,13 +197,14 @@ func TestAdminCache(t *testing.T) {
 // TestReloadCache tests what SIGHUP does: read the file again, apply its
 // cache section, and keep the running settings when the file is bad.
 func TestReloadCache(t *testing.T) {
-	base, svc, path, logs := testService(t, "cache: {mode: shadow}\n")
+	base, srv, path, logs := testService(t, "cache: {mode: shadow}\n")
+	log := slog.New(slog.NewJSONHandler(logs, nil))
 	root, _ := filepath.Abs("../../configs/quickstart")
-	if _, err := svc.cache.Update(retrieval.FlagsUpdate{Mode: ptr("off")}, "admin"); err != nil {
+	if _, err := srv.Cache().Update(retrieval.FlagsUpdate{Mode: ptr("off")}, "admin"); err != nil {
 		t.Fatal(err)
 	}
 	writeConfig(t, path, root, "cache: {mode: live, live_percent: 50, max_bytes: 1048576, features: {store_cuisine: {mode: off}}}\n")
-	if err := svc.reloadCache(path); err != nil {
+	if err := reloadCache(srv, path, log); err != nil {
 		t.Fatal(err)
 	}
 	st := cacheStats(t, base)
@@ -215,7 +217,7 @@ func TestReloadCache(t *testing.T) {
 		"cache: {mode: live, surprise: 1}\n",
 	} {
 		writeConfig(t, path, root, bad)
-		if err := svc.reloadCache(path); err == nil {
+		if err := reloadCache(srv, path, log); err == nil {
 			t.Errorf("reload of %q: no error", bad)
 		}
 		if st := cacheStats(t, base); st.Flags.Mode != "live" || st.Flags.LivePercent != 50 {
@@ -225,7 +227,7 @@ func TestReloadCache(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{{{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.reloadCache(path); err == nil {
+	if err := reloadCache(srv, path, log); err == nil {
 		t.Error("reload of a broken file: no error")
 	}
 	if !strings.Contains(logs.String(), "kept the cache settings") {

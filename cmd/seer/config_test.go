@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/seer-ml/seer/serving"
 )
 
 // TestConfigsLoad loads every configuration under configs/ with its catalog.
@@ -19,7 +21,7 @@ func TestConfigsLoad(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := loadCatalog(cfg.path(cfg.Catalog), cfg.storeNames()); err != nil {
+			if _, err := serving.LoadCatalog(cfg.path(cfg.Catalog), cfg.StoreNames()); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/seer-ml/seer/internal/oracle"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/serving"
 )
 
 // instance is a seer serve started by run in this process.
@@ -414,7 +415,7 @@ func TestPredictSources(t *testing.T) {
 	if c := res.Debug[0]["store_avg_rating"]; c.Source != "request" {
 		t.Errorf("frozen Redis: the request value came from %s", c.Source)
 	}
-	var ready readyBody
+	var ready serving.Readiness
 	// The store is not required: the pod stays ready and /readyz says the
 	// store is down (stores_test.go covers required stores).
 	if code := get(t, inst.url+"/readyz", &ready); code != http.StatusOK || ready.Stores["main"].Status != "down" {
@@ -512,7 +513,7 @@ func TestBadRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var body errorBody
+			var body struct{ Error string }
 			code := post(t, inst.url+tt.path, tt.body, &body)
 			if code != tt.code || !strings.Contains(body.Error, tt.want) {
 				t.Errorf("got %d %q, want %d with %q", code, body.Error, tt.code, tt.want)
@@ -540,7 +541,9 @@ func TestAdminFeatureStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var body struct{ Features map[string]featureStats }
+	var body struct {
+		Features map[string]serving.FeatureStats
+	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("%d %v", resp.StatusCode, err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/seer-ml/seer/internal/oracle"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/serving"
 )
 
 // formatCase is one model of the generated oracles served end to end: its
@@ -236,7 +237,7 @@ func TestFormatsEndToEnd(t *testing.T) {
 	cfg, inputs := formatsSetup(t, rs.Addr, cases)
 	inst := serve(t, cfg)
 
-	var listing modelsBody
+	var listing serving.ModelList
 	if code := get(t, inst.url+"/v1/models", &listing); code != 200 || len(listing.Failures) != 0 {
 		t.Fatalf("/v1/models: %d, failures %+v", code, listing.Failures)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/seer-ml/seer/internal/oracle"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/serving"
 )
 
 // reloadSetup is a served model root watched every 50ms: the model
@@ -179,9 +180,9 @@ func (s *reloadSetup) predict(t *testing.T, ref string, base, n int) (string, []
 }
 
 // models returns /v1/models.
-func (s *reloadSetup) models(t *testing.T) modelsBody {
+func (s *reloadSetup) models(t *testing.T) serving.ModelList {
 	t.Helper()
-	var body modelsBody
+	var body serving.ModelList
 	if code := get(t, s.inst.url+"/v1/models", &body); code != 200 {
 		t.Fatalf("/v1/models: status %d", code)
 	}

@@ -9,14 +9,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/seer-ml/seer/features"
-	"github.com/seer-ml/seer/registry"
-	"github.com/seer-ml/seer/retrieval"
+	"github.com/seer-ml/seer/serving"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -40,22 +41,21 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	svc, err := openService(ctx, cfg, log, metrics)
+	srv, err := serving.Open(ctx, cfg.server(), serving.Options{Logger: log, Metrics: metrics})
 	if err != nil {
 		return err
 	}
-	defer svc.close()
-	if err := svc.seed(ctx); err != nil {
+	defer srv.Close()
+	if err := srv.Seed(ctx); err != nil {
 		return err
 	}
 
-	srv := newServer(cfg, log, metrics, svc)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	httpSrv := &http.Server{
-		Handler:           srv.routes(),
+		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
@@ -63,13 +63,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go svc.registry.Watch(watchCtx)
-	defer svc.reloadOnHangup(watchCtx, *configPath)()
+	go srv.Watch(watchCtx)
+	defer reloadOnHangup(watchCtx, srv, *configPath, log)()
 
 	errc := make(chan error, 1)
 	go func() { errc <- httpSrv.Serve(ln) }()
 	addr := ln.Addr().String()
-	log.Info("serving", "addr", addr, "models", len(svc.registry.Snapshot().Models()), "stores", len(svc.stores))
+	log.Info("serving", "addr", addr, "models", len(srv.Registry().Snapshot().Models()), "stores", len(srv.Stores()))
 	fmt.Fprintf(stdout, "seer: listening on http://%s\n", addr)
 
 	select {
@@ -96,85 +96,42 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// service is everything a running seer holds: the catalog, the stores and
-// their retriever, and the model registry.
-type service struct {
-	cfg       *Config
-	log       *slog.Logger
-	catalog   *features.Catalog
-	stores    []*retrieval.Store
-	cache     *retrieval.Cache
-	retriever *retrieval.Retriever
-	registry  *registry.Registry
-}
-
-// openService loads the catalog, opens the stores and loads the models. Any
-// failure is returned, so that a bad start stops the process.
-func openService(ctx context.Context, cfg *Config, log *slog.Logger, metrics prometheus.Registerer) (*service, error) {
-	svc := &service{cfg: cfg, log: log}
-	var err error
-	if svc.catalog, err = loadCatalog(cfg.path(cfg.Catalog), cfg.storeNames()); err != nil {
-		return nil, err
-	}
-	for _, name := range cfg.storeNames() {
-		st, err := retrieval.Open(ctx, name, cfg.Stores[name])
-		if err != nil {
-			svc.close()
-			return nil, fmt.Errorf("store %s: %w", name, err)
+// reloadOnHangup reloads the cache section of the config file on every
+// SIGHUP until ctx ends; the returned function stops it and waits.
+func reloadOnHangup(ctx context.Context, srv *serving.Server, path string, log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = reloadCache(srv, path, log) // logged
+			}
 		}
-		svc.stores = append(svc.stores, st)
-	}
-	if svc.cache, err = openCache(ctx, cfg, svc.catalog, svc.stores, log, metrics); err != nil {
-		svc.close()
-		return nil, err
-	}
-	svc.retriever = retrieval.New(svc.stores, retrieval.Options{Registerer: metrics, Cache: svc.cache})
-	svc.registry, err = registry.Open(svc.catalog, registry.Options{
-		Root: cfg.path(cfg.Models), Poll: cfg.ModelsPoll, Logger: log, Metrics: metrics,
 	})
-	if err != nil {
-		svc.close()
-		return nil, err
+	return func() {
+		signal.Stop(hup)
+		cancel()
+		wg.Wait()
 	}
-	return svc, nil
 }
 
-// seed uploads the config's seed files, as `seer upload` would.
-func (svc *service) seed(ctx context.Context) error {
-	for _, s := range svc.cfg.Seed {
-		st, err := svc.retriever.UploadFile(ctx, svc.catalog, s.Entity, svc.cfg.path(s.File), retrieval.UploadOptions{})
-		if err != nil {
-			return fmt.Errorf("seed: %w", err)
-		}
-		svc.log.Info("seeded", "entity", s.Entity, "file", s.File, "rows", st.Rows, "values", st.Values)
+// reloadCache reads the config file again and applies its cache section:
+// rollout flags, byte budget and TTLs. A file that does not load, or whose
+// cache section is bad, is logged and changes nothing.
+func reloadCache(srv *serving.Server, path string, log *slog.Logger) error {
+	cfg, err := loadConfig(path)
+	if err == nil {
+		err = srv.Cache().Reconfigure(cfg.cache())
 	}
-	if len(svc.cfg.Seed) > 0 {
-		_ = svc.cache.PollMarkers(ctx) // learn the seeded features' markers now; errors are logged
+	if err != nil {
+		log.Error("reload config: kept the cache settings", "path", path, "err", err)
+		return err
 	}
+	log.Info("reloaded the cache settings", "path", path, "flags", srv.Cache().Flags().String())
 	return nil
-}
-
-func (svc *service) close() {
-	if svc.cache != nil {
-		if err := svc.cache.Close(); err != nil {
-			svc.log.Warn("close cache", "err", err)
-		}
-	}
-	for _, st := range svc.stores {
-		if err := st.Close(); err != nil {
-			svc.log.Warn("close store", "store", st.Name(), "err", err)
-		}
-	}
-}
-
-func loadCatalog(path string, stores []string) (*features.Catalog, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
-	}
-	c, err := features.ParseCatalog(data, stores)
-	if err != nil {
-		return nil, fmt.Errorf("catalog %s: %w", path, err)
-	}
-	return c, nil
 }

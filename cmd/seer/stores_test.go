@@ -17,6 +17,7 @@ import (
 
 	"github.com/seer-ml/seer/internal/redistest"
 	"github.com/seer-ml/seer/retrieval"
+	"github.com/seer-ml/seer/serving"
 )
 
 type modesAnswer struct {
@@ -74,9 +75,9 @@ func sources(a modesAnswer) (redis, def int) {
 	return redis, def
 }
 
-func ready(t *testing.T, url string) (int, readyBody) {
+func ready(t *testing.T, url string) (int, serving.Readiness) {
 	t.Helper()
-	var body readyBody
+	var body serving.Readiness
 	code := get(t, url+"/readyz", &body)
 	return code, body
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/seer-ml/seer/retrieval"
+	"github.com/seer-ml/seer/serving"
 )
 
 // runUpload validates feature files against the catalog and writes them to
@@ -25,7 +26,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	catalog, err := loadCatalog(cfg.path(cfg.Catalog), cfg.storeNames())
+	catalog, err := serving.LoadCatalog(cfg.path(cfg.Catalog), cfg.StoreNames())
 	if err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			st.Close()
 		}
 	}()
-	for _, name := range cfg.storeNames() {
+	for _, name := range cfg.StoreNames() {
 		sc := cfg.Stores[name]
 		if sc.Mode == "embedded" {
 			continue // lives inside a running seer serve; seed it through the config

@@ -7,6 +7,7 @@ import (
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/registry"
+	"github.com/seer-ml/seer/serving"
 )
 
 // runValidate checks one model version directory as the registry would load
@@ -28,11 +29,11 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	case *catalogPath != "" && *configPath != "":
 		return fmt.Errorf("%w: give --catalog or --config, not both", errUsage)
 	case *catalogPath != "":
-		catalog, err = loadCatalog(*catalogPath, nil)
+		catalog, err = serving.LoadCatalog(*catalogPath, nil)
 	case *configPath != "":
 		var cfg *Config
 		if cfg, err = loadConfig(*configPath); err == nil {
-			catalog, err = loadCatalog(cfg.path(cfg.Catalog), cfg.storeNames())
+			catalog, err = serving.LoadCatalog(cfg.path(cfg.Catalog), cfg.StoreNames())
 		}
 	default:
 		catalog, err = features.ParseCatalog([]byte("{}"), nil)

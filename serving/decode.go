@@ -1,4 +1,4 @@
-package main
+package serving
 
 import (
 	"encoding/json"
@@ -707,7 +707,7 @@ func (req *request) empty() bool {
 }
 
 // readBody reads a request body of at most the configured size.
-func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *request) error {
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, req *request) error {
 	limit := s.cfg.Predict.MaxBodyBytes
 	body := http.MaxBytesReader(w, r.Body, limit)
 	buf := req.buf[:0]
@@ -729,9 +729,9 @@ func (s *server) readBody(w http.ResponseWriter, r *http.Request, req *request) 
 			req.buf = buf
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				return fmt.Errorf("%w: body is over the limit of %d bytes", errTooLarge, tooBig.Limit)
+				return fmt.Errorf("%w: body is over the limit of %d bytes", ErrTooLarge, tooBig.Limit)
 			}
-			return fmt.Errorf("%w: read body: %v", errBadRequest, err)
+			return fmt.Errorf("%w: read body: %v", ErrBadRequest, err)
 		}
 	}
 	req.buf = buf
@@ -750,8 +750,8 @@ const (
 // Go type names of the request bodies' parts, which type errors name as
 // encoding/json did.
 var typeNames = [...]struct{ request, queries, query string }{
-	predictBody:  {"main.predictRequest", "[]main.predictQuery", "main.predictQuery"},
-	featuresBody: {"main.featuresRequest", "[]main.featuresQuery", "main.featuresQuery"},
+	predictBody:  {"serving.predictRequest", "[]serving.predictQuery", "serving.predictQuery"},
+	featuresBody: {"serving.featuresRequest", "[]serving.featuresQuery", "serving.featuresQuery"},
 }
 
 // decoder decodes one body into a request.
@@ -763,13 +763,13 @@ type decoder struct {
 	saved string // the first value of the wrong type, or unknown field
 }
 
-// decode decodes the body read into req. Errors wrap errBadRequest.
+// decode decodes the body read into req. Errors wrap ErrBadRequest.
 func (req *request) decode(kind bodyKind) error {
 	d := decoder{r: reader{s: req.body, stack: req.stack[:0]}, req: req, kind: kind}
 	msg := d.body()
 	req.stack = d.r.stack
 	if msg != "" {
-		return fmt.Errorf("%w: %s", errBadRequest, msg)
+		return fmt.Errorf("%w: %s", ErrBadRequest, msg)
 	}
 	return nil
 }
@@ -1014,7 +1014,7 @@ func (d *decoder) candidates(q *rawQuery) bool {
 			case 'n':
 				return r.literal()
 			default:
-				return d.wrong("queries.candidates", "main.candidate", c)
+				return d.wrong("queries.candidates", "serving.candidate", c)
 			}
 		})
 		q.nc = n
@@ -1026,7 +1026,7 @@ func (d *decoder) candidates(q *rawQuery) bool {
 		q.cands, q.nc = dropped(q.cands), 0
 		return r.literal()
 	default:
-		return d.wrong("queries.candidates", "[]main.candidate", c)
+		return d.wrong("queries.candidates", "[]serving.candidate", c)
 	}
 }
 
@@ -1290,7 +1290,7 @@ func (req *request) typed(p *features.Plan, m *map[string]features.Value, sp *sp
 			if j >= 0 {
 				where = fmt.Sprintf("queries[%d].candidates[%d].features", i, j)
 			}
-			err = fmt.Errorf("%w: %s.%s: %v", errBadRequest, where, in.Name, verr)
+			err = fmt.Errorf("%w: %s.%s: %v", ErrBadRequest, where, in.Name, verr)
 			continue
 		}
 		out[in.Name] = v

@@ -1,4 +1,4 @@
-package main
+package serving
 
 // The request decoding seer did with encoding/json before decode.go, kept
 // as the reference the new decoder is held to (TestDecodeMessages,
@@ -90,10 +90,10 @@ func decodeJSON(data []byte, v any) error {
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", errBadRequest, describeJSONError(err))
+		return fmt.Errorf("%w: %s", ErrBadRequest, describeJSONError(err))
 	}
 	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
-		return fmt.Errorf("%w: body: data after the JSON object", errBadRequest)
+		return fmt.Errorf("%w: body: data after the JSON object", ErrBadRequest)
 	}
 	return nil
 }
@@ -153,7 +153,7 @@ func typedFeatures(p *features.Plan, where string, raw map[string]any) (map[stri
 		}
 		v, err := features.Coerce(p.Inputs[k].Type, x)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s.%s: %v", errBadRequest, where, name, err)
+			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRequest, where, name, err)
 		}
 		out[name] = v
 	}

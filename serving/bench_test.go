@@ -1,68 +1,60 @@
-package main
+package serving
 
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
+	"time"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/retrieval"
 
 	"github.com/seer-ml/seer/internal/redistest"
 )
 
 // benchServer starts a real Redis holding 200 stores and one consumer, and
-// returns the handler of a seer server over it with the demo model.
+// returns the HTTP handler of a seer server over it with the demo model.
 func benchServer(b *testing.B) http.Handler {
+	return testServer(b).Handler()
+}
+
+// testServer starts a real Redis, seeds it with 200 stores and one
+// consumer, and opens a server over it with the demo model.
+func testServer(b testing.TB) *Server {
 	b.Helper()
 	rs := redistest.Start(b)
 	dir := b.TempDir()
-	cfgPath := benchConfig(b, dir, rs.Addr)
 	var stores strings.Builder
 	stores.WriteString("id,store_avg_rating,store_num_ratings,store_delivery_minutes,store_price_level,store_cuisine\n")
 	for i := range 200 {
 		fmt.Fprintf(&stores, "%d,%.1f,%d,%d,%d,%s\n", i, 3+float64(i%20)/10, i*7, 15+i%40, 1+i%4, cuisines[i%5])
 	}
+	for _, name := range []string{"model.txt", "manifest.yaml"} {
+		copyFile(b, "../configs/quickstart/models/store_ranker/1/"+name, filepath.Join(dir, "models/store_ranker/1", name))
+	}
 	writeFiles(b, dir, map[string]string{
+		"catalog.yaml":  demoCatalog,
 		"stores.csv":    stores.String(),
 		"consumers.csv": "id,consumer_order_count,consumer_avg_spend\n1,40,22.5\n",
 	})
-	for entity, file := range map[string]string{"store": "stores.csv", "consumer": "consumers.csv"} {
-		if err := run(context.Background(), []string{"upload", "--config", cfgPath, "--entity", entity, filepath.Join(dir, file)}, io.Discard, io.Discard); err != nil {
-			b.Fatal(err)
-		}
-	}
-	cfg, err := loadConfig(cfgPath)
+	cfg := DefaultConfig()
+	cfg.Catalog, cfg.Models, cfg.ModelsPoll = filepath.Join(dir, "catalog.yaml"), filepath.Join(dir, "models"), 0
+	cfg.Stores = map[string]retrieval.Config{"main": {Mode: "standalone", Addr: rs.Addr}}
+	cfg.Seed = []Seed{{Entity: "store", File: filepath.Join(dir, "stores.csv")}, {Entity: "consumer", File: filepath.Join(dir, "consumers.csv")}}
+	cfg.Predict.RetrievalTimeout = time.Second
+	srv, err := Open(context.Background(), cfg, Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	reg := prometheus.NewRegistry()
-	svc, err := openService(context.Background(), cfg, log, reg)
-	if err != nil {
+	b.Cleanup(srv.Close)
+	if err := srv.Seed(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(svc.close)
-	return newServer(cfg, log, reg, svc).routes()
-}
-
-func benchConfig(b *testing.B, dir, addr string) string {
-	b.Helper()
-	for _, name := range []string{"model.txt", "manifest.yaml"} {
-		copyFile(b, "../../configs/quickstart/models/store_ranker/1/"+name, filepath.Join(dir, "models/store_ranker/1", name))
-	}
-	writeFiles(b, dir, map[string]string{
-		"catalog.yaml": demoCatalog,
-		"seer.yaml":    fmt.Sprintf("catalog: catalog.yaml\nmodels: models\nmodels_poll: 0s\nstores:\n  main: {mode: standalone, addr: %q}\npredict: {retrieval_timeout: 1s}\n", addr),
-	})
-	return filepath.Join(dir, "seer.yaml")
+	return srv
 }
 
 // rankingBody is a 200-candidate ranking query: one consumer in the

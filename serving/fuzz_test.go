@@ -1,4 +1,4 @@
-package main
+package serving
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 // demoPlan compiles the quickstart model's inputs against its catalog.
 func demoPlan(t testing.TB) *features.Plan {
 	t.Helper()
-	data, err := os.ReadFile("../../configs/quickstart/catalog.yaml")
+	data, err := os.ReadFile("../configs/quickstart/catalog.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -20,7 +20,7 @@ func demoPlan(t testing.TB) *features.Plan {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdata, err := os.ReadFile("../../configs/quickstart/models/store_ranker/1/manifest.yaml")
+	mdata, err := os.ReadFile("../configs/quickstart/models/store_ranker/1/manifest.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		for i := range req.nq {
 			fq, err := req.query(plan, i)
 			if err != nil {
-				if !errors.Is(err, errBadRequest) {
+				if !errors.Is(err, ErrBadRequest) {
 					t.Fatalf("build error %v is not a bad request", err)
 				}
 				continue

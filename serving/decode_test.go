@@ -1,4 +1,4 @@
-package main
+package serving
 
 import (
 	"encoding/json"
@@ -19,7 +19,7 @@ import (
 // type, as /v1/features does.
 func displayPlan(t testing.TB) *features.Plan {
 	t.Helper()
-	data, err := os.ReadFile("../../configs/quickstart/catalog.yaml")
+	data, err := os.ReadFile("../configs/quickstart/catalog.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func checkDecode(t *testing.T, body []byte, kind bodyKind, plans []*features.Pla
 		if err == nil || refErr == nil || !sameError(err, refErr) {
 			t.Fatalf("decode %q:\n got error %v\nwant error %v", body, err, refErr)
 		}
-		if !errors.Is(err, errBadRequest) {
+		if !errors.Is(err, ErrBadRequest) {
 			t.Fatalf("decode error %v is not a bad request", err)
 		}
 		return
@@ -204,16 +204,16 @@ func TestDecodeMessages(t *testing.T) {
 		{"unknown top field", featuresBody, `{"debug": true, "queries": []}`, `body: json: unknown field "debug"`},
 		{"model on features", featuresBody, `{"queries": [{"model": "m"}]}`, `body: json: unknown field "model"`},
 		{"field type", predictBody, `{"queries": [{"model": 7}]}`, "queries.model: want string, got JSON number"},
-		{"queries type", predictBody, `{"queries": {}}`, "queries: want []main.predictQuery, got JSON object"},
-		{"query type", featuresBody, `{"queries": [true]}`, "queries: want main.featuresQuery, got JSON bool"},
+		{"queries type", predictBody, `{"queries": {}}`, "queries: want []serving.predictQuery, got JSON object"},
+		{"query type", featuresBody, `{"queries": [true]}`, "queries: want serving.featuresQuery, got JSON bool"},
 		{"features type", predictBody, `{"queries": [{"features": []}]}`, "queries.features: want map[string]interface {}, got JSON array"},
 		{"names type", featuresBody, `{"queries": [{"features": "x"}]}`, "queries.features: want []string, got JSON string"},
 		{"name type", featuresBody, `{"queries": [{"features": ["x", 1]}]}`, "queries.features: want string, got JSON number"},
 		{"candidate id type", predictBody, `{"queries": [{"candidates": [{"id": {}}]}]}`, "queries.candidates.id: want string, got JSON object"},
-		{"candidate type", predictBody, `{"queries": [{"candidates": ["x"]}]}`, "queries.candidates: want main.candidate, got JSON string"},
+		{"candidate type", predictBody, `{"queries": [{"candidates": ["x"]}]}`, "queries.candidates: want serving.candidate, got JSON string"},
 		{"debug type", predictBody, `{"debug": "yes"}`, "debug: want bool, got JSON string"},
-		{"body type", predictBody, `[1]`, "body: want main.predictRequest, got JSON array"},
-		{"body number", featuresBody, `5x`, "body: want main.featuresRequest, got JSON number"},
+		{"body type", predictBody, `[1]`, "body: want serving.predictRequest, got JSON array"},
+		{"body number", featuresBody, `5x`, "body: want serving.featuresRequest, got JSON number"},
 		{"first type error", predictBody, `{"debug": 1, "queries": 2}`, "debug: want bool, got JSON number"},
 		{"syntax error wins", predictBody, `{"debug": 1, "queries": [{"context": 5}], "x": }`, "body: malformed JSON at byte 48: invalid character '}' looking for beginning of value"},
 		{"entity error wins", predictBody, `{"debug": 1, "queries": [{"context": 5}]}`, "body: entities: want an object of entity type to id"},

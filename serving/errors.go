@@ -1,0 +1,69 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/registry"
+)
+
+// Errors of the request path. Predict and Features wrap one of these, or a
+// sentinel of the package at fault (registry.ErrUnknownModel,
+// registry.ErrUnknownVersion, features.ErrQuery), with a message naming
+// the field; errors.Is tells them apart.
+var (
+	// ErrBadRequest marks a request that is malformed or breaks a limit.
+	ErrBadRequest = errors.New("bad request")
+	// ErrTooLarge marks a request body over max_body_bytes.
+	ErrTooLarge = errors.New("request too large")
+	// ErrUnauthorized marks an admin call without the right token.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrDisabled marks an admin call while admin endpoints are off.
+	ErrDisabled = errors.New("disabled")
+)
+
+// class is what an error means to a client, whatever the transport.
+type class uint8
+
+const (
+	classInternal class = iota
+	classInvalid
+	classNotFound
+	classTooLarge
+	classUnauthorized
+	classForbidden
+	classTimeout
+)
+
+// classify is the one place where errors are mapped to what they mean to a
+// client; each transport turns the class into its own status code.
+func classify(err error) class {
+	switch {
+	case errors.Is(err, ErrTooLarge):
+		return classTooLarge
+	case errors.Is(err, ErrBadRequest), errors.Is(err, features.ErrQuery):
+		return classInvalid
+	case errors.Is(err, registry.ErrUnknownModel), errors.Is(err, registry.ErrUnknownVersion):
+		return classNotFound
+	case errors.Is(err, ErrUnauthorized):
+		return classUnauthorized
+	case errors.Is(err, ErrDisabled):
+		return classForbidden
+	case errors.Is(err, context.DeadlineExceeded):
+		return classTimeout
+	}
+	return classInternal
+}
+
+// httpStatus is the HTTP status code of each class.
+var httpStatus = [...]int{
+	classInternal:     http.StatusInternalServerError,
+	classInvalid:      http.StatusBadRequest,
+	classNotFound:     http.StatusNotFound,
+	classTooLarge:     http.StatusRequestEntityTooLarge,
+	classUnauthorized: http.StatusUnauthorized,
+	classForbidden:    http.StatusForbidden,
+	classTimeout:      http.StatusGatewayTimeout,
+}

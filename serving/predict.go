@@ -1,0 +1,203 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/models"
+	"github.com/seer-ml/seer/registry"
+)
+
+// This file is the request path both transports share: limits, model
+// resolution, the jobs a request becomes, and fetching, assembling and
+// scoring them. The HTTP transport fills jobs from its decoder (decode.go),
+// the Go API from typed requests (request.go).
+
+// checkShape enforces the request limits shared by both endpoints.
+func (s *Server) checkShape(nqueries int, candidates func(i int) int) error {
+	lim := s.cfg.Predict
+	if nqueries == 0 {
+		return fmt.Errorf("%w: queries: none given", ErrBadRequest)
+	}
+	if nqueries > lim.MaxQueries {
+		return fmt.Errorf("%w: queries: %d is over the limit of %d", ErrBadRequest, nqueries, lim.MaxQueries)
+	}
+	for i := range nqueries {
+		if n := candidates(i); n > lim.MaxCandidates {
+			return fmt.Errorf("%w: queries[%d].candidates: %d is over the limit of %d", ErrBadRequest, i, n, lim.MaxCandidates)
+		}
+	}
+	return nil
+}
+
+// resolve finds a model version for a query.
+func (s *Server) resolve(ref string) (*registry.Version, error) {
+	if ref == "" {
+		return nil, fmt.Errorf("%w: model: missing", ErrBadRequest)
+	}
+	return s.registry.Snapshot().Resolve(ref)
+}
+
+// queryResult is the answer to one query of either endpoint.
+type queryResult struct {
+	id, model, version string
+	scores             scores
+	degraded           []string // stores that failed or timed out
+	plan               *features.Plan
+	cells              []features.Cell // debug: each row's inputs and their origins
+}
+
+// job is one validated query, ready to run, with the memory its rows go to.
+type job struct {
+	plan  *features.Plan
+	model models.Model // nil for /v1/features
+	query features.Query
+	x     []float64       // rows × inputs
+	out   []float64       // rows × outputs
+	cells []features.Cell // rows × inputs, when debugging
+}
+
+// carve gives each job its x, out and cells from floats and cells, grown
+// as needed, and returns them.
+func carve(jobs []job, debug func(i int) bool, floats []float64, cells []features.Cell) ([]float64, []features.Cell) {
+	nf, nc := 0, 0
+	for i := range jobs {
+		j := &jobs[i]
+		rows, ni := j.query.Rows(), len(j.plan.Inputs)
+		nf += rows * ni
+		if j.model != nil {
+			nf += rows * j.model.NumOutputs()
+		}
+		if debug(i) {
+			nc += rows * ni
+		}
+	}
+	floats = resize(floats, nf)
+	cells = resize(cells, nc)
+	f, c := floats, cells
+	for i := range jobs {
+		j := &jobs[i]
+		rows, ni := j.query.Rows(), len(j.plan.Inputs)
+		j.x, f = f[:rows*ni:rows*ni], f[rows*ni:]
+		if j.model != nil {
+			n := rows * j.model.NumOutputs()
+			j.out, f = f[:n:n], f[n:]
+		}
+		if debug(i) {
+			j.cells, c = c[:rows*ni:rows*ni], c[rows*ni:]
+		}
+	}
+	return floats, cells
+}
+
+// resize returns s with length n, zeroed.
+func resize[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	s = s[:n]
+	clear(s)
+	return s
+}
+
+// fetch reads a job's features and assembles its rows: request values, then
+// the stores (under the retrieval timeout), then defaults. It returns the
+// stores that failed or timed out.
+func (s *Server) fetch(ctx context.Context, j *job) ([]string, error) {
+	b := s.batches.Get().(*features.Batch)
+	defer func() {
+		b.Reset()
+		s.batches.Put(b)
+	}()
+	if err := j.plan.Prepare(&j.query, b); err != nil {
+		return nil, err
+	}
+	var degraded []string
+	if len(b.Lookups) > 0 {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.RetrievalTimeout)
+		degraded = s.retriever.Fetch(rctx, b.Lookups)
+		cancel()
+		for _, st := range degraded {
+			s.degraded.WithLabelValues(st).Inc()
+		}
+	}
+	j.plan.Assemble(&j.query, b, j.x, j.cells)
+	return degraded, nil
+}
+
+// score runs the jobs of a prediction, concurrently: it fetches and
+// assembles each job's rows and scores them with its model into results,
+// whose id, model and version the caller set.
+func (s *Server) score(ctx context.Context, jobs []job, results []queryResult) error {
+	return forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
+		j, res := &jobs[i], &results[i]
+		degraded, err := s.fetch(ctx, j)
+		if err != nil {
+			return fmt.Errorf("queries[%d]: %w", i, err)
+		}
+		rows := j.query.Rows()
+		if err := j.model.Predict(j.out, j.x, rows); err != nil {
+			return fmt.Errorf("queries[%d]: score with %s@%s: %w", i, res.model, res.version, err)
+		}
+		s.rows.WithLabelValues(res.model).Add(float64(rows))
+		res.scores = scores{vals: j.out, width: j.model.NumOutputs()}
+		res.degraded = degraded
+		if j.cells != nil {
+			res.plan, res.cells = j.plan, j.cells
+		}
+		return nil
+	})
+}
+
+// lookup runs the jobs of a feature read, concurrently: it fetches and
+// assembles each job's rows into results, with every cell.
+func (s *Server) lookup(ctx context.Context, jobs []job, results []queryResult) error {
+	return forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
+		degraded, err := s.fetch(ctx, &jobs[i])
+		if err != nil {
+			return fmt.Errorf("queries[%d]: %w", i, err)
+		}
+		res := &results[i]
+		res.plan, res.cells, res.degraded = jobs[i].plan, jobs[i].cells, degraded
+		return nil
+	})
+}
+
+// displayPlan compiles the plan that reads the catalog features a
+// /v1/features query names.
+func (s *Server) displayPlan(i int, names []string) (*features.Plan, error) {
+	where := fmt.Sprintf("queries[%d]", i)
+	if len(names) == 0 {
+		return nil, fmt.Errorf("%w: %s.features: name at least one catalog feature", ErrBadRequest, where)
+	}
+	plan, err := s.catalog.DisplayPlan(names)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s.features: %v", ErrBadRequest, where, err)
+	}
+	return plan, nil
+}
+
+// forEach runs fn for 0..n-1, concurrently when n > 1, and returns the
+// error of the lowest index that failed.
+func forEach(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	if n == 1 {
+		return fn(ctx, 0)
+	}
+	errs := make([]error, n)
+	var g errgroup.Group
+	for i := range n {
+		g.Go(func() error {
+			errs[i] = fn(ctx, i)
+			return nil
+		})
+	}
+	g.Wait()
+	if i := slices.IndexFunc(errs, func(e error) bool { return e != nil }); i >= 0 {
+		return errs[i]
+	}
+	return nil
+}

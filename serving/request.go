@@ -1,0 +1,285 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"github.com/seer-ml/seer/features"
+)
+
+// PredictRequest asks for the scores of one or more queries, as the body
+// of /v1/predict does (docs/api.md).
+type PredictRequest struct {
+	Queries []Query
+	// Debug asks every query for its rows' inputs and their origins.
+	Debug bool
+}
+
+// Query is one model scoring one or more candidates.
+type Query struct {
+	ID    string // echoed in the result
+	Model string // name, name@version or name@alias
+	// Context maps entity types to ids for every candidate.
+	Context map[string]string
+	// Features are request features for every candidate. A value of
+	// another type than the input's is converted as JSON numbers are (an
+	// int to a float, an integral float to an int) or refused; an invalid
+	// Value counts as not given, and names the model does not read are
+	// ignored.
+	Features map[string]features.Value
+	// Candidates are the rows to score; none scores one row from the
+	// context alone.
+	Candidates []Candidate
+	Debug      bool
+}
+
+// Candidate is one row of a query; its entities and features override the
+// query's.
+type Candidate struct {
+	ID       string
+	Entities map[string]string
+	Features map[string]features.Value
+}
+
+// PredictResponse holds a result per query, in the order of the queries.
+type PredictResponse struct {
+	Results []Result
+}
+
+// Result is the answer to one query.
+type Result struct {
+	ID, Model, Version string
+	// Scores holds Outputs numbers per row, row-major; NaN where the model
+	// gave no number.
+	Scores  []float64
+	Outputs int
+	// DegradedStores names the stores that failed or timed out: their
+	// features took defaults.
+	DegradedStores []string
+	// Debug holds each row's inputs and their origins, when asked for.
+	Debug *Rows
+}
+
+// Degraded reports whether some of the result's inputs took defaults
+// because a store failed or timed out.
+func (r *Result) Degraded() bool { return len(r.DegradedStores) > 0 }
+
+// Rows are the inputs of a query's rows: Cells holds len(Inputs) cells per
+// row, row-major, in the order of Inputs.
+type Rows struct {
+	Inputs []string
+	Cells  []features.Cell
+}
+
+// Len returns the number of rows.
+func (r *Rows) Len() int {
+	if len(r.Inputs) == 0 {
+		return 0
+	}
+	return len(r.Cells) / len(r.Inputs)
+}
+
+// Row returns the cells of row i.
+func (r *Rows) Row(i int) []features.Cell {
+	n := len(r.Inputs)
+	return r.Cells[i*n : (i+1)*n]
+}
+
+// FeaturesRequest asks for stored feature values, as the body of
+// /v1/features does.
+type FeaturesRequest struct {
+	Queries []FeaturesQuery
+}
+
+// FeaturesQuery names catalog features to read for its context and
+// candidates. Candidates' request features are answered as given.
+type FeaturesQuery struct {
+	ID         string
+	Features   []string
+	Context    map[string]string
+	Candidates []Candidate
+}
+
+// FeaturesResponse holds a result per query, in the order of the queries.
+type FeaturesResponse struct {
+	Results []FeaturesResult
+}
+
+// FeaturesResult is the values of one query's rows.
+type FeaturesResult struct {
+	ID             string
+	Rows           Rows
+	DegradedStores []string
+}
+
+// Predict scores every query of req with its model: request features,
+// then stored values (through the cache), then defaults. The error wraps
+// ErrBadRequest, features.ErrQuery, registry.ErrUnknownModel or
+// registry.ErrUnknownVersion when the request is at fault.
+func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.Timeout)
+	defer cancel()
+	if err := s.checkShape(len(req.Queries), func(i int) int { return len(req.Queries[i].Candidates) }); err != nil {
+		return nil, err
+	}
+	jobs := make([]job, len(req.Queries))
+	results := make([]queryResult, len(req.Queries))
+	for i := range req.Queries {
+		q := &req.Queries[i]
+		v, err := s.resolve(q.Model)
+		if err != nil {
+			return nil, fmt.Errorf("queries[%d].model: %w", i, err)
+		}
+		fq, err := typedQuery(v.Plan, i, q.Context, q.Features, q.Candidates)
+		if err != nil {
+			return nil, err
+		}
+		jobs[i] = job{plan: v.Plan, model: v.Model, query: fq}
+		results[i] = queryResult{id: q.ID, model: v.Name, version: v.Version}
+	}
+	carve(jobs, func(i int) bool { return req.Debug || req.Queries[i].Debug }, nil, nil)
+	if err := s.score(ctx, jobs, results); err != nil {
+		return nil, err
+	}
+	resp := &PredictResponse{Results: make([]Result, len(results))}
+	for i := range results {
+		res := &results[i]
+		resp.Results[i] = Result{
+			ID: res.id, Model: res.model, Version: res.version,
+			Scores: res.scores.vals, Outputs: res.scores.width, DegradedStores: res.degraded,
+		}
+		if res.cells != nil {
+			resp.Results[i].Debug = &Rows{Inputs: inputNames(res.plan), Cells: res.cells}
+		}
+	}
+	return resp, nil
+}
+
+// Features reads the catalog features each query of req names, for its
+// context and candidates, as Predict would read them for a model.
+func (s *Server) Features(ctx context.Context, req *FeaturesRequest) (*FeaturesResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.Timeout)
+	defer cancel()
+	if err := s.checkShape(len(req.Queries), func(i int) int { return len(req.Queries[i].Candidates) }); err != nil {
+		return nil, err
+	}
+	jobs := make([]job, len(req.Queries))
+	results := make([]queryResult, len(req.Queries))
+	for i := range req.Queries {
+		q := &req.Queries[i]
+		plan, err := s.displayPlan(i, q.Features)
+		if err != nil {
+			return nil, err
+		}
+		fq, err := typedQuery(plan, i, q.Context, nil, q.Candidates)
+		if err != nil {
+			return nil, err
+		}
+		jobs[i] = job{plan: plan, query: fq}
+		results[i].id = q.ID
+	}
+	carve(jobs, func(int) bool { return true }, nil, nil)
+	if err := s.lookup(ctx, jobs, results); err != nil {
+		return nil, err
+	}
+	resp := &FeaturesResponse{Results: make([]FeaturesResult, len(results))}
+	for i := range results {
+		res := &results[i]
+		resp.Results[i] = FeaturesResult{
+			ID: res.id, Rows: Rows{Inputs: inputNames(res.plan), Cells: res.cells}, DegradedStores: res.degraded,
+		}
+	}
+	return resp, nil
+}
+
+func inputNames(p *features.Plan) []string {
+	names := make([]string, len(p.Inputs))
+	for k, in := range p.Inputs {
+		names[k] = in.Name
+	}
+	return names
+}
+
+// typedQuery checks a typed query of the Go API and makes it the query of
+// plan p: entity ids must be non-empty, and request features take their
+// inputs' types. Errors name query i.
+func typedQuery(p *features.Plan, i int, context map[string]string, feats map[string]features.Value, cands []Candidate) (features.Query, error) {
+	where := fmt.Sprintf("queries[%d]", i)
+	q := features.Query{Context: context}
+	if err := checkIDs(where+".context", context); err != nil {
+		return q, err
+	}
+	var err error
+	if q.Features, err = conform(p, where+".features", feats); err != nil {
+		return q, err
+	}
+	if len(cands) == 0 {
+		return q, nil
+	}
+	q.Candidates = make([]features.Candidate, len(cands))
+	for j := range cands {
+		c, fc := &cands[j], &q.Candidates[j]
+		cw := fmt.Sprintf("%s.candidates[%d]", where, j)
+		if err := checkIDs(cw+".entities", c.Entities); err != nil {
+			return q, err
+		}
+		fc.Entities = c.Entities
+		if fc.Features, err = conform(p, cw+".features", c.Features); err != nil {
+			return q, err
+		}
+	}
+	return q, nil
+}
+
+// checkIDs refuses empty entity ids, as the JSON decoder does.
+func checkIDs(where string, m map[string]string) error {
+	for entity, id := range m {
+		if id == "" {
+			return fmt.Errorf("%w: %s.%s: want a non-empty id", ErrBadRequest, where, entity)
+		}
+	}
+	return nil
+}
+
+// conform returns feats with each value the plan reads converted to its
+// input's type. The map is returned as given when every value has its
+// input's type already, and copied otherwise.
+func conform(p *features.Plan, where string, feats map[string]features.Value) (map[string]features.Value, error) {
+	var out map[string]features.Value
+	for name, v := range feats {
+		k := p.Input(name)
+		if k < 0 || !v.Valid() || v.Type() == p.Inputs[k].Type {
+			continue
+		}
+		w, ok := convert(p.Inputs[k].Type, v)
+		if !ok {
+			return nil, fmt.Errorf("%w: %s.%s: want %s, got %s", ErrBadRequest, where, name, p.Inputs[k].Type, v.Type())
+		}
+		if out == nil {
+			out = make(map[string]features.Value, len(feats))
+			for n, x := range feats {
+				out[n] = x
+			}
+		}
+		out[name] = w
+	}
+	if out == nil {
+		return feats, nil
+	}
+	return out, nil
+}
+
+// convert converts a number between float and int as features.Coerce
+// converts JSON numbers: any int to a float, an integral float to an int.
+func convert(t features.Type, v features.Value) (features.Value, bool) {
+	switch {
+	case t == features.Float && v.Type() == features.Int:
+		return features.FloatValue(float64(v.Int())), true
+	case t == features.Int && v.Type() == features.Float:
+		if f := v.Float(); f == math.Trunc(f) && math.Abs(f) < 1<<63 {
+			return features.IntValue(int64(f)), true
+		}
+	}
+	return features.Value{}, false
+}

@@ -1,0 +1,246 @@
+// Package serving is seer's request path as a Go API. A Server, opened from
+// a Config, resolves each query's model in the registry, reads the features
+// its plan needs through the retrieval layer (cache, then stores), assembles
+// the rows, scores them and answers: Predict and Features take typed
+// requests and return typed results and errors, without HTTP. Handler is
+// the HTTP transport over the same path, with its own fast request decoder;
+// both transports map errors to status codes in one place (errors.go).
+//
+// serving imports features, models, registry and retrieval; none of them
+// imports serving, and only cmd/seer (the wiring) does.
+package serving
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/registry"
+	"github.com/seer-ml/seer/retrieval"
+)
+
+// Config is what a Server is built from: the catalog, the models root, the
+// stores, the cache and the request limits. Paths are used as given; the
+// YAML keys are those of seer's configuration file, which embeds Config.
+type Config struct {
+	Catalog    string                      `yaml:"catalog"`
+	Models     string                      `yaml:"models"`
+	ModelsPoll time.Duration               `yaml:"models_poll"`
+	Stores     map[string]retrieval.Config `yaml:"stores"`
+	Seed       []Seed                      `yaml:"seed"`
+	Predict    Limits                      `yaml:"predict"`
+	Cache      retrieval.CacheConfig       `yaml:"cache"`
+	// AdminToken is the bearer token of the admin endpoints; without one
+	// they are off.
+	AdminToken string `yaml:"admin_token"`
+}
+
+// Seed is a feature file uploaded into the stores at start, through the same
+// code as `seer upload`.
+type Seed struct {
+	Entity string `yaml:"entity"`
+	File   string `yaml:"file"`
+}
+
+// Limits bound the prediction endpoints.
+type Limits struct {
+	// Timeout is the whole budget of a request, from decoding to answer.
+	Timeout time.Duration `yaml:"timeout"`
+	// RetrievalTimeout is the budget of feature reads; values that have not
+	// arrived by then take their defaults and the result is degraded.
+	RetrievalTimeout time.Duration `yaml:"retrieval_timeout"`
+	MaxBodyBytes     int64         `yaml:"max_body_bytes"`
+	MaxQueries       int           `yaml:"max_queries"`
+	MaxCandidates    int           `yaml:"max_candidates"`
+}
+
+// DefaultConfig returns the configuration every file starts from.
+func DefaultConfig() Config {
+	return Config{
+		ModelsPoll: 10 * time.Second,
+		Cache:      retrieval.DefaultCacheConfig(),
+		Predict: Limits{
+			Timeout:          time.Second,
+			RetrievalTimeout: 50 * time.Millisecond,
+			MaxBodyBytes:     4 << 20,
+			MaxQueries:       64,
+			MaxCandidates:    1000,
+		},
+	}
+}
+
+// Check returns every problem of the configuration, joined.
+func (c *Config) Check() error {
+	var errs []error
+	if c.Catalog == "" {
+		errs = append(errs, errors.New("catalog: missing"))
+	}
+	if c.Models == "" {
+		errs = append(errs, errors.New("models: missing"))
+	}
+	if len(c.Stores) == 0 {
+		errs = append(errs, errors.New("stores: at least one store is needed"))
+	}
+	if c.ModelsPoll < 0 {
+		errs = append(errs, errors.New("models_poll: negative"))
+	}
+	p := c.Predict
+	if p.Timeout <= 0 || p.RetrievalTimeout <= 0 || p.RetrievalTimeout > p.Timeout {
+		errs = append(errs, errors.New("predict: timeouts must be positive, retrieval_timeout at most timeout"))
+	}
+	if p.MaxBodyBytes <= 0 || p.MaxQueries <= 0 || p.MaxCandidates <= 0 {
+		errs = append(errs, errors.New("predict: max_body_bytes, max_queries and max_candidates must be positive"))
+	}
+	if err := c.Cache.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("cache: %w", err))
+	}
+	for i, s := range c.Seed {
+		if s.Entity == "" || s.File == "" {
+			errs = append(errs, fmt.Errorf("seed %d: entity and file are required", i+1))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StoreNames returns the configured store names, sorted.
+func (c *Config) StoreNames() []string {
+	names := make([]string, 0, len(c.Stores))
+	for n := range c.Stores {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Options are what a Server shares with the process around it.
+type Options struct {
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics receives the server's metrics and is what /metrics serves;
+	// nil keeps them in a registry of the server's own.
+	Metrics *prometheus.Registry
+}
+
+// Server is everything a running seer holds: the catalog, the stores and
+// their retriever, the feature cache and the model registry, and the
+// request path over them.
+type Server struct {
+	cfg       Config
+	log       *slog.Logger
+	metrics   *prometheus.Registry
+	catalog   *features.Catalog
+	stores    []*retrieval.Store
+	cache     *retrieval.Cache
+	retriever *retrieval.Retriever
+	registry  *registry.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	rows     *prometheus.CounterVec
+	degraded *prometheus.CounterVec
+	batches  sync.Pool
+}
+
+// Open loads the catalog, opens the stores and the cache and loads the
+// models. Any failure is returned, so that a bad start stops the process.
+// The caller closes the server.
+func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
+	s := &Server{cfg: cfg, log: opt.Logger, metrics: opt.Metrics}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.metrics == nil {
+		s.metrics = prometheus.NewRegistry()
+	}
+	var err error
+	if s.catalog, err = LoadCatalog(cfg.Catalog, cfg.StoreNames()); err != nil {
+		return nil, err
+	}
+	for _, name := range cfg.StoreNames() {
+		st, err := retrieval.Open(ctx, name, cfg.Stores[name])
+		if err != nil {
+			s.Close()
+			return nil, fmt.Errorf("store %s: %w", name, err)
+		}
+		s.stores = append(s.stores, st)
+	}
+	s.cache, err = retrieval.NewCache(ctx, s.catalog, s.stores, cfg.Cache, retrieval.CacheOptions{Logger: s.log, Registerer: s.metrics})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	s.retriever = retrieval.New(s.stores, retrieval.Options{Registerer: s.metrics, Cache: s.cache})
+	s.registry, err = registry.Open(s.catalog, registry.Options{
+		Root: cfg.Models, Poll: cfg.ModelsPoll, Logger: s.log, Metrics: s.metrics,
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.initMetrics()
+	s.batches.New = func() any { return new(features.Batch) }
+	return s, nil
+}
+
+// Close stops the cache and closes the stores.
+func (s *Server) Close() {
+	if s.cache != nil {
+		if err := s.cache.Close(); err != nil {
+			s.log.Warn("close cache", "err", err)
+		}
+	}
+	for _, st := range s.stores {
+		if err := st.Close(); err != nil {
+			s.log.Warn("close store", "store", st.Name(), "err", err)
+		}
+	}
+}
+
+// Seed uploads the config's seed files, as `seer upload` would.
+func (s *Server) Seed(ctx context.Context) error {
+	for _, sd := range s.cfg.Seed {
+		st, err := s.retriever.UploadFile(ctx, s.catalog, sd.Entity, sd.File, retrieval.UploadOptions{})
+		if err != nil {
+			return fmt.Errorf("seed: %w", err)
+		}
+		s.log.Info("seeded", "entity", sd.Entity, "file", sd.File, "rows", st.Rows, "values", st.Values)
+	}
+	if len(s.cfg.Seed) > 0 {
+		_ = s.cache.PollMarkers(ctx) // learn the seeded features' markers now; errors are logged
+	}
+	return nil
+}
+
+// Watch reloads the models every models_poll until ctx ends.
+func (s *Server) Watch(ctx context.Context) { s.registry.Watch(ctx) }
+
+// Registry returns the model registry.
+func (s *Server) Registry() *registry.Registry { return s.registry }
+
+// Cache returns the feature cache.
+func (s *Server) Cache() *retrieval.Cache { return s.cache }
+
+// Stores returns the stores, in the order of their names.
+func (s *Server) Stores() []*retrieval.Store { return s.stores }
+
+// LoadCatalog reads and parses a catalog file whose features may name the
+// given stores.
+func LoadCatalog(path string, stores []string) (*features.Catalog, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	c, err := features.ParseCatalog(data, stores)
+	if err != nil {
+		return nil, fmt.Errorf("catalog %s: %w", path, err)
+	}
+	return c, nil
+}
