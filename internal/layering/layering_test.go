@@ -1,6 +1,7 @@
 // Package layering holds the test that keeps seer's package dependencies
 // pointing one way: features <- models <- registry; features <- retrieval;
-// serving uses those four; cmd/seer imports them all and nothing imports cmd.
+// features <- featurelog; serving uses those five; cmd/seer imports them
+// all and nothing imports cmd.
 package layering
 
 import (
@@ -14,12 +15,13 @@ const module = "github.com/seer-ml/seer"
 
 // allowed lists, for each package, the seer packages it may import.
 var allowed = map[string][]string{
-	"features":  {},
-	"models":    {"features"},
-	"registry":  {"features", "models"},
-	"retrieval": {"features"},
-	"serving":   {"features", "models", "registry", "retrieval"},
-	"cmd/seer":  {"features", "models", "registry", "retrieval", "serving"},
+	"features":   {},
+	"models":     {"features"},
+	"registry":   {"features", "models"},
+	"retrieval":  {"features"},
+	"featurelog": {"features"},
+	"serving":    {"features", "models", "registry", "retrieval", "featurelog"},
+	"cmd/seer":   {"features", "models", "registry", "retrieval", "featurelog", "serving"},
 	// Tools generate test and benchmark data from the documents alone.
 	"tools/uploadgen": {},
 }
