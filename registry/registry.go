@@ -49,6 +49,11 @@ type Model struct {
 	Versions []*Version // ascending
 	Aliases  map[string]string
 	Default  *Version
+	// Shadows are the versions that score every query to the model in
+	// shadow, as its shadows.yaml lists them, resolved in the snapshot.
+	Shadows []*Version
+
+	shadowRefs []string // the list as read
 }
 
 // Failure is a version directory that did not load.
@@ -262,6 +267,9 @@ func (r *Registry) reload(strict bool) error {
 		m.Aliases = aliases
 		m.Default = r.pickDefault(m, old.models[m.Name], &next.failures)
 		n += len(m.Versions)
+	}
+	if err := r.resolveShadows(next, old, strict); err != nil {
+		return err
 	}
 	slices.SortFunc(next.failures, func(a, b Failure) int { return cmp.Compare(a.Dir, b.Dir) })
 	r.versions.Set(float64(n))
