@@ -107,7 +107,14 @@ type Plan struct {
 	Groups  []Group
 	catalog *Catalog
 	byName  map[string]int
+	rows    atomic.Uint64
 }
+
+// Rows returns how many rows Assemble has filled with this plan. Rows are
+// counted before their defaults (Input.DefaultsUsed), so that a reader who
+// loads the defaults first and the rows second never sees more defaults
+// than rows.
+func (p *Plan) Rows() uint64 { return p.rows.Load() }
 
 // Input returns the index of the input called name, or -1.
 func (p *Plan) Input(name string) int {
@@ -446,6 +453,7 @@ type Cell struct {
 // the query, then the lookup, then the input's default.
 func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 	rows, ng, ni := q.Rows(), len(p.Groups), len(p.Inputs)
+	p.rows.Add(uint64(rows))
 	var localCounts [64]uint32
 	var localQuery [64]Value
 	var defaults []uint32

@@ -267,6 +267,9 @@ func TestPrepareAssemble(t *testing.T) {
 	if got := p.Inputs[0].DefaultsUsed(); got != 4 {
 		t.Errorf("store_rating defaults after two assemblies = %d, want 4", got)
 	}
+	if got, want := p.Rows(), uint64(2*q.Rows()); got != want {
+		t.Errorf("rows after two assemblies = %d, want %d", got, want)
+	}
 }
 
 func sameFloat(a, b float64) bool { return a == b || (math.IsNaN(a) && math.IsNaN(b)) }
