@@ -1,7 +1,7 @@
 // Package layering holds the test that keeps seer's package dependencies
 // pointing one way: features <- models <- registry; features <- retrieval;
-// features <- featurelog; shadow imports none; serving uses them all;
-// cmd/seer imports them all and nothing imports cmd.
+// features <- featurelog; features <- guardrail; shadow imports none;
+// serving uses them all; cmd/seer imports them all and nothing imports cmd.
 package layering
 
 import (
@@ -21,8 +21,9 @@ var allowed = map[string][]string{
 	"retrieval":  {"features"},
 	"featurelog": {"features"},
 	"shadow":     {},
-	"serving":    {"features", "models", "registry", "retrieval", "featurelog", "shadow"},
-	"cmd/seer":   {"features", "models", "registry", "retrieval", "featurelog", "shadow", "serving"},
+	"guardrail":  {"features"},
+	"serving":    {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail"},
+	"cmd/seer":   {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail", "serving"},
 	// Tools generate test and benchmark data from the documents alone.
 	"tools/uploadgen": {},
 }
