@@ -53,6 +53,7 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/healthz", s.handleHealth)
 	r.Get("/readyz", s.handleReady)
 	r.Get("/v1/admin/features", s.admin(s.handleFeatureStats))
+	r.Get("/v1/admin/shadows", s.admin(s.handleShadows))
 	r.Get("/v1/admin/cache", s.admin(s.handleCacheStats))
 	r.Put("/v1/admin/cache", s.admin(s.handleCacheFlags))
 	r.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics}))
@@ -167,6 +168,11 @@ func (s *Server) handleFeatureStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"features": s.FeatureStats()})
 }
 
+// handleShadows reports the statistics of every live/shadow pair.
+func (s *Server) handleShadows(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"pairs": s.ShadowStats()})
+}
+
 // readRequest reads and decodes a /v1/predict or /v1/features body and
 // checks its shape against the limits. The caller releases the request.
 func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, kind bodyKind) (*request, error) {
@@ -208,15 +214,18 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		jobs[i] = job{plan: v.Plan, model: v.Model, query: fq}
+		jobs[i] = job{
+			plan: v.Plan, model: v.Model, version: v, query: fq,
+			debug: req.debug || q.debug, logged: s.learn.log.Sampled(),
+		}
 		results[i] = queryResult{id: q.id, model: v.Name, version: v.Version}
 	}
-	debug := func(i int) bool { return req.debug || req.queries[i].debug }
-	req.floats, req.cells = carve(jobs, debug, req.floats, req.cells)
+	req.floats, req.cells = carve(jobs, needsCells(jobs), req.floats, req.cells)
 	if err := s.score(ctx, jobs, results); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	s.offerShadows(jobs, results, req.query)
 	req.out = appendResults(req.out[:0], results, true)
 	writeBody(w, req.out)
 }

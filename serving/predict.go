@@ -53,12 +53,21 @@ type queryResult struct {
 
 // job is one validated query, ready to run, with the memory its rows go to.
 type job struct {
-	plan  *features.Plan
-	model models.Model // nil for /v1/features
-	query features.Query
-	x     []float64       // rows × inputs
-	out   []float64       // rows × outputs
-	cells []features.Cell // rows × inputs, when debugging
+	plan    *features.Plan
+	model   models.Model      // nil for /v1/features
+	version *registry.Version // nil for /v1/features
+	query   features.Query
+	x       []float64       // rows × inputs
+	out     []float64       // rows × outputs
+	cells   []features.Cell // rows × inputs, when debugging or logging
+	debug   bool            // the answer shows the cells
+	logged  bool            // the feature log samples the query
+}
+
+// needsCells reports whether job i keeps its cells: to show them, or to
+// log them.
+func needsCells(jobs []job) func(i int) bool {
+	return func(i int) bool { return jobs[i].debug || jobs[i].logged }
 }
 
 // carve gives each job its x, out and cells from floats and cells, grown
@@ -108,6 +117,15 @@ func resize[T any](s []T, n int) []T {
 // the stores (under the retrieval timeout), then defaults. It returns the
 // stores that failed or timed out.
 func (s *Server) fetch(ctx context.Context, j *job) ([]string, error) {
+	degraded, err := s.assemble(ctx, j)
+	for _, st := range degraded {
+		s.degraded.WithLabelValues(st).Inc()
+	}
+	return degraded, err
+}
+
+// assemble is fetch without the metrics: shadow models read through it.
+func (s *Server) assemble(ctx context.Context, j *job) ([]string, error) {
 	b := s.batches.Get().(*features.Batch)
 	defer func() {
 		b.Reset()
@@ -121,9 +139,6 @@ func (s *Server) fetch(ctx context.Context, j *job) ([]string, error) {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.RetrievalTimeout)
 		degraded = s.retriever.Fetch(rctx, b.Lookups)
 		cancel()
-		for _, st := range degraded {
-			s.degraded.WithLabelValues(st).Inc()
-		}
 	}
 	j.plan.Assemble(&j.query, b, j.x, j.cells)
 	return degraded, nil
@@ -146,7 +161,10 @@ func (s *Server) score(ctx context.Context, jobs []job, results []queryResult) e
 		s.rows.WithLabelValues(res.model).Add(float64(rows))
 		res.scores = scores{vals: j.out, width: j.model.NumOutputs()}
 		res.degraded = degraded
-		if j.cells != nil {
+		if j.logged {
+			s.logQuery(ctx, j, res)
+		}
+		if j.debug {
 			res.plan, res.cells = j.plan, j.cells
 		}
 		return nil

@@ -135,13 +135,20 @@ func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 		if err != nil {
 			return nil, err
 		}
-		jobs[i] = job{plan: v.Plan, model: v.Model, query: fq}
+		jobs[i] = job{
+			plan: v.Plan, model: v.Model, version: v, query: fq,
+			debug: req.Debug || q.Debug, logged: s.learn.log.Sampled(),
+		}
 		results[i] = queryResult{id: q.ID, model: v.Name, version: v.Version}
 	}
-	carve(jobs, func(i int) bool { return req.Debug || req.Queries[i].Debug }, nil, nil)
+	carve(jobs, needsCells(jobs), nil, nil)
 	if err := s.score(ctx, jobs, results); err != nil {
 		return nil, err
 	}
+	s.offerShadows(jobs, results, func(p *features.Plan, i int) (features.Query, error) {
+		q := &req.Queries[i]
+		return typedQuery(p, i, q.Context, q.Features, q.Candidates)
+	})
 	resp := &PredictResponse{Results: make([]Result, len(results))}
 	for i := range results {
 		res := &results[i]

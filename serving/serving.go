@@ -6,14 +6,21 @@
 // the HTTP transport over the same path, with its own fast request decoder;
 // both transports map errors to status codes in one place (errors.go).
 //
-// serving imports features, models, registry and retrieval; none of them
-// imports serving, and only cmd/seer (the wiring) does.
+// Off the request path it learns from the traffic (learning.go): it logs
+// a sample of the scored queries (featurelog), scores shadow models and
+// compares them with the live ones (shadow), and watches default rates
+// (guardrail).
+//
+// serving imports features, models, registry, retrieval, featurelog,
+// shadow and guardrail; none of them imports serving, and only cmd/seer
+// (the wiring) does.
 package serving
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"slices"
@@ -22,9 +29,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/seer-ml/seer/featurelog"
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/guardrail"
 	"github.com/seer-ml/seer/registry"
 	"github.com/seer-ml/seer/retrieval"
+	"github.com/seer-ml/seer/shadow"
 )
 
 // Config is what a Server is built from: the catalog, the models root, the
@@ -41,6 +51,12 @@ type Config struct {
 	// AdminToken is the bearer token of the admin endpoints; without one
 	// they are off.
 	AdminToken string `yaml:"admin_token"`
+	// FeatureLog logs a sample of the scored queries for training.
+	FeatureLog featurelog.Config `yaml:"feature_log"`
+	// Shadows bounds the scoring of shadow models (shadows.yaml).
+	Shadows shadow.Config `yaml:"shadows"`
+	// Guardrails watch the share of rows in which each feature defaulted.
+	Guardrails guardrail.Config `yaml:"guardrails"`
 }
 
 // Seed is a feature file uploaded into the stores at start, through the same
@@ -67,6 +83,9 @@ func DefaultConfig() Config {
 	return Config{
 		ModelsPoll: 10 * time.Second,
 		Cache:      retrieval.DefaultCacheConfig(),
+		FeatureLog: featurelog.DefaultConfig(),
+		Shadows:    shadow.DefaultConfig(),
+		Guardrails: guardrail.DefaultConfig(),
 		Predict: Limits{
 			Timeout:          time.Second,
 			RetrievalTimeout: 50 * time.Millisecond,
@@ -102,6 +121,15 @@ func (c *Config) Check() error {
 	if err := c.Cache.Check(); err != nil {
 		errs = append(errs, fmt.Errorf("cache: %w", err))
 	}
+	if err := c.FeatureLog.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("feature_log: %w", err))
+	}
+	if err := c.Shadows.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("shadows: %w", err))
+	}
+	if err := c.Guardrails.Check(); err != nil {
+		errs = append(errs, fmt.Errorf("guardrails: %w", err))
+	}
 	for i, s := range c.Seed {
 		if s.Entity == "" || s.File == "" {
 			errs = append(errs, fmt.Errorf("seed %d: entity and file are required", i+1))
@@ -127,6 +155,8 @@ type Options struct {
 	// Metrics receives the server's metrics and is what /metrics serves;
 	// nil keeps them in a registry of the server's own.
 	Metrics *prometheus.Registry
+	// Stdout receives the feature log when its path is "-".
+	Stdout io.Writer
 }
 
 // Server is everything a running seer holds: the catalog, the stores and
@@ -147,6 +177,8 @@ type Server struct {
 	rows     *prometheus.CounterVec
 	degraded *prometheus.CounterVec
 	batches  sync.Pool
+
+	learn learning // feature log, shadow models, guardrails
 }
 
 // Open loads the catalog, opens the stores and the cache and loads the
@@ -187,11 +219,17 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	}
 	s.initMetrics()
 	s.batches.New = func() any { return new(features.Batch) }
+	if err := s.openLearning(opt.Stdout); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
-// Close stops the cache and closes the stores.
+// Close stops the shadow workers and the guardrails, writes out the
+// feature log, stops the cache and closes the stores.
 func (s *Server) Close() {
+	s.closeLearning()
 	if s.cache != nil {
 		if err := s.cache.Close(); err != nil {
 			s.log.Warn("close cache", "err", err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/guardrail"
 	"github.com/seer-ml/seer/registry"
 	"github.com/seer-ml/seer/retrieval"
 )
@@ -23,11 +24,16 @@ type Readiness struct {
 	Ready  bool                   `json:"ready"`
 	Models int                    `json:"models"`
 	Stores map[string]StoreStatus `json:"stores"`
+	// FeatureAlerts names the features whose default rate is at or over
+	// their guardrail; with guardrails.fail_readiness, they make the pod
+	// unready.
+	FeatureAlerts []string `json:"feature_alerts,omitempty"`
 }
 
 // Ready reports each store's health (ok, degraded, down or breaker_open,
 // and each node's) within a second, and is ready unless a store whose
-// config says required is not ok. Other stores may be degraded or down:
+// config says required is not ok, or a feature's guardrail alerts and
+// guardrails.fail_readiness is set. Other stores may be degraded or down:
 // their features take defaults, and the pod still serves.
 func (s *Server) Ready(ctx context.Context) Readiness {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -47,6 +53,10 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 		})
 	}
 	wg.Wait()
+	body.FeatureAlerts = s.learn.guard.Alerts()
+	if s.learn.guard.Unready() {
+		body.Ready = false
+	}
 	return body
 }
 
@@ -79,6 +89,9 @@ type ModelInfo struct {
 	Default  string            `json:"default"`
 	Aliases  map[string]string `json:"aliases,omitempty"`
 	Versions []VersionInfo     `json:"versions"`
+	// Shadows are the versions (name@version) that shadow the model's
+	// queries, from its shadows.yaml.
+	Shadows []string `json:"shadows,omitempty"`
 }
 
 // ModelList is what the registry holds: the loaded models and the versions
@@ -97,6 +110,9 @@ func (s *Server) Models() ModelList {
 	}
 	for _, m := range snap.Models() {
 		mi := ModelInfo{Name: m.Name, Aliases: m.Aliases}
+		for _, sv := range m.Shadows {
+			mi.Shadows = append(mi.Shadows, label(sv))
+		}
 		if m.Default != nil {
 			mi.Default = m.Default.Version
 		}
@@ -134,17 +150,23 @@ type FeatureStats struct {
 	Corrupt   uint64 `json:"corrupt"`
 	WrongType uint64 `json:"wrong_type"`
 	Stale     uint64 `json:"stale"`
+	// The guardrail: the share of the window's rows that took the default
+	// (null without rows), those rows, the threshold (null when off), and
+	// whether the rate is at or over it.
+	guardrail.Status
 }
 
 // FeatureStats reports, per catalog feature, how often its values were
-// missing, corrupt, of the wrong type or stale.
+// missing, corrupt, of the wrong type or stale, and its guardrail.
 func (s *Server) FeatureStats() map[string]FeatureStats {
+	guards := s.learn.guard.Statuses()
 	out := make(map[string]FeatureStats, len(s.catalog.Specs))
 	for _, sp := range s.catalog.Specs {
 		st := sp.Stats()
 		out[sp.Name] = FeatureStats{
 			Entity: sp.Entity.Name, Store: sp.Store, Type: sp.Type.String(), Field: sp.Field,
 			Defaults: st.Defaults.Load(), Corrupt: st.Corrupt.Load(), WrongType: st.WrongType.Load(), Stale: st.Stale.Load(),
+			Status: guards[sp.Name],
 		}
 	}
 	return out

@@ -238,7 +238,7 @@ func TestConfig(t *testing.T) {
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("got %v, want ErrConfig", err)
 	}
-	for _, want := range []string{"queue, workers and top_k must be positive", "window: 1ms is under a second"} {
+	for _, want := range []string{"queue, queue_bytes, workers and top_k must be positive", "window: 1ms is under a second"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}

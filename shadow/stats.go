@@ -18,6 +18,9 @@ type Config struct {
 	// Queue is how many live queries may wait for their shadows to be
 	// scored; beyond it they are dropped and counted.
 	Queue int `yaml:"queue"`
+	// QueueBytes bounds the memory the waiting queries hold; beyond it
+	// they are dropped and counted.
+	QueueBytes int64 `yaml:"queue_bytes"`
 	// Workers is how many goroutines score shadows.
 	Workers int `yaml:"workers"`
 	// Window is the span of the recent statistics.
@@ -28,7 +31,7 @@ type Config struct {
 
 // DefaultConfig returns the configuration a file starts from.
 func DefaultConfig() Config {
-	return Config{Queue: 1024, Workers: 1, Window: 5 * time.Minute, TopK: 10}
+	return Config{Queue: 1024, QueueBytes: 64 << 20, Workers: 1, Window: 5 * time.Minute, TopK: 10}
 }
 
 // ErrConfig is wrapped by every error that rejects a configuration.
@@ -37,8 +40,8 @@ var ErrConfig = errors.New("bad shadows config")
 // Check reports what is wrong with the configuration.
 func (c Config) Check() error {
 	var errs []error
-	if c.Queue <= 0 || c.Workers <= 0 || c.TopK <= 0 {
-		errs = append(errs, fmt.Errorf("%w: queue, workers and top_k must be positive", ErrConfig))
+	if c.Queue <= 0 || c.QueueBytes <= 0 || c.Workers <= 0 || c.TopK <= 0 {
+		errs = append(errs, fmt.Errorf("%w: queue, queue_bytes, workers and top_k must be positive", ErrConfig))
 	}
 	if c.Window < time.Second {
 		errs = append(errs, fmt.Errorf("%w: window: %v is under a second", ErrConfig, c.Window))

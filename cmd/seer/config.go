@@ -80,6 +80,9 @@ func (c *Config) server() serving.Config {
 	sc := c.Config
 	sc.Catalog, sc.Models = c.path(sc.Catalog), c.path(sc.Models)
 	sc.Cache = c.cache()
+	if sc.FeatureLog.Path != "-" {
+		sc.FeatureLog.Path = c.path(sc.FeatureLog.Path)
+	}
 	sc.Seed = slices.Clone(sc.Seed)
 	for i := range sc.Seed {
 		sc.Seed[i].File = c.path(sc.Seed[i].File)
