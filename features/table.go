@@ -19,8 +19,9 @@ var ErrTable = errors.New("bad upload file")
 
 // Formats of upload files.
 const (
-	FormatCSV   = "csv"   // header "id,<feature>,...", one entity per record
-	FormatJSONL = "jsonl" // one JSON object per line: {"id": ..., "<feature>": value}
+	FormatCSV     = "csv"     // header "id,<feature>,...", one entity per record
+	FormatJSONL   = "jsonl"   // one JSON object per line: {"id": ..., "<feature>": value}
+	FormatParquet = "parquet" // columns "id" and features; see NewParquetReader
 )
 
 // Limits of upload files, checked while reading.
@@ -30,28 +31,33 @@ const (
 )
 
 // TableFormat returns the format of an upload file from its name: .csv is
-// CSV, .jsonl and .json are JSON Lines.
+// CSV, .jsonl and .json are JSON Lines, .parquet is Parquet.
 func TableFormat(name string) (string, error) {
 	switch strings.ToLower(filepath.Ext(name)) {
 	case ".csv":
 		return FormatCSV, nil
 	case ".jsonl", ".json":
 		return FormatJSONL, nil
+	case ".parquet":
+		return FormatParquet, nil
 	}
-	return "", fmt.Errorf("%w: %s: unknown format (want a .csv, .jsonl or .json file)", ErrTable, name)
+	return "", fmt.Errorf("%w: %s: unknown format (want a .csv, .jsonl, .json or .parquet file)", ErrTable, name)
 }
 
 // TableError reports what is wrong with an upload file, and where:
-// "stores.csv:12: column store_avg_rating: want float, got "abc"". It wraps
-// ErrTable and the cause.
+// "stores.csv:12: column store_avg_rating: want float, got "abc"", or for
+// a Parquet file "part-0.parquet: row 12: column ...". It wraps ErrTable
+// and the cause.
 type TableError struct {
 	File   string
-	Line   int    // 0 when unknown
+	Line   int    // the line of a text file; 0 when unknown
+	Row    int    // the row of a Parquet file, counting from 1; 0 when unknown
 	Column string // the column or JSON key at fault, if any
 	Err    error
 }
 
-// Error formats the error as file:line: column name: cause.
+// Error formats the error as file:line: column name: cause, or file: row
+// n: column name: cause.
 func (e *TableError) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
@@ -60,6 +66,11 @@ func (e *TableError) Error() string {
 		b.WriteString(strconv.Itoa(e.Line))
 	}
 	b.WriteString(": ")
+	if e.Row > 0 {
+		b.WriteString("row ")
+		b.WriteString(strconv.Itoa(e.Row))
+		b.WriteString(": ")
+	}
 	if e.Column != "" {
 		b.WriteString("column ")
 		b.WriteString(e.Column)
@@ -74,7 +85,7 @@ func (e *TableError) Unwrap() []error { return []error{ErrTable, e.Err} }
 
 // Row is one entity's values from an upload file.
 type Row struct {
-	Line   int     // the line the row starts on
+	Line   int     // the line the row starts on; in a Parquet file, its row number
 	ID     string  // the entity id
 	Specs  []*Spec // the features the row has a value for
 	Values []Value // aligned with Specs
@@ -100,6 +111,9 @@ type TableReader struct {
 	lines *bufio.Scanner
 	line  int
 	seen  map[string]bool
+
+	// Parquet
+	pq *pqState
 }
 
 // NewTableReader returns a reader of the upload file r in the given format
@@ -126,6 +140,8 @@ func newTableReader(r io.Reader, name, format string, c *Catalog, entity string,
 		t.lines = bufio.NewScanner(r)
 		t.lines.Buffer(make([]byte, 0, min(64<<10, maxLine+1)), maxLine+1)
 		t.seen = make(map[string]bool)
+	case FormatParquet:
+		return nil, &TableError{File: name, Err: errors.New("a parquet file needs NewParquetReader")}
 	default:
 		return nil, &TableError{File: name, Err: fmt.Errorf("unknown format %q (want csv or jsonl)", format)}
 	}
@@ -143,9 +159,12 @@ func (t *TableReader) Next() (*Row, error) {
 		return nil, t.err
 	}
 	var err error
-	if t.csv != nil {
+	switch {
+	case t.csv != nil:
 		err = t.nextCSV()
-	} else {
+	case t.pq != nil:
+		err = t.nextParquet()
+	default:
 		err = t.nextJSON()
 	}
 	if err != nil {
@@ -169,6 +188,10 @@ func (t *TableReader) spec(name string) (*Spec, error) {
 
 func (t *TableReader) fail(line int, column string, err error) error {
 	return &TableError{File: t.name, Line: line, Column: column, Err: err}
+}
+
+func (t *TableReader) failRow(row int, column string, err error) error {
+	return &TableError{File: t.name, Row: row, Column: column, Err: err}
 }
 
 // readErr converts an error of the underlying readers.

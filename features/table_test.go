@@ -246,7 +246,8 @@ func TestTableFormat(t *testing.T) {
 		{"STORES.CSV", FormatCSV},
 		{"x.jsonl", FormatJSONL},
 		{"x.json", FormatJSONL},
-		{"x.parquet", ""},
+		{"part-00000-1b2c.c000.snappy.parquet", FormatParquet},
+		{"x.avro", ""},
 		{"csv", ""},
 	}
 	for _, tt := range tests {
