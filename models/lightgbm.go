@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/dmitryikh/leaves"
 )
@@ -111,7 +113,12 @@ type lgbHeader struct {
 
 // loadLightGBM reads a LightGBM text model.
 func loadLightGBM(data []byte, opt Options) (Model, error) {
-	text := string(data)
+	// The text is read in place, not copied: a copy would double what an
+	// artifact costs while it loads. Load's caller leaves data alone while
+	// the loader runs, and nothing kept after loading points into it (the
+	// trees leaves reads are written anew, and names and values are parsed
+	// or copied into messages).
+	text := unsafe.String(unsafe.SliceData(data), len(data))
 	first, rest := lgbLine(text)
 	if first != "tree" || !strings.HasPrefix(rest, "version=") {
 		return nil, lgbError("not a LightGBM text model (want a line %q, then %q)", "tree", "version=")
@@ -136,33 +143,14 @@ func loadLightGBM(data []byte, opt Options) (Model, error) {
 		}
 	}
 
-	// Check every tree and write it again in the layout leaves reads.
-	var trees strings.Builder
-	var sizes []int
+	// Check every tree, then write them again in the layout leaves reads.
+	// Checking the whole file first means that a broken one (truncated,
+	// junk after a valid beginning) is refused while the loader holds only
+	// one tree beside the file's bytes.
 	cats := make(map[int]bool)
-	for {
-		var line string
-		for rest != "" && line == "" {
-			line, rest = lgbLine(rest)
-		}
-		if !strings.HasPrefix(line, "Tree=") {
-			break // "end of trees", then sections leaves does not need
-		}
-		i := len(sizes)
-		if line != "Tree="+strconv.Itoa(i) {
-			return nil, lgbError("found %.40q where Tree=%d was expected", line, i)
-		}
-		clear(kv)
-		if rest, err = lgbBlock(rest, kv, "tree "+strconv.Itoa(i), false); err != nil {
-			return nil, err
-		}
-		start := trees.Len()
-		fmt.Fprintf(&trees, "Tree=%d\n", i)
-		if err := lgbCheckTree(i, kv, features, &trees, cats); err != nil {
-			return nil, err
-		}
-		trees.WriteString("\n")
-		sizes = append(sizes, trees.Len()-start)
+	sizes, err := lgbTrees(rest, features, nil, cats)
+	if err != nil {
+		return nil, err
 	}
 	n := len(sizes)
 	switch {
@@ -172,6 +160,10 @@ func loadLightGBM(data []byte, opt Options) (Model, error) {
 		return nil, lgbError("tree_sizes lists %d trees but the file holds %d (truncated?)", h.treeSizes, n)
 	case n%h.numClass != 0:
 		return nil, lgbError("%d trees is not a multiple of num_class %d", n, h.numClass)
+	}
+	var trees strings.Builder
+	if sizes, err = lgbTrees(rest, features, &trees, cats); err != nil {
+		return nil, err
 	}
 	iterations := n / h.numClass
 	if opt.Iterations < 0 || opt.Iterations > iterations {
@@ -214,6 +206,47 @@ func loadLightGBM(data []byte, opt Options) (Model, error) {
 		}
 	}
 	return m, nil
+}
+
+// lgbTrees checks the trees at the start of text, writing each in the
+// layout leaves reads to w unless w is nil, and returns the size of each
+// tree as written (0 when w is nil).
+func lgbTrees(text string, features int, w *strings.Builder, cats map[int]bool) ([]int, error) {
+	var sc lgbScratch
+	var sizes []int
+	kv := make(map[string]string, 16)
+	for {
+		var line string
+		for text != "" && line == "" {
+			line, text = lgbLine(text)
+		}
+		if !strings.HasPrefix(line, "Tree=") {
+			return sizes, nil // "end of trees", then sections leaves does not need
+		}
+		i := len(sizes)
+		if line != "Tree="+strconv.Itoa(i) {
+			return nil, lgbError("found %.40q where Tree=%d was expected", line, i)
+		}
+		clear(kv)
+		var err error
+		if text, err = lgbBlock(text, kv, "tree "+strconv.Itoa(i), false); err != nil {
+			return nil, err
+		}
+		if w == nil {
+			if err := lgbCheckTree(i, kv, features, nil, cats, &sc); err != nil {
+				return nil, err
+			}
+			sizes = append(sizes, 0)
+			continue
+		}
+		start := w.Len()
+		fmt.Fprintf(w, "Tree=%d\n", i)
+		if err := lgbCheckTree(i, kv, features, w, cats, &sc); err != nil {
+			return nil, err
+		}
+		w.WriteString("\n")
+		sizes = append(sizes, w.Len()-start)
+	}
 }
 
 // lgbLine splits off the first line of s, trimmed of spaces.
@@ -305,21 +338,44 @@ func lgbInt(kv map[string]string, key, where string) (int, error) {
 	return v, nil
 }
 
-// lgbValues splits the value of key into exactly n fields.
-func lgbValues(kv map[string]string, key string, n int, tree int) ([]string, error) {
-	f := strings.Fields(kv[key])
+// lgbValues splits the value of key into exactly n fields, into *dst's
+// array.
+func lgbValues(kv map[string]string, key string, n int, tree int, dst *[]string) ([]string, error) {
+	f := lgbFields(dst, kv[key])
 	if len(f) != n {
 		return nil, lgbError("tree %d: %s has %d values, want %d", tree, key, len(f), n)
 	}
 	return f, nil
 }
 
+// lgbFields splits s around spaces into *dst's array, which it keeps.
+func lgbFields(dst *[]string, s string) []string {
+	f := (*dst)[:0]
+	for v := range strings.FieldsSeq(s) {
+		f = append(f, v)
+	}
+	*dst = f
+	return f
+}
+
+// lgbScratch keeps lgbCheckTree's buffers from one tree to the next, so
+// that checking a whole file leaves little garbage behind: while the
+// file's bytes are live, the garbage collector lets garbage grow to about
+// their size before it runs, which would double what a load costs.
+type lgbScratch struct {
+	fields       [8][]string
+	bounds, bits []uint32
+	children     []int32
+	stack        []int32
+	taken        []bool
+}
+
 // lgbCheckTree checks tree i (its key=value lines in kv) so that leaves can
 // neither allocate wildly, index out of range nor loop while reading or
 // scoring it, and writes the keys leaves reads to w. The numbers are parsed
 // with the same functions leaves uses. Columns read by categorical splits
-// are added to cats.
-func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder, cats map[int]bool) error {
+// are added to cats. When w is nil, the tree is only checked.
+func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder, cats map[int]bool, sc *lgbScratch) error {
 	_, leafConst := kv["leaf_const"]
 	_, leafCoeff := kv["leaf_coeff"]
 	if kv["is_linear"] == "1" || leafConst || leafCoeff {
@@ -340,7 +396,7 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 	}
 	// num_leaves must match the values actually present, which caps
 	// every allocation below by the size of the file.
-	leafValues := strings.Fields(kv["leaf_value"])
+	leafValues := lgbFields(&sc.fields[5], kv["leaf_value"])
 	if numLeaves < 1 || numLeaves != len(leafValues) {
 		return lgbError("%s: num_leaves %d with %d leaf values", where, numLeaves, len(leafValues))
 	}
@@ -351,13 +407,15 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 		}
 	}
 	if numLeaves == 1 {
-		fmt.Fprintf(w, "num_leaves=1\nnum_cat=0\nleaf_value=%s\n", leafValues[0])
+		if w != nil {
+			fmt.Fprintf(w, "num_leaves=1\nnum_cat=0\nleaf_value=%s\n", leafValues[0])
+		}
 		return nil
 	}
 	nodes := numLeaves - 1
-	fields := [5][]string{}
+	var fields [5][]string
 	for k, key := range [...]string{"split_feature", "threshold", "decision_type", "left_child", "right_child"} {
-		if fields[k], err = lgbValues(kv, key, nodes, i); err != nil {
+		if fields[k], err = lgbValues(kv, key, nodes, i, &sc.fields[k]); err != nil {
 			return err
 		}
 	}
@@ -366,10 +424,11 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 	var bounds, bits []uint32
 	var catBounds, catBits []string
 	if numCat > 0 {
-		if catBounds, err = lgbValues(kv, "cat_boundaries", numCat+1, i); err != nil {
+		if catBounds, err = lgbValues(kv, "cat_boundaries", numCat+1, i, &sc.fields[6]); err != nil {
 			return err
 		}
-		bounds = make([]uint32, len(catBounds))
+		bounds = slices.Grow(sc.bounds[:0], len(catBounds))[:len(catBounds)]
+		sc.bounds = bounds
 		for k, s := range catBounds {
 			v, err := strconv.ParseUint(s, 10, 32)
 			if err != nil || (k == 0 && v != 0) || (k > 0 && uint32(v) < bounds[k-1]) {
@@ -377,10 +436,11 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 			}
 			bounds[k] = uint32(v)
 		}
-		if catBits, err = lgbValues(kv, "cat_threshold", int(bounds[numCat]), i); err != nil {
+		if catBits, err = lgbValues(kv, "cat_threshold", int(bounds[numCat]), i, &sc.fields[7]); err != nil {
 			return err
 		}
-		bits = make([]uint32, len(catBits))
+		bits = slices.Grow(sc.bits[:0], len(catBits))[:len(catBits)]
+		sc.bits = bits
 		for k, s := range catBits {
 			v, err := strconv.ParseUint(s, 10, 32)
 			if err != nil {
@@ -392,8 +452,10 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 
 	// Each node other than the root and each leaf must be the child of
 	// exactly one node.
-	children := make([]int32, 2*nodes)
-	taken := make([]bool, nodes+numLeaves)
+	children := slices.Grow(sc.children[:0], 2*nodes)[:2*nodes] // every element is set below
+	taken := slices.Grow(sc.taken[:0], nodes+numLeaves)[:nodes+numLeaves]
+	clear(taken)
+	sc.children, sc.taken = children, taken
 	for n := range nodes {
 		f, err := strconv.ParseUint(splitFeature[n], 10, 32)
 		if err != nil || f >= uint64(features) {
@@ -442,7 +504,8 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 	}
 	// With one parent each, the nodes reachable from the root form a tree;
 	// every node must be reachable (no detached cycles).
-	stack := []int32{0}
+	stack := append(sc.stack[:0], 0)
+	defer func() { sc.stack = stack }()
 	seen := 0
 	for len(stack) > 0 {
 		n := stack[len(stack)-1]
@@ -456,6 +519,9 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 	}
 	if seen != nodes {
 		return lgbError("%s: %d of %d nodes are reachable from the root", where, seen, nodes)
+	}
+	if w == nil {
+		return nil
 	}
 
 	fmt.Fprintf(w, "num_leaves=%d\nnum_cat=%d\n", numLeaves, numCat)

@@ -256,7 +256,16 @@ func inputList(names []string) string {
 
 // decodeStrict decodes one JSON value into v: unknown fields and trailing
 // data are errors.
+//
+// The syntax of the whole of data is checked first, which allocates
+// nothing: a Decoder copies the value it decodes into its own buffer, and a
+// broken file (truncated, junk after a valid beginning) is refused before
+// that copy is made.
 func decodeStrict(data []byte, v any) error {
+	if !json.Valid(data) {
+		var x struct{}
+		return json.Unmarshal(data, &x) // the syntax error, with its offset
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -233,8 +233,8 @@ func TestLoadLinearRefuses(t *testing.T) {
 		opt  Options
 		want string
 	}{
-		{"not json", `{"weights":`, Options{Inputs: inputs}, "unexpected EOF"},
-		{"trailing", `{"weights":{},"link":"identity"} 1`, Options{Inputs: inputs}, "data after"},
+		{"not json", `{"weights":`, Options{Inputs: inputs}, "unexpected end of JSON input"},
+		{"trailing", `{"weights":{},"link":"identity"} 1`, Options{Inputs: inputs}, "after top-level value"},
 		{"unknown field", `{"weights":{},"link":"identity","bias":1}`, Options{Inputs: inputs}, "unknown field"},
 		{"no inputs", `{"weights":{"a":1},"link":"identity"}`, Options{}, "no input names"},
 		{"no weights", `{"link":"identity"}`, Options{Inputs: inputs}, "no weights"},

@@ -15,8 +15,33 @@ import (
 // ErrArtifact is wrapped by every error that rejects a model artifact.
 var ErrArtifact = errors.New("bad model artifact")
 
-// MaxArtifactSize caps the bytes of an artifact a loader accepts.
-const MaxArtifactSize = 512 << 20
+// Caps on the bytes of an artifact, per format. The registry compares a
+// file's size with its format's cap before reading any of it, and Load
+// refuses more bytes than the cap. Loading holds the whole artifact in
+// memory, so the cap is also about what a junk file dropped into the models
+// root can cost (docs/models.md says what was measured).
+const (
+	MaxLightGBMSize = 256 << 20
+	MaxXGBoostSize  = 256 << 20
+	MaxSklearnSize  = 256 << 20
+	MaxLinearSize   = 16 << 20
+)
+
+// MaxSize returns the cap on the bytes of an artifact of format, or 0 for
+// a format seer does not know.
+func MaxSize(format string) int64 {
+	switch format {
+	case FormatLightGBM:
+		return MaxLightGBMSize
+	case FormatXGBoost:
+		return MaxXGBoostSize
+	case FormatSklearn:
+		return MaxSklearnSize
+	case FormatLinear:
+		return MaxLinearSize
+	}
+	return 0
+}
 
 // Model scores rows of model inputs.
 type Model interface {
@@ -60,16 +85,16 @@ type Options struct {
 // Load parses an artifact of the given format. It never panics: a panic in
 // a loader is returned as an error wrapping ErrArtifact.
 func Load(format string, data []byte, opt Options) (m Model, err error) {
-	if len(data) > MaxArtifactSize {
-		return nil, fmt.Errorf("%w: %d bytes is over the limit of %d", ErrArtifact, len(data), MaxArtifactSize)
+	if limit := MaxSize(format); int64(len(data)) > limit && limit > 0 {
+		return nil, fmt.Errorf("%w: %d bytes is over the %s limit of %d", ErrArtifact, len(data), format, limit)
 	}
 	defer func() {
 		if r := recover(); r != nil {
 			m, err = nil, fmt.Errorf("%w: %s loader panicked: %v", ErrArtifact, format, r)
 		}
 	}()
-	if got := Sniff(data); got != "" && got != format {
-		return nil, fmt.Errorf("%w: the artifact is %s (detected from its bytes), but the format is %s", ErrArtifact, describeSniffed(got), format)
+	if err := CheckHead(format, data[:min(len(data), HeadSize)]); err != nil {
+		return nil, err
 	}
 	switch format {
 	case FormatLightGBM:
@@ -84,6 +109,39 @@ func Load(format string, data []byte, opt Options) (m Model, err error) {
 	return nil, fmt.Errorf("%w: unknown format %q (want lightgbm, xgboost, sklearn or linear)", ErrArtifact, format)
 }
 
+// HeadSize is how many of an artifact's first bytes Sniff and CheckHead
+// look at.
+const HeadSize = 4096
+
+// CheckHead checks that head, the first bytes of an artifact (HeadSize of
+// them, or the whole artifact when it is shorter), can begin an artifact of
+// format, so that a file of the wrong kind is refused before the rest of
+// it is read. Errors wrap ErrArtifact.
+func CheckHead(format string, head []byte) error {
+	head = head[:min(len(head), HeadSize)]
+	got := Sniff(head)
+	switch {
+	case got == format:
+		return nil
+	case got != "":
+		return fmt.Errorf("%w: the artifact is %s (detected from its bytes), but the format is %s", ErrArtifact, describeSniffed(got), format)
+	}
+	switch format {
+	case FormatLightGBM:
+		return fmt.Errorf("%w: not a LightGBM text model (want a line %q, then %q)", ErrArtifact, "tree", "version=")
+	case FormatXGBoost:
+		if _, err := xgbDecoder(head); err != nil {
+			return fmt.Errorf("%w: xgboost: %w", ErrArtifact, err)
+		}
+	case FormatSklearn, FormatLinear:
+		text := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
+		if len(text) == 0 || text[0] != '{' {
+			return fmt.Errorf("%w: not %s: want a JSON object", ErrArtifact, describeSniffed(format))
+		}
+	}
+	return nil
+}
+
 // formatXGBoostBinary is what Sniff says of XGBoost's old binary format.
 const formatXGBoostBinary = "xgboost-binary"
 
@@ -92,7 +150,7 @@ const formatXGBoostBinary = "xgboost-binary"
 // xgboost-binary (XGBoost's old binary format, which seer refuses); ""
 // when it cannot tell.
 func Sniff(data []byte) string {
-	head := data[:min(len(data), 4096)]
+	head := data[:min(len(data), HeadSize)]
 	text := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
 	switch {
 	case bytes.HasPrefix(text, []byte("tree\n")) || bytes.HasPrefix(text, []byte("tree\r\n")):
@@ -100,12 +158,12 @@ func Sniff(data []byte) string {
 	case len(text) == 0:
 		return ""
 	case text[0] != '{':
-		if isOldXGBoost(data) {
+		if isOldXGBoost(head) {
 			return formatXGBoostBinary
 		}
 		return ""
 	}
-	if d, err := xgbDecoder(data); err == nil {
+	if d, err := xgbDecoder(head); err == nil {
 		if _, ubj := d.(*ubjDecoder); ubj {
 			return FormatXGBoost
 		}

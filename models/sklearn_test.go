@@ -242,8 +242,8 @@ func TestLoadSklearnRefuses(t *testing.T) {
 		opt  Options
 		want string
 	}{
-		{"not json", "{", Options{}, "unexpected EOF"},
-		{"trailing data", sklearnSmall + "{}", Options{}, "data after"},
+		{"not json", "{", Options{}, "unexpected end of JSON input"},
+		{"trailing data", sklearnSmall + "{}", Options{}, "after top-level value"},
 		{"unknown field", edit(`"version":1`, `"version":1,"extra":1`), Options{}, "unknown field"},
 		{"format", edit(`seer-sklearn`, `sklearn`), Options{}, "format"},
 		{"version", edit(`"version":1`, `"version":2`), Options{}, "version 2"},

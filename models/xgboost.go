@@ -29,6 +29,17 @@ func loadXGBoost(data []byte, opt Options) (Model, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: xgboost: %w", ErrArtifact, err)
 	}
+	// A first pass checks the whole document's syntax and keeps nothing,
+	// so that a broken file (truncated, junk after a valid beginning) is
+	// refused before any array is decoded from it.
+	err = d.check()
+	if err == nil {
+		err = d.end()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: xgboost: %w", ErrArtifact, err)
+	}
+	d, _ = xgbDecoder(data)
 	doc, err := parseXGB(d)
 	if err == nil {
 		err = d.end()

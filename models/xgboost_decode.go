@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 )
 
 // The XGBoost loader reads JSON and UBJSON through one small pull decoder
@@ -53,6 +54,10 @@ type decoder interface {
 	// ints reads an array of integers (or booleans) that fit in int32.
 	ints() ([]int32, error)
 	skip() error
+	// check walks the next value checking its syntax, keeping and
+	// allocating nothing, so that a whole document can be checked before
+	// anything is decoded from it.
+	check() error
 	// end checks that nothing but padding follows the document.
 	end() error
 }
@@ -324,6 +329,72 @@ func (d *jsonDecoder) skip() error {
 		_, err := d.float(false)
 		return err
 	}
+}
+
+func (d *jsonDecoder) check() error {
+	k, err := d.kind()
+	if err != nil {
+		return err
+	}
+	switch k {
+	case kindObject:
+		return d.container('{', '}', func() error {
+			if err := d.checkString(); err != nil {
+				return err
+			}
+			d.space()
+			if d.i >= len(d.b) || d.b[d.i] != ':' {
+				return d.errorf("want ':' after a key")
+			}
+			d.i++
+			return d.check()
+		})
+	case kindArray:
+		return d.container('[', ']', d.check)
+	case kindString:
+		return d.checkString()
+	case kindBool:
+		if d.literal("true") || d.literal("false") {
+			return nil
+		}
+	case kindNull:
+		if d.literal("null") {
+			return nil
+		}
+	default:
+		if d.literal("NaN") || d.literal("Infinity") || d.literal("-Infinity") {
+			return nil
+		}
+		start := d.i
+		for d.i < len(d.b) && strings.IndexByte("0123456789+-.eE", d.b[d.i]) >= 0 {
+			d.i++
+		}
+		if d.i > start {
+			return nil
+		}
+	}
+	return d.errorf("bad literal")
+}
+
+// checkString consumes a string without decoding it.
+func (d *jsonDecoder) checkString() error {
+	d.space()
+	if d.i >= len(d.b) || d.b[d.i] != '"' {
+		return d.errorf("want a string")
+	}
+	for j := d.i + 1; j < len(d.b); j++ {
+		switch c := d.b[j]; {
+		case c == '\\':
+			j++
+		case c == '"':
+			d.i = j + 1
+			return nil
+		case c < 0x20:
+			d.i = j
+			return d.errorf("control character in string")
+		}
+	}
+	return d.errorf("unterminated string")
 }
 
 // ubjDecoder decodes UBJSON as XGBoost writes it (big-endian numbers,
@@ -696,6 +767,72 @@ func (d *ubjDecoder) numbers(start func(int), value func() error, typed func(byt
 	}
 	d.i = save
 	return d.array(value)
+}
+
+func (d *ubjDecoder) check() error {
+	k, err := d.kind()
+	if err != nil {
+		return err
+	}
+	switch k {
+	case kindObject:
+		return d.container('{', '}', func(typ byte) error {
+			n, err := d.length()
+			if err != nil {
+				return err
+			}
+			d.i += n
+			if typ != 0 {
+				return d.errorf("typed object member")
+			}
+			return d.check()
+		})
+	case kindArray:
+		save := d.i
+		typ, count, err := d.header('[')
+		if err != nil {
+			return err
+		}
+		if typ != 0 {
+			d.i += count * ubjSize(typ)
+			return nil
+		}
+		d.i = save
+		return d.container('[', ']', func(typ byte) error {
+			if typ != 0 {
+				return d.errorf("typed array where values are expected")
+			}
+			return d.check()
+		})
+	case kindString:
+		m, _ := d.marker()
+		d.i++
+		if m == 'C' {
+			if d.i >= len(d.b) {
+				return d.errorf("unexpected end")
+			}
+			d.i++
+			return nil
+		}
+		n, err := d.length()
+		d.i += n
+		return err
+	case kindNull:
+		d.i++
+		return nil
+	}
+	m, _ := d.marker()
+	d.i++
+	switch m {
+	case 'T', 'F':
+		return nil
+	case 'H':
+		n, err := d.length()
+		d.i += n
+		return err
+	}
+	_, _, _, err = d.payload(m)
+	return err
 }
 
 func (d *ubjDecoder) skip() error {

@@ -116,7 +116,7 @@ func artifact(dir string, m *models.Manifest) ([]byte, error) {
 	if !filepath.IsLocal(m.Artifact) {
 		return nil, fmt.Errorf("%w: artifact %q must be a file inside the version directory", ErrInvalid, m.Artifact)
 	}
-	b, err := readCapped(filepath.Join(dir, m.Artifact), models.MaxArtifactSize)
+	b, err := readCapped(filepath.Join(dir, m.Artifact), models.MaxSize(m.Format))
 	if err != nil {
 		return nil, fmt.Errorf("%w: artifact: %v", ErrInvalid, err)
 	}
