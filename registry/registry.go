@@ -116,6 +116,31 @@ type Options struct {
 	Metrics prometheus.Registerer // may be nil
 }
 
+// How long a reload waits for a version whose file system call (resolving,
+// opening, or reading a chunk of a file) has not returned:
+// while serving, the reload moves on to the other versions and the load
+// goes on in the background (a FIFO never gets this far: it is refused
+// when opened); at start, a read stalled this long fails the start.
+const (
+	stallServing = 2 * time.Second
+	stallStart   = 30 * time.Second
+)
+
+// maxAliasesSize caps the bytes of an alias file.
+const maxAliasesSize = 64 << 10
+
+// load is one version directory's load, running in its own goroutine.
+type load struct {
+	stamp string
+	fr    *fileReader
+	done  chan struct{}
+	v     *Version // set before done closes
+	err   error
+	// left is set when a reload stopped waiting for it; it then asks
+	// Watch for another reload when it ends.
+	left atomic.Bool
+}
+
 // Registry holds the current snapshot and reloads it.
 type Registry struct {
 	opt     Options
@@ -123,9 +148,12 @@ type Registry struct {
 	log     *slog.Logger
 	cur     atomic.Pointer[Snapshot]
 
-	mu     sync.Mutex // serialises reloads
-	failed map[string]Failure
-	stamps map[string]string // dir -> stamp of a failed load, not retried until it changes
+	mu      sync.Mutex // serialises reloads
+	failed  map[string]Failure
+	stamps  map[string]string // dir -> stamp of a failed load, not retried until it changes
+	loading map[string]*load  // dir -> a load a reload stopped waiting for
+	wake    chan struct{}     // a load left behind has ended
+	open    func(path string) (file, error)
 
 	loads    *prometheus.CounterVec
 	versions prometheus.Gauge
@@ -138,6 +166,7 @@ func Open(c *features.Catalog, opt Options) (*Registry, error) {
 	r := &Registry{
 		opt: opt, catalog: c, log: opt.Logger,
 		failed: make(map[string]Failure), stamps: make(map[string]string),
+		loading: make(map[string]*load), wake: make(chan struct{}, 1), open: openFile,
 		loads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "seer_registry_loads_total",
 			Help: "Model version loads by result (ok, failed).",
@@ -167,7 +196,8 @@ func (r *Registry) Snapshot() *Snapshot { return r.cur.Load() }
 // removed ones unload, failures are recorded and keep what served before.
 func (r *Registry) Reload() error { return r.reload(false) }
 
-// Watch reloads every Poll until ctx ends.
+// Watch reloads every Poll until ctx ends, and as soon as a load that a
+// reload stopped waiting for ends.
 func (r *Registry) Watch(ctx context.Context) {
 	if r.opt.Poll <= 0 {
 		return
@@ -179,9 +209,10 @@ func (r *Registry) Watch(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := r.Reload(); err != nil {
-				r.log.Error("reload models", "err", err)
-			}
+		case <-r.wake:
+		}
+		if err := r.Reload(); err != nil {
+			r.log.Error("reload models", "err", err)
 		}
 	}
 }
@@ -190,6 +221,11 @@ func (r *Registry) reload(strict bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	old := r.cur.Load()
+	fr, err := newFileReader(r.opt.Root)
+	if err != nil {
+		return err
+	}
+	fr.open = r.open
 	dirs, err := versionDirs(r.opt.Root)
 	if err != nil {
 		return fmt.Errorf("read models root: %w", err)
@@ -217,7 +253,29 @@ func (r *Registry) reload(strict bool) error {
 			next.failures = append(next.failures, f)
 			continue
 		}
-		nv, err := LoadVersion(d.dir, r.catalog)
+		l := r.loading[d.dir]
+		if l == nil || l.stamp != stamp {
+			l = r.start(fr.root, d.dir, stamp)
+		}
+		stall := stallServing
+		if strict {
+			stall = stallStart
+		}
+		if !r.await(l, stall) {
+			if strict {
+				return fmt.Errorf("model %s version %s: reading its files has stalled for %s", d.model, d.version, stall)
+			}
+			r.loading[d.dir] = l
+			next.failures = append(next.failures, Failure{Dir: d.dir, At: time.Now(), Error: []string{
+				fmt.Sprintf("still loading: reading its files has stalled for %s; the version is used when it loads", l.fr.stalledFor().Round(time.Second)),
+			}})
+			if v != nil {
+				addVersion(next, v)
+			}
+			continue
+		}
+		delete(r.loading, d.dir)
+		nv, err := l.v, l.err
 		if err != nil {
 			r.loads.WithLabelValues("failed").Inc()
 			if strict {
@@ -254,10 +312,15 @@ func (r *Registry) reload(strict bool) error {
 			delete(r.stamps, dir)
 		}
 	}
+	for dir := range r.loading {
+		if !seen[dir] {
+			delete(r.loading, dir)
+		}
+	}
 	n := 0
 	for _, m := range next.models {
 		slices.SortFunc(m.Versions, func(a, b *Version) int { return compareVersions(a.Version, b.Version) })
-		aliases, err := readAliases(filepath.Join(r.opt.Root, m.Name, AliasFile))
+		aliases, err := readAliases(fr, filepath.Join(r.opt.Root, m.Name, AliasFile))
 		if err != nil {
 			if strict {
 				return fmt.Errorf("model %s: %w", m.Name, err)
@@ -275,6 +338,57 @@ func (r *Registry) reload(strict bool) error {
 	r.versions.Set(float64(n))
 	r.cur.Store(next)
 	return nil
+}
+
+// start loads the version in dir in a goroutine of its own.
+func (r *Registry) start(root, dir, stamp string) *load {
+	l := &load{stamp: stamp, fr: &fileReader{root: root, open: r.open}, done: make(chan struct{})}
+	go func() {
+		l.v, l.err = loadVersion(l.fr, dir, r.catalog)
+		close(l.done)
+		// After done closes: a reload that stops waiting sets left and
+		// then looks at done, so one of the two sees the other.
+		if l.left.Load() {
+			select {
+			case r.wake <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return l
+}
+
+// await waits for l to end and reports whether it did. It stops waiting
+// when one of l's file system calls has not returned for stall, so that a
+// hung disk cannot hold a reload (and the versions after it) up, while a
+// large artifact that is being read or parsed is waited for.
+func (r *Registry) await(l *load, stall time.Duration) bool {
+	if l.left.Load() { // left behind by an earlier reload: no more waiting
+		select {
+		case <-l.done:
+			return true
+		default:
+			return false
+		}
+	}
+	tick := time.NewTicker(stall / 20)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.done:
+			return true
+		case <-tick.C:
+			if l.fr.stalledFor() >= stall {
+				l.left.Store(true)
+				select { // it may have ended meanwhile
+				case <-l.done:
+					return true
+				default:
+					return false
+				}
+			}
+		}
+	}
 }
 
 // pickDefault returns the version a bare name means: the pinned one when it
@@ -318,7 +432,12 @@ func addVersion(s *Snapshot, v *Version) {
 
 type versionDir struct{ model, version, dir string }
 
-// versionDirs lists <root>/<model>/<version>/ directories holding a manifest.
+// versionDirs lists <root>/<model>/<version>/ directories holding a
+// manifest. Names starting with a dot are skipped (Kubernetes keeps its
+// "..data" links and timestamped directories under such names); a symbolic
+// link to a directory counts as one, and whether it stays inside the root
+// is checked when its files are read, so that one that does not is
+// reported rather than ignored.
 func versionDirs(root string) ([]versionDir, error) {
 	modelsDirs, err := os.ReadDir(root)
 	if err != nil {
@@ -326,19 +445,20 @@ func versionDirs(root string) ([]versionDir, error) {
 	}
 	var out []versionDir
 	for _, md := range modelsDirs {
-		if !md.IsDir() || strings.HasPrefix(md.Name(), ".") {
+		mdir := filepath.Join(root, md.Name())
+		if strings.HasPrefix(md.Name(), ".") || !isDir(mdir, md) {
 			continue
 		}
-		vds, err := os.ReadDir(filepath.Join(root, md.Name()))
+		vds, err := os.ReadDir(mdir)
 		if err != nil {
 			return nil, err
 		}
 		for _, vd := range vds {
-			if !vd.IsDir() || strings.HasPrefix(vd.Name(), ".") {
+			dir := filepath.Join(mdir, vd.Name())
+			if strings.HasPrefix(vd.Name(), ".") || !isDir(dir, vd) {
 				continue
 			}
-			dir := filepath.Join(root, md.Name(), vd.Name())
-			if _, err := os.Stat(filepath.Join(dir, ManifestFile)); errors.Is(err, fs.ErrNotExist) {
+			if _, err := os.Lstat(filepath.Join(dir, ManifestFile)); errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
 			out = append(out, versionDir{model: md.Name(), version: vd.Name(), dir: dir})
@@ -347,26 +467,52 @@ func versionDirs(root string) ([]versionDir, error) {
 	return out, nil
 }
 
+// isDir reports whether e, at path, is a directory or a symbolic link to one.
+func isDir(path string, e fs.DirEntry) bool {
+	if e.Type()&fs.ModeSymlink == 0 {
+		return e.IsDir()
+	}
+	info, err := os.Stat(path)
+	return err == nil && info.IsDir()
+}
+
 // dirStamp summarises the names, sizes and modification times of a
-// directory's files.
+// directory's files and where its symbolic links lead, so that a
+// Kubernetes volume update (a new "..data" target) changes it.
 func dirStamp(dir string) string {
-	ents, err := os.ReadDir(dir)
+	real, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	ents, err := os.ReadDir(real)
 	if err != nil {
 		return "error: " + err.Error()
 	}
 	var b strings.Builder
+	b.WriteString(real)
+	b.WriteByte(';')
 	for _, e := range ents {
-		info, err := e.Info()
+		path := filepath.Join(real, e.Name())
+		info, err := os.Lstat(path)
 		if err != nil {
 			continue
+		}
+		if info.Mode()&fs.ModeSymlink != 0 {
+			target, _ := filepath.EvalSymlinks(path)
+			if ti, err := os.Stat(path); err == nil {
+				info = ti
+			}
+			fmt.Fprintf(&b, "%s->%s:", e.Name(), target)
 		}
 		fmt.Fprintf(&b, "%s:%d:%d;", e.Name(), info.Size(), info.ModTime().UnixNano())
 	}
 	return b.String()
 }
 
-func readAliases(path string) (map[string]string, error) {
-	data, err := os.ReadFile(path)
+// readAliases reads a model's alias file, as defensively as a version's
+// files; a missing file is no aliases.
+func readAliases(fr *fileReader, path string) (map[string]string, error) {
+	data, err := fr.read(path, maxAliasesSize, 0, nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

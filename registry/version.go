@@ -4,9 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -52,13 +50,28 @@ func (p Problems) Unwrap() []error { return p }
 // every input resolves, the artifact parses and has as many columns as the
 // manifest has inputs, and the golden rows reproduce. On failure the error
 // is Problems, listing everything found.
+//
+// The models root is taken to be dir's grandparent (<root>/<model>/<version>):
+// the files are read as the registry reads them (see fileReader).
 func LoadVersion(dir string, c *features.Catalog) (*Version, error) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, Problems{fmt.Errorf("%w: %v", ErrInvalid, err)}
+	}
+	fr, err := newFileReader(filepath.Dir(filepath.Dir(abs)))
+	if err != nil {
+		return nil, Problems{fmt.Errorf("%w: %v", ErrInvalid, err)}
+	}
+	return loadVersion(fr, dir, c)
+}
+
+func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, error) {
 	var probs Problems
 	fail := func(err error) (*Version, error) {
 		probs = append(probs, err)
 		return nil, probs
 	}
-	data, err := readCapped(filepath.Join(dir, ManifestFile), models.MaxManifestSize)
+	data, err := fr.read(filepath.Join(dir, ManifestFile), models.MaxManifestSize, 0, nil)
 	if err != nil {
 		return fail(fmt.Errorf("%w: %v", ErrInvalid, err))
 	}
@@ -77,7 +90,7 @@ func LoadVersion(dir string, c *features.Catalog) (*Version, error) {
 	if err != nil {
 		probs = append(probs, err)
 	}
-	art, err := artifact(dir, m)
+	art, err := artifact(fr, dir, m)
 	if err != nil {
 		return fail(err)
 	}
@@ -103,9 +116,11 @@ func LoadVersion(dir string, c *features.Catalog) (*Version, error) {
 	return v, nil
 }
 
-// artifact reads the model file a manifest names, which must stay inside
-// the version directory, or encodes an inline linear model.
-func artifact(dir string, m *models.Manifest) ([]byte, error) {
+// artifact reads the model file a manifest names, which must be named
+// inside the version directory, or encodes an inline linear model. The file
+// must not be larger than its format's cap, and its first bytes must fit
+// its format.
+func artifact(fr *fileReader, dir string, m *models.Manifest) ([]byte, error) {
 	if m.Artifact == "" {
 		b, err := json.Marshal(m.Linear)
 		if err != nil {
@@ -116,25 +131,10 @@ func artifact(dir string, m *models.Manifest) ([]byte, error) {
 	if !filepath.IsLocal(m.Artifact) {
 		return nil, fmt.Errorf("%w: artifact %q must be a file inside the version directory", ErrInvalid, m.Artifact)
 	}
-	b, err := readCapped(filepath.Join(dir, m.Artifact), models.MaxSize(m.Format))
+	check := func(head []byte) error { return models.CheckHead(m.Format, head) }
+	b, err := fr.read(filepath.Join(dir, m.Artifact), models.MaxSize(m.Format), models.HeadSize, check)
 	if err != nil {
 		return nil, fmt.Errorf("%w: artifact: %v", ErrInvalid, err)
-	}
-	return b, nil
-}
-
-func readCapped(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s is over the limit of %d bytes", filepath.Base(path), limit)
 	}
 	return b, nil
 }
