@@ -213,7 +213,7 @@ func TestKubernetesVolume(t *testing.T) {
 }
 
 // TestSpecialFiles: a FIFO (or another non-regular file) as artifact,
-// manifest or alias file is refused at once, without waiting for a
+// manifest, alias file or shadow list is refused at once, without waiting for a
 // writer, and a good version dropped in beside it loads in the same poll.
 func TestSpecialFiles(t *testing.T) {
 	root := t.TempDir()
@@ -259,6 +259,14 @@ func TestSpecialFiles(t *testing.T) {
 	}
 	if got := resolveVersion(t, r, "store_ranker"); got != "5" {
 		t.Errorf("default %s, want 5", got)
+	}
+
+	// So is a shadow list that is a FIFO.
+	shadows := filepath.Join(root, "store_ranker", ShadowFile)
+	fifo(shadows)
+	reloadWithin(t, r, 10*time.Second)
+	if f := failureFor(r, shadows); !strings.Contains(f, "FIFO") {
+		t.Errorf("shadow list failure: %q", f)
 	}
 }
 

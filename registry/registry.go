@@ -331,7 +331,7 @@ func (r *Registry) reload(strict bool) error {
 		m.Default = r.pickDefault(m, old.models[m.Name], &next.failures)
 		n += len(m.Versions)
 	}
-	if err := r.resolveShadows(next, old, strict); err != nil {
+	if err := r.resolveShadows(fr, next, old, strict); err != nil {
 		return err
 	}
 	slices.SortFunc(next.failures, func(a, b Failure) int { return cmp.Compare(a.Dir, b.Dir) })

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -30,22 +29,15 @@ const maxShadowFileSize = 64 << 10
 // Model returns the model called name, or nil.
 func (s *Snapshot) Model(name string) *Model { return s.models[name] }
 
-// readShadows reads a model's shadow list; a missing file lists none.
-func readShadows(path string) ([]string, error) {
-	f, err := os.Open(path)
+// readShadows reads a model's shadow list, as defensively as a version's
+// files; a missing file lists none.
+func readShadows(fr *fileReader, path string) ([]string, error) {
+	data, err := fr.read(path, maxShadowFileSize, 0, nil)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxShadowFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", ShadowFile, err)
-	}
-	if len(data) > maxShadowFileSize {
-		return nil, fmt.Errorf("%s: over the limit of %d bytes", ShadowFile, maxShadowFileSize)
 	}
 	var file struct {
 		Shadows []string `yaml:"shadows"`
@@ -69,10 +61,10 @@ func readShadows(path string) ([]string, error) {
 // strict (at start), and otherwise a failure that keeps the list the model
 // had in prev. A reference that does not resolve, which a later poll may
 // fix, is a failure and is left out.
-func (r *Registry) resolveShadows(next, prev *Snapshot, strict bool) error {
+func (r *Registry) resolveShadows(fr *fileReader, next, prev *Snapshot, strict bool) error {
 	for _, m := range next.models {
 		path := filepath.Join(r.opt.Root, m.Name, ShadowFile)
-		refs, err := readShadows(path)
+		refs, err := readShadows(fr, path)
 		if err != nil {
 			if strict {
 				return fmt.Errorf("model %s: %w", m.Name, err)
