@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: help build run test lint bench check-imports
+.PHONY: help build run test lint bench check-imports proto
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,3 +23,15 @@ bench: ## Run the benchmarks once
 
 check-imports: ## Check that package dependencies point one way
 	$(GO) test -count=1 ./internal/layering
+
+# The protobuf plugins, pinned; protoc is Debian's protobuf-compiler.
+PROTOC_GEN_GO      = google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+PROTOC_GEN_GO_GRPC = google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
+
+proto: ## Regenerate api/seer/v1 from seer.proto (protoc from protobuf-compiler)
+	GOBIN=$(CURDIR)/bin $(GO) install $(PROTOC_GEN_GO)
+	GOBIN=$(CURDIR)/bin $(GO) install $(PROTOC_GEN_GO_GRPC)
+	protoc --plugin=protoc-gen-go=bin/protoc-gen-go --plugin=protoc-gen-go-grpc=bin/protoc-gen-go-grpc \
+		--go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+		api/seer/v1/seer.proto

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -42,21 +43,43 @@ func (s *Server) initMetrics() {
 	s.metrics.MustRegister(s.requests, s.duration, s.rows, s.degraded)
 }
 
-// Handler returns the HTTP transport: the JSON API of docs/api.md, health,
-// readiness, metrics and the admin endpoints.
-func (s *Server) Handler() http.Handler {
+// Handler returns the HTTP transport with every route on one listener:
+// the JSON API of docs/api.md, health, readiness, and the admin routes
+// (AdminHandler).
+func (s *Server) Handler() http.Handler { return s.routes(true, true) }
+
+// APIHandler returns the HTTP transport without the admin routes, for a
+// public listener when the admin routes have their own.
+func (s *Server) APIHandler() http.Handler { return s.routes(true, false) }
+
+// AdminHandler returns the admin routes alone: /v1/admin/* and
+// /debug/pprof/* behind the admin token, and /metrics.
+func (s *Server) AdminHandler() http.Handler { return s.routes(false, true) }
+
+func (s *Server) routes(api, admin bool) http.Handler {
 	r := chi.NewRouter()
 	r.Use(s.instrument)
-	r.Post("/v1/predict", s.handlePredict)
-	r.Post("/v1/features", s.handleFeatures)
-	r.Get("/v1/models", s.handleModels)
-	r.Get("/healthz", s.handleHealth)
-	r.Get("/readyz", s.handleReady)
-	r.Get("/v1/admin/features", s.admin(s.handleFeatureStats))
-	r.Get("/v1/admin/shadows", s.admin(s.handleShadows))
-	r.Get("/v1/admin/cache", s.admin(s.handleCacheStats))
-	r.Put("/v1/admin/cache", s.admin(s.handleCacheFlags))
-	r.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics}))
+	if api {
+		r.Post("/v1/predict", s.handlePredict)
+		r.Post("/v1/features", s.handleFeatures)
+		r.Get("/v1/models", s.handleModels)
+		r.Get("/healthz", s.handleHealth)
+		r.Get("/readyz", s.handleReady)
+	}
+	if admin {
+		r.Get("/v1/admin/features", s.admin(s.handleFeatureStats))
+		r.Get("/v1/admin/shadows", s.admin(s.handleShadows))
+		r.Get("/v1/admin/cache", s.admin(s.handleCacheStats))
+		r.Put("/v1/admin/cache", s.admin(s.handleCacheFlags))
+		r.Handle("/metrics", promhttp.HandlerFor(s.metrics, promhttp.HandlerOpts{Registry: s.metrics}))
+		r.Get("/debug/pprof/", s.admin(pprof.Index))
+		r.Get("/debug/pprof/cmdline", s.admin(pprof.Cmdline))
+		r.Get("/debug/pprof/profile", s.admin(pprof.Profile))
+		r.Get("/debug/pprof/symbol", s.admin(pprof.Symbol))
+		r.Post("/debug/pprof/symbol", s.admin(pprof.Symbol))
+		r.Get("/debug/pprof/trace", s.admin(pprof.Trace))
+		r.Get("/debug/pprof/{profile}", s.admin(pprof.Index))
+	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: "no route " + r.Method + " " + r.URL.Path})
 	})

@@ -261,7 +261,7 @@ func conform(p *features.Plan, where string, feats map[string]features.Value) (m
 		}
 		w, ok := convert(p.Inputs[k].Type, v)
 		if !ok {
-			return nil, fmt.Errorf("%w: %s.%s: want %s, got %s", ErrBadRequest, where, name, p.Inputs[k].Type, v.Type())
+			return nil, fmt.Errorf("%w: %s.%s: want %s, got %s", ErrBadRequest, where, name, p.Inputs[k].Type, describeValue(v))
 		}
 		if out == nil {
 			out = make(map[string]features.Value, len(feats))
@@ -289,4 +289,24 @@ func convert(t features.Type, v features.Value) (features.Value, bool) {
 		}
 	}
 	return features.Value{}, false
+}
+
+// describeValue names a value as features.Coerce names a JSON value in its
+// errors, so that both APIs give the same message for the same mistake.
+func describeValue(v features.Value) string {
+	switch v.Type() {
+	case features.Float:
+		return fmt.Sprintf("number %v", v.Float())
+	case features.Int:
+		return fmt.Sprintf("number %v", v.Int())
+	case features.Bool:
+		return fmt.Sprintf("bool %v", v.Bool())
+	case features.String:
+		s := v.Str()
+		if len(s) > 40 {
+			s = s[:40] + "..."
+		}
+		return fmt.Sprintf("string %q", s)
+	}
+	return "array"
 }

@@ -149,9 +149,9 @@ func TestTypedErrors(t *testing.T) {
 		{"empty id", one(Query{Model: "store_ranker", Candidates: []Candidate{{}, {Entities: map[string]string{"store": ""}}}}), ErrBadRequest,
 			"queries[0].candidates[1].entities.store: want a non-empty id"},
 		{"wrong type", one(Query{Model: "store_ranker", Features: map[string]features.Value{"store_cuisine": features.IntValue(3)}}), ErrBadRequest,
-			"queries[0].features.store_cuisine: want string, got int"},
+			"queries[0].features.store_cuisine: want string, got number 3"},
 		{"fractional int", one(Query{Model: "store_ranker", Candidates: []Candidate{{Features: map[string]features.Value{"hour_of_day": features.FloatValue(1.5)}}}}), ErrBadRequest,
-			"queries[0].candidates[0].features.hour_of_day: want int, got float"},
+			"queries[0].candidates[0].features.hour_of_day: want int, got number 1.5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,8 +3,9 @@
 // its plan needs through the retrieval layer (cache, then stores), assembles
 // the rows, scores them and answers: Predict and Features take typed
 // requests and return typed results and errors, without HTTP. Handler is
-// the HTTP transport over the same path, with its own fast request decoder;
-// both transports map errors to status codes in one place (errors.go).
+// the HTTP transport over the same path, with its own fast request decoder,
+// and GRPC the gRPC transport (seer.v1.Seer, health, reflection); both
+// map errors to status codes in one place (errors.go).
 //
 // Off the request path it learns from the traffic (learning.go): it logs
 // a sample of the scored queries (featurelog), scores shadow models and
@@ -12,8 +13,8 @@
 // (guardrail).
 //
 // serving imports features, models, registry, retrieval, featurelog,
-// shadow and guardrail; none of them imports serving, and only cmd/seer
-// (the wiring) does.
+// shadow, guardrail and the generated api/seer/v1; none of them imports
+// serving, and only cmd/seer (the wiring) does.
 package serving
 
 import (
@@ -25,6 +26,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -172,6 +174,10 @@ type Server struct {
 	retriever *retrieval.Retriever
 	registry  *registry.Registry
 
+	draining atomic.Bool   // Drain was called: not ready any more
+	streams  chan struct{} // closed by CloseStreams
+	closeSt  sync.Once
+
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	rows     *prometheus.CounterVec
@@ -185,7 +191,7 @@ type Server struct {
 // models. Any failure is returned, so that a bad start stops the process.
 // The caller closes the server.
 func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
-	s := &Server{cfg: cfg, log: opt.Logger, metrics: opt.Metrics}
+	s := &Server{cfg: cfg, log: opt.Logger, metrics: opt.Metrics, streams: make(chan struct{})}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -256,6 +262,16 @@ func (s *Server) Seed(ctx context.Context) error {
 	}
 	return nil
 }
+
+// Drain makes the server say it is not ready, on /readyz and in gRPC
+// health, while it goes on serving: the first step of a shutdown that a
+// load balancer can follow.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// CloseStreams ends the long-lived streams the server holds open (gRPC
+// health watches), so that the transports can drain once their listeners
+// are closed.
+func (s *Server) CloseStreams() { s.closeSt.Do(func() { close(s.streams) }) }
 
 // Watch reloads the models every models_poll until ctx ends.
 func (s *Server) Watch(ctx context.Context) { s.registry.Watch(ctx) }

@@ -21,9 +21,11 @@ type StoreStatus struct {
 
 // Readiness says whether the server should get traffic, and why.
 type Readiness struct {
-	Ready  bool                   `json:"ready"`
-	Models int                    `json:"models"`
-	Stores map[string]StoreStatus `json:"stores"`
+	Ready bool `json:"ready"`
+	// Draining is set once the server is shutting down.
+	Draining bool                   `json:"draining,omitempty"`
+	Models   int                    `json:"models"`
+	Stores   map[string]StoreStatus `json:"stores"`
 	// FeatureAlerts names the features whose default rate is at or over
 	// their guardrail; with guardrails.fail_readiness, they make the pod
 	// unready.
@@ -34,8 +36,12 @@ type Readiness struct {
 // and each node's) within a second, and is ready unless a store whose
 // config says required is not ok, or a feature's guardrail alerts and
 // guardrails.fail_readiness is set. Other stores may be degraded or down:
-// their features take defaults, and the pod still serves.
+// their features take defaults, and the pod still serves. Once Drain was
+// called it answers not ready at once, without asking the stores.
 func (s *Server) Ready(ctx context.Context) Readiness {
+	if s.draining.Load() {
+		return Readiness{Draining: true, Models: len(s.registry.Snapshot().Models()), Stores: map[string]StoreStatus{}}
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	body := Readiness{Ready: true, Models: len(s.registry.Snapshot().Models()), Stores: make(map[string]StoreStatus)}

@@ -22,9 +22,24 @@ import (
 type Config struct {
 	serving.Config `yaml:",inline"`
 
-	Listen   string        `yaml:"listen"`
-	LogLevel string        `yaml:"log_level"`
+	Listen string `yaml:"listen"`
+	// GRPCListen is the address of the gRPC API; empty: no gRPC.
+	GRPCListen string `yaml:"grpc_listen"`
+	// AdminListen, when set, is the address of the admin routes
+	// (/v1/admin/*, /metrics, /debug/pprof/*), which then leave listen.
+	AdminListen string `yaml:"admin_listen"`
+	LogLevel    string `yaml:"log_level"`
+	// ShutdownDelay is how long seer goes on serving after SIGTERM while
+	// /readyz says 503, so that load balancers stop sending first.
+	ShutdownDelay time.Duration `yaml:"shutdown_delay"`
+	// Shutdown bounds the drain of in-flight requests once the listeners
+	// are closed.
 	Shutdown time.Duration `yaml:"shutdown_timeout"`
+	// MemoryLimit is the Go memory limit: a size (1536MiB), off, or empty
+	// for GOMEMLIMIT, else 90% of the container's cgroup limit.
+	MemoryLimit string `yaml:"memory_limit"`
+	// GOGC is the GC percentage; 0 leaves Go's default (GOGC, else 100).
+	GOGC int `yaml:"gogc"`
 
 	dir string // the config file's directory
 }
@@ -32,10 +47,11 @@ type Config struct {
 // defaultConfig returns the configuration every file starts from.
 func defaultConfig() Config {
 	return Config{
-		Config:   serving.DefaultConfig(),
-		Listen:   "127.0.0.1:8080",
-		LogLevel: "info",
-		Shutdown: 15 * time.Second,
+		Config:        serving.DefaultConfig(),
+		Listen:        "127.0.0.1:8080",
+		LogLevel:      "info",
+		ShutdownDelay: 5 * time.Second,
+		Shutdown:      15 * time.Second,
 	}
 }
 
@@ -62,6 +78,17 @@ func (c *Config) check() error {
 	errs := []error{c.Config.Check()}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.LogLevel) {
 		errs = append(errs, fmt.Errorf("log_level: %q (want debug, info, warn or error)", c.LogLevel))
+	}
+	if c.ShutdownDelay < 0 || c.Shutdown <= 0 {
+		errs = append(errs, errors.New("shutdown_delay: negative, or shutdown_timeout: not positive"))
+	}
+	if c.MemoryLimit != "" && c.MemoryLimit != "off" {
+		if _, err := parseSize(c.MemoryLimit); err != nil {
+			errs = append(errs, fmt.Errorf("memory_limit: %w", err))
+		}
+	}
+	if c.GOGC < -1 {
+		errs = append(errs, fmt.Errorf("gogc: %d (want a percentage, or -1 for off)", c.GOGC))
 	}
 	return errors.Join(errs...)
 }

@@ -40,6 +40,9 @@ func TestConfigStrict(t *testing.T) {
 		{"retrieval over total", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\npredict: {timeout: 10ms, retrieval_timeout: 20ms}\n", "retrieval_timeout"},
 		{"bad log level", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nlog_level: loud\n", "log_level"},
 		{"unknown cache key", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ncache: {mode: live, max_entries: 5}\n", "max_entries"},
+		{"bad memory limit", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nmemory_limit: 2GB\n", "memory_limit"},
+		{"bad gogc", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ngogc: -5\n", "gogc"},
+		{"negative delay", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nshutdown_delay: -1s\n", "shutdown_delay"},
 		{"bad cache mode", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ncache: {mode: sometimes}\n", "cache: "},
 	}
 	for _, tt := range tests {

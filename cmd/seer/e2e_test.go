@@ -36,7 +36,7 @@ func serve(t *testing.T, cfg string, extra ...string) *instance {
 	pr, pw := io.Pipe()
 	stderr := &lockedWriter{w: new(bytes.Buffer)}
 	done := make(chan error, 1)
-	args := append([]string{"serve", "--config", cfg, "--listen", "127.0.0.1:0"}, extra...)
+	args := append([]string{"serve", "--config", cfg, "--listen", "127.0.0.1:0", "--shutdown-delay", "0s"}, extra...)
 	go func() {
 		err := run(ctx, args, pw, stderr)
 		pw.CloseWithError(errors.New("run returned"))

@@ -20,6 +20,7 @@ import (
 )
 
 func main() {
+	go exitOnSecondSignal()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	// go-redis reports dial failures through a process-wide logger: send
@@ -38,6 +39,18 @@ commands:
   upload    --config FILE --entity NAME FILE...  validate and load feature files
   validate  [--catalog FILE | --config FILE] DIR  check a model version directory
   simulate  [--sizes N,...] (--zipf N,S | TRACE...)  replay feature reads through caches of several sizes`
+
+// exitOnSecondSignal ends the process at once on a second SIGINT or
+// SIGTERM, while the first one drains: status 128 + the signal's number,
+// as a shell reports a process the signal killed.
+func exitOnSecondSignal() {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	<-sigs
+	sig := <-sigs
+	fmt.Fprintf(os.Stderr, "seer: second %v: exiting without draining\n", sig)
+	os.Exit(128 + int(sig.(syscall.Signal)))
+}
 
 // redisLogger passes go-redis's messages to slog as warnings.
 type redisLogger struct{ log *slog.Logger }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
 
 	"github.com/seer-ml/seer/serving"
 )
@@ -24,6 +25,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlags("serve", stderr)
 	configPath := fs.String("config", "", "configuration file (YAML)")
 	listen := fs.String("listen", "", "address to listen on, overriding the config's listen")
+	grpcListen := fs.String("grpc-listen", "", "address of the gRPC API, overriding the config's grpc_listen")
+	adminListen := fs.String("admin-listen", "", "address of the admin routes, overriding the config's admin_listen")
+	delay := fs.Duration("shutdown-delay", -1, "how long to go on serving after SIGTERM, overriding the config's shutdown_delay")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,10 +38,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	if *listen != "" {
-		cfg.Listen = *listen
+	for flag, dst := range map[*string]*string{listen: &cfg.Listen, grpcListen: &cfg.GRPCListen, adminListen: &cfg.AdminListen} {
+		if *flag != "" {
+			*dst = *flag
+		}
+	}
+	if *delay >= 0 {
+		cfg.ShutdownDelay = *delay
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	if err := tuneRuntime(cfg, log); err != nil {
+		return err
+	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -49,45 +61,157 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := srv.Seed(ctx); err != nil {
 		return err
 	}
-
-	ln, err := net.Listen("tcp", cfg.Listen)
+	transports, err := openTransports(cfg, srv, log)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	go srv.Watch(watchCtx)
 	defer reloadOnHangup(watchCtx, srv, *configPath, log)()
 
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.Serve(ln) }()
-	addr := ln.Addr().String()
-	log.Info("serving", "addr", addr, "models", len(srv.Registry().Snapshot().Models()), "stores", len(srv.Stores()))
-	fmt.Fprintf(stdout, "seer: listening on http://%s\n", addr)
-
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	errc := make(chan error, len(transports))
+	var served sync.WaitGroup
+	for _, t := range transports {
+		served.Go(func() {
+			if err := t.serve(t.ln); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, grpc.ErrServerStopped) {
+				errc <- fmt.Errorf("serve %s: %w", t.name, err)
+			}
+		})
 	}
-	log.Info("draining", "timeout", cfg.Shutdown.String())
+	log.Info("serving", "addrs", addrs(transports), "models", len(srv.Registry().Snapshot().Models()), "stores", len(srv.Stores()))
+	for _, t := range transports[1:] {
+		fmt.Fprintf(stdout, "seer: %s listening on %s\n", t.name, t.url())
+	}
+	fmt.Fprintf(stdout, "seer: listening on %s\n", transports[0].url())
+
+	var failed error
+	select {
+	case failed = <-errc:
+	case <-ctx.Done():
+		// Say not ready at once, serve on while load balancers notice.
+		srv.Drain()
+		log.Info("draining", "delay", cfg.ShutdownDelay.String(), "timeout", cfg.Shutdown.String())
+		select {
+		case failed = <-errc:
+		case <-time.After(cfg.ShutdownDelay):
+		}
+	}
+	srv.CloseStreams()
 	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
-	if err := httpSrv.Shutdown(shutCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	var stopping sync.WaitGroup
+	for _, t := range transports {
+		stopping.Go(func() { t.stop(shutCtx) })
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
+	stopping.Wait()
+	served.Wait()
+	if failed != nil {
+		return failed
+	}
+	if shutCtx.Err() != nil {
+		return fmt.Errorf("shutdown: requests still in flight after shutdown_timeout (%v)", cfg.Shutdown)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// transport is one listener and the server on it.
+type transport struct {
+	name  string // http, grpc or admin
+	ln    net.Listener
+	serve func(net.Listener) error
+	stop  func(ctx context.Context) // closes the listener and drains until ctx ends
+}
+
+func (t *transport) url() string {
+	if t.name == "grpc" {
+		return t.ln.Addr().String()
+	}
+	return "http://" + t.ln.Addr().String()
+}
+
+func addrs(ts []transport) map[string]string {
+	m := make(map[string]string, len(ts))
+	for _, t := range ts {
+		m[t.name] = t.ln.Addr().String()
+	}
+	return m
+}
+
+// openTransports listens on every configured address, the public HTTP
+// listener first, so that a bad address stops seer before it serves.
+func openTransports(cfg *Config, srv *serving.Server, log *slog.Logger) ([]transport, error) {
+	var ts []transport
+	add := func(name, addr string, serve func(net.Listener) error, stop func(context.Context)) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, t := range ts {
+				t.ln.Close()
+			}
+			return fmt.Errorf("listen %s: %w", name, err)
+		}
+		ts = append(ts, transport{name: name, ln: ln, serve: serve, stop: stop})
+		return nil
+	}
+	public := srv.Handler()
+	if cfg.AdminListen != "" {
+		public = srv.APIHandler()
+	}
+	h := httpServer(cfg, public, log)
+	if err := add("http", cfg.Listen, h.Serve, shutdownHTTP(h)); err != nil {
+		return nil, err
+	}
+	if cfg.GRPCListen != "" {
+		gs := srv.GRPC()
+		if err := add("grpc", cfg.GRPCListen, gs.Serve, shutdownGRPC(gs)); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AdminListen != "" {
+		a := httpServer(cfg, srv.AdminHandler(), log)
+		if err := add("admin", cfg.AdminListen, a.Serve, shutdownHTTP(a)); err != nil {
+			return nil, err
+		}
+	}
+	return ts, nil
+}
+
+// httpServer returns an HTTP server whose read timeouts stay within the
+// drain budget, so that a slow client cannot hold a shutdown past it.
+func httpServer(cfg *Config, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: min(5*time.Second, cfg.Shutdown),
+		ReadTimeout:       min(30*time.Second, cfg.Shutdown),
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func shutdownHTTP(h *http.Server) func(context.Context) {
+	return func(ctx context.Context) {
+		if h.Shutdown(ctx) != nil {
+			h.Close()
+		}
+	}
+}
+
+func shutdownGRPC(gs *grpc.Server) func(context.Context) {
+	return func(ctx context.Context) {
+		done := make(chan struct{})
+		go func() {
+			gs.GracefulStop()
+			close(done)
+		}()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			gs.Stop()
+			<-done
+		}
+	}
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

@@ -15,15 +15,16 @@ const module = "github.com/seer-ml/seer"
 
 // allowed lists, for each package, the seer packages it may import.
 var allowed = map[string][]string{
-	"features":   {},
-	"models":     {"features"},
-	"registry":   {"features", "models"},
-	"retrieval":  {"features"},
-	"featurelog": {"features"},
-	"shadow":     {},
-	"guardrail":  {"features"},
-	"serving":    {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail"},
-	"cmd/seer":   {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail", "serving"},
+	"features":    {},
+	"models":      {"features"},
+	"registry":    {"features", "models"},
+	"retrieval":   {"features"},
+	"featurelog":  {"features"},
+	"shadow":      {},
+	"guardrail":   {"features"},
+	"api/seer/v1": {},
+	"serving":     {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail", "api/seer/v1"},
+	"cmd/seer":    {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail", "serving"},
 	// Tools generate test and benchmark data from the documents alone.
 	"tools/uploadgen": {},
 }

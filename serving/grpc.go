@@ -1,0 +1,256 @@
+package serving
+
+import (
+	"context"
+	"errors"
+	"math"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	seerv1 "github.com/seer-ml/seer/api/seer/v1"
+	"github.com/seer-ml/seer/features"
+)
+
+// GRPC returns the gRPC transport on a new grpc.Server: seer.v1.Seer over
+// Predict and Features, the standard health service (grpc.health.v1: ""
+// and "seer.v1.Seer" follow readiness, and each model's name is a service
+// that serves while the model has a default version) and server
+// reflection. Messages over max_body_bytes are refused with
+// RESOURCE_EXHAUSTED.
+func (s *Server) GRPC(opts ...grpc.ServerOption) *grpc.Server {
+	opts = append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(min(s.cfg.Predict.MaxBodyBytes, math.MaxInt32)))}, opts...)
+	gs := grpc.NewServer(opts...)
+	seerv1.RegisterSeerServer(gs, grpcSeer{s: s})
+	healthpb.RegisterHealthServer(gs, grpcHealth{s: s})
+	reflection.Register(gs)
+	return gs
+}
+
+// grpcCode is the gRPC status code of each class of error.
+var grpcCode = [...]codes.Code{
+	classInternal:     codes.Internal,
+	classInvalid:      codes.InvalidArgument,
+	classNotFound:     codes.NotFound,
+	classTooLarge:     codes.ResourceExhausted,
+	classUnauthorized: codes.Unauthenticated,
+	classForbidden:    codes.PermissionDenied,
+	classTimeout:      codes.DeadlineExceeded,
+}
+
+// grpcError turns an error of the request path into a status with the
+// message the JSON API gives; internal errors are logged here, once.
+func (s *Server) grpcError(ctx context.Context, method string, err error) error {
+	c := classify(err)
+	if c == classInternal || c == classTimeout {
+		s.log.ErrorContext(ctx, "request failed", "method", method, "code", grpcCode[c].String(), "err", err)
+	}
+	return status.Error(grpcCode[c], err.Error())
+}
+
+// grpcSeer serves seer.v1.Seer.
+type grpcSeer struct {
+	seerv1.UnimplementedSeerServer
+	s *Server
+}
+
+func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seerv1.PredictResponse, error) {
+	req := &PredictRequest{Debug: in.GetDebug(), Queries: make([]Query, len(in.GetQueries()))}
+	for i, q := range in.GetQueries() {
+		req.Queries[i] = Query{
+			ID: q.GetId(), Model: q.GetModel(), Context: q.GetContext(), Debug: q.GetDebug(),
+			Features: valuesFromProto(q.GetFeatures()), Candidates: candidatesFromProto(q.GetCandidates()),
+		}
+	}
+	resp, err := g.s.Predict(ctx, req)
+	if err != nil {
+		return nil, g.s.grpcError(ctx, "Predict", err)
+	}
+	out := &seerv1.PredictResponse{Results: make([]*seerv1.Result, len(resp.Results))}
+	for i := range resp.Results {
+		r := &resp.Results[i]
+		out.Results[i] = &seerv1.Result{
+			Id: r.ID, Model: r.Model, Version: r.Version, Scores: r.Scores, Outputs: int32(r.Outputs),
+			Degraded: r.Degraded(), DegradedStores: r.DegradedStores, Debug: rowsToProto(r.Debug),
+		}
+	}
+	return out, nil
+}
+
+func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest) (*seerv1.GetFeaturesResponse, error) {
+	req := &FeaturesRequest{Queries: make([]FeaturesQuery, len(in.GetQueries()))}
+	for i, q := range in.GetQueries() {
+		req.Queries[i] = FeaturesQuery{
+			ID: q.GetId(), Features: q.GetFeatures(), Context: q.GetContext(),
+			Candidates: candidatesFromProto(q.GetCandidates()),
+		}
+	}
+	resp, err := g.s.Features(ctx, req)
+	if err != nil {
+		return nil, g.s.grpcError(ctx, "GetFeatures", err)
+	}
+	out := &seerv1.GetFeaturesResponse{Results: make([]*seerv1.FeaturesResult, len(resp.Results))}
+	for i := range resp.Results {
+		r := &resp.Results[i]
+		out.Results[i] = &seerv1.FeaturesResult{
+			Id: r.ID, Rows: rowsToProto(&r.Rows), Degraded: len(r.DegradedStores) > 0, DegradedStores: r.DegradedStores,
+		}
+	}
+	return out, nil
+}
+
+func candidatesFromProto(cs []*seerv1.Candidate) []Candidate {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]Candidate, len(cs))
+	for i, c := range cs {
+		out[i] = Candidate{ID: c.GetId(), Entities: c.GetEntities(), Features: valuesFromProto(c.GetFeatures())}
+	}
+	return out
+}
+
+func valuesFromProto(m map[string]*seerv1.Value) map[string]features.Value {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]features.Value, len(m))
+	for name, v := range m {
+		out[name] = valueFromProto(v)
+	}
+	return out
+}
+
+// valueFromProto converts a request value; one with no kind set is the
+// invalid Value, which counts as not given.
+func valueFromProto(v *seerv1.Value) features.Value {
+	switch k := v.GetKind().(type) {
+	case *seerv1.Value_DoubleValue:
+		return features.FloatValue(k.DoubleValue)
+	case *seerv1.Value_Int64Value:
+		return features.IntValue(k.Int64Value)
+	case *seerv1.Value_BoolValue:
+		return features.BoolValue(k.BoolValue)
+	case *seerv1.Value_StringValue:
+		return features.StringValue(k.StringValue)
+	case *seerv1.Value_VectorValue:
+		return features.VectorValue(k.VectorValue.GetValues())
+	case *seerv1.Value_ListValue:
+		return features.ListValue(k.ListValue.GetValues())
+	}
+	return features.Value{}
+}
+
+func valueToProto(v *features.Value) *seerv1.Value {
+	switch v.Type() {
+	case features.Float:
+		return &seerv1.Value{Kind: &seerv1.Value_DoubleValue{DoubleValue: v.Float()}}
+	case features.Int:
+		return &seerv1.Value{Kind: &seerv1.Value_Int64Value{Int64Value: v.Int()}}
+	case features.Bool:
+		return &seerv1.Value{Kind: &seerv1.Value_BoolValue{BoolValue: v.Bool()}}
+	case features.String:
+		return &seerv1.Value{Kind: &seerv1.Value_StringValue{StringValue: v.Str()}}
+	case features.Vector:
+		return &seerv1.Value{Kind: &seerv1.Value_VectorValue{VectorValue: &seerv1.FloatVector{Values: v.Vector()}}}
+	case features.List:
+		return &seerv1.Value{Kind: &seerv1.Value_ListValue{ListValue: &seerv1.StringList{Values: v.List()}}}
+	}
+	return nil
+}
+
+// rowsToProto converts debug rows: a map of input name to cell per row.
+func rowsToProto(r *Rows) []*seerv1.Row {
+	if r == nil {
+		return nil
+	}
+	out := make([]*seerv1.Row, r.Len())
+	for i := range out {
+		cells := make(map[string]*seerv1.Cell, len(r.Inputs))
+		for k, c := range r.Row(i) {
+			cells[r.Inputs[k]] = &seerv1.Cell{Value: valueToProto(&c.Value), Source: c.Source.String()}
+		}
+		out[i] = &seerv1.Row{Cells: cells}
+	}
+	return out
+}
+
+// grpcHealth serves grpc.health.v1 from the server's state: the whole
+// service ("" and "seer.v1.Seer") serves while the server is ready; a
+// model's name serves while the registry resolves it.
+type grpcHealth struct {
+	healthpb.UnimplementedHealthServer
+	s *Server
+}
+
+// healthPoll is how often Watch looks for a change.
+const healthPoll = time.Second
+
+// errUnknownService answers a health check of a name that is neither the
+// service nor a model.
+var errUnknownService = errors.New("unknown service")
+
+func (h grpcHealth) status(ctx context.Context, service string) (healthpb.HealthCheckResponse_ServingStatus, error) {
+	ready := h.s.Ready(ctx).Ready
+	switch service {
+	case "", seerv1.Seer_ServiceDesc.ServiceName:
+	default:
+		if _, err := h.s.registry.Snapshot().Resolve(service); err != nil {
+			return healthpb.HealthCheckResponse_SERVICE_UNKNOWN, errUnknownService
+		}
+	}
+	if !ready {
+		return healthpb.HealthCheckResponse_NOT_SERVING, nil
+	}
+	return healthpb.HealthCheckResponse_SERVING, nil
+}
+
+func (h grpcHealth) Check(ctx context.Context, in *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	st, err := h.status(ctx, in.GetService())
+	if err != nil {
+		return nil, status.Errorf(codes.NotFound, "%v %q", err, in.GetService())
+	}
+	return &healthpb.HealthCheckResponse{Status: st}, nil
+}
+
+func (h grpcHealth) List(ctx context.Context, _ *healthpb.HealthListRequest) (*healthpb.HealthListResponse, error) {
+	names := []string{"", seerv1.Seer_ServiceDesc.ServiceName}
+	for _, m := range h.s.registry.Snapshot().Models() {
+		names = append(names, m.Name)
+	}
+	out := &healthpb.HealthListResponse{Statuses: make(map[string]*healthpb.HealthCheckResponse, len(names))}
+	for _, n := range names {
+		st, _ := h.status(ctx, n)
+		out.Statuses[n] = &healthpb.HealthCheckResponse{Status: st}
+	}
+	return out, nil
+}
+
+// Watch sends the service's status at once and again on every change, as
+// grpc.health.v1 asks: SERVICE_UNKNOWN for a name that is not served.
+func (h grpcHealth) Watch(in *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx := stream.Context()
+	last := healthpb.HealthCheckResponse_ServingStatus(-1)
+	tick := time.NewTicker(healthPoll)
+	defer tick.Stop()
+	for {
+		st, _ := h.status(ctx, in.GetService())
+		if st != last {
+			if err := stream.Send(&healthpb.HealthCheckResponse{Status: st}); err != nil {
+				return err
+			}
+			last = st
+		}
+		select {
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-h.s.streams:
+			return status.Error(codes.Unavailable, "server shutting down")
+		case <-tick.C:
+		}
+	}
+}
