@@ -38,13 +38,17 @@ deterministic for a given torch, numpy and scikit-learn. The cases:
                      Flatten), a bias expanded to the batch (Expand and the
                      ConstantOfShape, Equal, Where pattern), Where on a
                      comparison, ReduceMean, Cast, Squeeze: [batch]
+  misc_ops           Slice (with steps, reversed), LogSoftmax, Max, Min, Neg,
+                     Exp, Abs, Log, Reciprocal, MatMul of a batch by a matrix,
+                     ReduceSum and ReduceMean over inner axes, And, Or, Not,
+                     Where, Cast from bool: [batch, 3] and [batch, 29]
   mlp_64_256_128_1   the speed case: Gemm, Relu, Gemm, Relu, Gemm: [batch, 1]
                      (opsets 13 and 17 only)
 
 --bench ROWS REPEATS prints PyTorch's time to score ROWS rows through
-mlp_64_256_128_1 on one thread (torch.set_num_threads(1)), the best of
-REPEATS timings of a loop, in microseconds per call; tools/bench_onnx.sh runs
-it beside seer's benchmark.
+mlp_64_256_128_1 on one thread (torch.set_num_threads(1)): the mean over
+REPEATS*1000 calls after 200 to warm up, in microseconds per call, as Go's
+benchmarks report a mean; tools/bench_onnx.sh runs it beside seer's.
 """
 
 import math
@@ -160,6 +164,28 @@ class CrossNetwork(nn.Module):
         return self.fc(h).squeeze(-1)
 
 
+class MiscOps(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 4))
+        self.fc = nn.Linear(29, 3)
+
+    def forward(self, x):
+        a = x[:, 1:7:2]                                     # Slice with a step
+        b = torch.flip(x[:, :4], dims=[1])                  # Slice with step -1
+        c = torch.log_softmax(x[:, :5], dim=1)              # LogSoftmax
+        d = torch.maximum(a, -a) + torch.minimum(a, a * 0.5)  # Max, Min, Neg
+        e = torch.exp(-x[:, :2].abs()) + torch.log(x[:, 2:4].abs() + 1)  # Exp, Abs, Log
+        f = torch.reciprocal(x[:, 4:6].abs() + 0.5)         # Reciprocal
+        g = torch.matmul(x[:, :6].reshape(-1, 2, 3), self.w)  # batched MatMul by a matrix
+        g = g.sum(dim=1, keepdim=False) + g.mean(dim=(1, 2), keepdim=True).squeeze(2)
+        m = torch.logical_and(x[:, :3] > 0, ~(x[:, 3:6] > 0.5))
+        h = torch.where(torch.logical_or(m, x[:, 6:9] < -1), x[:, :3], x[:, 6:9] * 2)
+        i = m.to(torch.float32)
+        out = torch.cat([a, b, c, d, e, f, g, h, i], dim=1)
+        return self.fc(out), out
+
+
 class MLPSpeed(nn.Module):
     def __init__(self):
         super().__init__()
@@ -223,6 +249,10 @@ def cases():
     x = rng.randn(200, 64).astype(np.float32)
     yield "mlp_64_256_128_1", MLPSpeed(), ["x"], [x], ["score"], [13, 17]
 
+    torch.manual_seed(8)
+    x = rng.randn(50, 9).astype(np.float32)
+    yield "misc_ops", MiscOps(), ["x"], [x], ["score", "features"], OPSETS
+
 
 def write_tsv(path, header, columns):
     with open(path, "w") as f:
@@ -276,13 +306,12 @@ def bench(rows, repeats):
     with torch.inference_mode():
         for _ in range(200):
             model(x)
-        n, best = 1000, float("inf")
-        for _ in range(repeats):
-            t = time.perf_counter()
-            for _ in range(n):
-                model(x)
-            best = min(best, (time.perf_counter() - t) / n)
-    print("pytorch %d rows: %.1f us per call (best of %d loops of %d, 1 thread)" % (rows, best * 1e6, repeats, n))
+        n = 1000
+        t = time.perf_counter()
+        for _ in range(repeats * n):
+            model(x)
+        mean = (time.perf_counter() - t) / (repeats * n)
+    print("pytorch %d rows: %.1f us per call (mean of %d calls, 1 thread)" % (rows, mean * 1e6, repeats * n))
 
 
 def main():

@@ -15,8 +15,10 @@ const module = "github.com/seer-ml/seer"
 
 // allowed lists, for each package, the seer packages it may import.
 var allowed = map[string][]string{
-	"features":    {},
-	"models":      {"features"},
+	"features": {},
+	"models":   {"features", "models/onnx"},
+	// The ONNX evaluator stands alone: protobuf decoding and kernels.
+	"models/onnx": {},
 	"registry":    {"features", "models"},
 	"retrieval":   {"features"},
 	"featurelog":  {"features"},
