@@ -28,6 +28,7 @@ type InputDecl struct {
 	Default    any      `yaml:"default,omitempty" json:"default,omitempty"`       // overrides the catalog's
 	Categories []string `yaml:"categories,omitempty" json:"categories,omitempty"` // string -> code
 	Transform  string   `yaml:"transform,omitempty" json:"transform,omitempty"`   // log1p
+	Tensor     string   `yaml:"tensor,omitempty" json:"tensor,omitempty"`         // the ONNX graph input it fills
 }
 
 // Origin says where a value in a row came from.

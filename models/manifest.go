@@ -31,8 +31,11 @@ type Manifest struct {
 	// "probability" is a synonym). The default is transformed.
 	Output string `yaml:"output"`
 	// Iterations, when positive, scores only the first iterations.
-	Iterations int                  `yaml:"iterations"`
-	Inputs     []features.InputDecl `yaml:"inputs"`
+	Iterations int `yaml:"iterations"`
+	// OutputTensor names the ONNX graph output to score; the default is
+	// the graph's first output.
+	OutputTensor string               `yaml:"output_tensor"`
+	Inputs       []features.InputDecl `yaml:"inputs"`
 	// Linear is an inline linear model (format linear, no artifact).
 	Linear map[string]any `yaml:"linear"`
 	// Golden rows: inputs by name and the scores the model must give.
@@ -70,9 +73,9 @@ func ParseManifest(data []byte) (*Manifest, error) {
 		return nil, fmt.Errorf("%w: version %q: want letters, digits, _ . -", ErrManifest, m.Version)
 	}
 	switch m.Format {
-	case FormatLightGBM, FormatXGBoost, FormatSklearn, FormatLinear:
+	case FormatLightGBM, FormatXGBoost, FormatSklearn, FormatLinear, FormatONNX:
 	default:
-		return nil, fmt.Errorf("%w: format %q (want lightgbm, xgboost, sklearn or linear)", ErrManifest, m.Format)
+		return nil, fmt.Errorf("%w: format %q (want lightgbm, xgboost, sklearn, linear or onnx)", ErrManifest, m.Format)
 	}
 	switch m.Output {
 	case "":
@@ -93,6 +96,23 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if m.Iterations < 0 {
 		return nil, fmt.Errorf("%w: iterations %d is negative", ErrManifest, m.Iterations)
 	}
+	if m.Format == FormatONNX {
+		if m.Output == OutputRaw {
+			return nil, fmt.Errorf("%w: output raw: an ONNX model scores the graph output it names (output_tensor)", ErrManifest)
+		}
+		if m.Iterations != 0 {
+			return nil, fmt.Errorf("%w: iterations: only for boosted trees, not onnx", ErrManifest)
+		}
+	} else {
+		if m.OutputTensor != "" {
+			return nil, fmt.Errorf("%w: output_tensor: only for format onnx", ErrManifest)
+		}
+		for _, in := range m.Inputs {
+			if in.Tensor != "" {
+				return nil, fmt.Errorf("%w: input %s: tensor: only for format onnx", ErrManifest, in.Name)
+			}
+		}
+	}
 	for i, g := range m.Golden {
 		if len(g.Scores) == 0 {
 			return nil, fmt.Errorf("%w: golden row %d: no scores", ErrManifest, i+1)
@@ -104,8 +124,15 @@ func ParseManifest(data []byte) (*Manifest, error) {
 // Options returns the load options the manifest asks for.
 func (m *Manifest) Options() Options {
 	names := make([]string, len(m.Inputs))
+	var tensors []string
 	for i, in := range m.Inputs {
 		names[i] = in.Name
+		if in.Tensor != "" {
+			if tensors == nil {
+				tensors = make([]string, len(m.Inputs))
+			}
+			tensors[i] = in.Tensor
+		}
 	}
-	return Options{Raw: m.Output == OutputRaw, Iterations: m.Iterations, Inputs: names}
+	return Options{Raw: m.Output == OutputRaw, Iterations: m.Iterations, Inputs: names, Tensors: tensors, OutputTensor: m.OutputTensor}
 }

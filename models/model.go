@@ -1,7 +1,7 @@
 // Package models holds seer's Model interface, the model manifest, and one
 // loader and evaluator per artifact format: LightGBM text (through leaves,
 // with guards), XGBoost JSON and UBJSON, scikit-learn through seer's JSON
-// export, and linear models.
+// export, linear models, and ONNX graphs (evaluated by models/onnx).
 //
 // It imports features only; it must not import retrieval, registry or cmd.
 package models
@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+
+	"github.com/seer-ml/seer/models/onnx"
 )
 
 // ErrArtifact is wrapped by every error that rejects a model artifact.
@@ -25,6 +27,7 @@ const (
 	MaxXGBoostSize  = 256 << 20
 	MaxSklearnSize  = 256 << 20
 	MaxLinearSize   = 16 << 20
+	MaxONNXSize     = 256 << 20
 )
 
 // MaxSize returns the cap on the bytes of an artifact of format, or 0 for
@@ -39,6 +42,8 @@ func MaxSize(format string) int64 {
 		return MaxSklearnSize
 	case FormatLinear:
 		return MaxLinearSize
+	case FormatONNX:
+		return MaxONNXSize
 	}
 	return 0
 }
@@ -60,6 +65,7 @@ const (
 	FormatXGBoost  = "xgboost"
 	FormatSklearn  = "sklearn"
 	FormatLinear   = "linear"
+	FormatONNX     = "onnx"
 )
 
 // Outputs a manifest may ask for.
@@ -80,6 +86,14 @@ type Options struct {
 	// address features by name (linear weights) map through it; others
 	// may check it against the names they carry.
 	Inputs []string
+	// Widths, when not nil, gives the columns each input fills (a vector
+	// fills its dimension); nil means one each.
+	Widths []int
+	// Tensors names, per input, the ONNX graph input it fills ("" when
+	// the graph has one input).
+	Tensors []string
+	// OutputTensor names the ONNX graph output to score; "" is the first.
+	OutputTensor string
 }
 
 // Load parses an artifact of the given format. It never panics: a panic in
@@ -105,8 +119,10 @@ func Load(format string, data []byte, opt Options) (m Model, err error) {
 		return loadSklearn(data, opt)
 	case FormatLinear:
 		return loadLinear(data, opt)
+	case FormatONNX:
+		return loadONNX(data, opt)
 	}
-	return nil, fmt.Errorf("%w: unknown format %q (want lightgbm, xgboost, sklearn or linear)", ErrArtifact, format)
+	return nil, fmt.Errorf("%w: unknown format %q (want lightgbm, xgboost, sklearn, linear or onnx)", ErrArtifact, format)
 }
 
 // HeadSize is how many of an artifact's first bytes Sniff and CheckHead
@@ -138,6 +154,8 @@ func CheckHead(format string, head []byte) error {
 		if len(text) == 0 || text[0] != '{' {
 			return fmt.Errorf("%w: not %s: want a JSON object", ErrArtifact, describeSniffed(format))
 		}
+	case FormatONNX:
+		return fmt.Errorf("%w: not an ONNX model (want a protobuf ModelProto starting with its ir_version)", ErrArtifact)
 	}
 	return nil
 }
@@ -146,11 +164,14 @@ func CheckHead(format string, head []byte) error {
 const formatXGBoostBinary = "xgboost-binary"
 
 // Sniff detects an artifact's format from its first bytes: lightgbm,
-// xgboost (JSON or UBJSON), sklearn (seer's export), linear, or
+// xgboost (JSON or UBJSON), sklearn (seer's export), linear, onnx, or
 // xgboost-binary (XGBoost's old binary format, which seer refuses); ""
 // when it cannot tell.
 func Sniff(data []byte) string {
 	head := data[:min(len(data), HeadSize)]
+	if onnx.Sniff(head) {
+		return FormatONNX
+	}
 	text := bytes.TrimLeft(bytes.TrimPrefix(head, []byte("\xef\xbb\xbf")), " \t\r\n")
 	switch {
 	case bytes.HasPrefix(text, []byte("tree\n")) || bytes.HasPrefix(text, []byte("tree\r\n")):
@@ -189,6 +210,8 @@ func describeSniffed(format string) string {
 		return "a scikit-learn export"
 	case FormatLinear:
 		return "a linear model"
+	case FormatONNX:
+		return "an ONNX model"
 	case formatXGBoostBinary:
 		return "an old binary XGBoost model (re-save it from XGBoost as JSON: booster.save_model(\"model.json\"))"
 	}

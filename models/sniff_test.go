@@ -15,6 +15,8 @@ func TestSniff(t *testing.T) {
 		{"testdata/xgboost/binary_logistic.json", FormatXGBoost},
 		{"testdata/xgboost/binary_logistic.ubj", FormatXGBoost},
 		{"testdata/xgboost/legacy.model", formatXGBoostBinary},
+		{"testdata/onnx/two_tower.opset13.onnx", FormatONNX},
+		{"testdata/onnx/mlp_64_256_128_1.opset17.onnx", FormatONNX},
 	}
 	for _, tt := range tests {
 		data, err := os.ReadFile(tt.file)
@@ -46,6 +48,8 @@ func TestLoadRefusesMismatchedFormat(t *testing.T) {
 		"testdata/xgboost/binary_logistic.json": FormatLightGBM,
 		"testdata/xgboost/binary_logistic.ubj":  FormatSklearn,
 		"testdata/xgboost/legacy.model":         FormatLightGBM,
+		"testdata/onnx/two_tower.opset13.onnx":  FormatXGBoost,
+		"testdata/sklearn/dt_reg.json":          FormatONNX,
 	} {
 		data, err := os.ReadFile(file)
 		if err != nil {

@@ -568,8 +568,8 @@ func TestStartFailures(t *testing.T) {
 			writeFiles(t, dir, map[string]string{"catalog.yaml": demoCatalog + "  - {name: x, entity: store, type: float, store: other}\n"})
 		}, `unknown store "other"`},
 		{"manifest bad", func(dir string) {
-			writeFiles(t, dir, map[string]string{"models/store_ranker/1/manifest.yaml": "name: store_ranker\nversion: \"1\"\nformat: onnx\n"})
-		}, `format "onnx"`},
+			writeFiles(t, dir, map[string]string{"models/store_ranker/1/manifest.yaml": "name: store_ranker\nversion: \"1\"\nformat: tensorflow\n"})
+		}, `format "tensorflow"`},
 		{"artifact corrupt", func(dir string) {
 			writeFiles(t, dir, map[string]string{"models/store_ranker/1/model.txt": "tree\nversion=v3\nnum_class=1\n"})
 		}, "load model.txt"},

@@ -658,12 +658,13 @@ func fill(t *tensor, p Port, x []float64, nrows, stride int, cols []int) error {
 	return nil
 }
 
-// Sniff reports whether data starts as an ONNX model does: a protobuf
-// ModelProto whose first field is ir_version (3 to 12) and whose next
-// fields are ModelProto's with their wire types.
+// Sniff reports whether data, the first bytes of a file (4 KiB suffice),
+// start as an ONNX model does: a protobuf ModelProto whose first field is
+// ir_version (3 to 12) and whose next fields are ModelProto's with their
+// wire types. A field that runs past the end of data counts: data may be
+// a head cut short.
 func Sniff(data []byte) bool {
-	head := data[:min(len(data), 4096)]
-	b := head
+	b := data[:min(len(data), 4096)]
 	num, typ, n := protowire.ConsumeTag(b)
 	if n < 0 || num != 1 || typ != protowire.VarintType {
 		return false
@@ -693,8 +694,8 @@ func Sniff(data []byte) bool {
 		}
 		m := protowire.ConsumeFieldValue(num, typ, b[n:])
 		if m < 0 {
-			// A field running past the sniffed head is still a model's.
-			return typ == protowire.BytesType && len(data) > len(head)
+			_, k := protowire.ConsumeVarint(b[n:]) // a length that runs past data
+			return typ == protowire.BytesType && k > 0
 		}
 		b = b[n+m:]
 	}
