@@ -34,6 +34,7 @@ func TestJunkArtifactPeakRSS(t *testing.T) {
 	xgbJSON := readTestFile(t, "../../models/testdata/xgboost/binary_logistic.json")
 	xgbUBJ := readTestFile(t, "../../models/testdata/xgboost/binary_logistic.ubj")
 	skl := readTestFile(t, "../../models/testdata/sklearn/dt_reg.json")
+	onnx := readTestFile(t, "../../models/testdata/onnx/mlp_64_256_128_1.opset17.onnx")
 	tests := []struct {
 		name, format, file string
 		size               int64 // the artifact's size
@@ -56,6 +57,9 @@ func TestJunkArtifactPeakRSS(t *testing.T) {
 		{"sklearn-truncated", models.FormatSklearn, "model.json", size, jsonArrayRepeat(skl, `"trees":[`), "unexpected end"},
 		{"linear-truncated", models.FormatLinear, "model.json", models.MaxLinearSize, jsonWeights(), "unexpected end"},
 		{"linear-oversized", models.FormatLinear, "model.json", 1 << 30, nil, "over the limit"},
+		{"onnx-random", models.FormatONNX, "model.onnx", size, nil, "not an ONNX model"},
+		{"onnx-oversized", models.FormatONNX, "model.onnx", 8 << 30, nil, "over the limit"},
+		{"onnx-prefix", models.FormatONNX, "model.onnx", size, prefixThenJunk(onnx[:len(onnx)/2]), "onnx: bad ONNX model"},
 	}
 	manifest := string(readTestFile(t, filepath.Join(quick, "manifest.yaml")))
 	good := filepath.Join(root, "store_ranker", "good")
