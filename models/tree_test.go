@@ -61,7 +61,7 @@ func refPredict(f *Forest, row []float64) []float64 {
 		i := 0
 		for t.Nodes[i].Feature >= 0 {
 			n := t.Nodes[i]
-			if refLeft(f.Split, &n, row[n.Feature]) {
+			if refLeft(f, &n, row[n.Feature]) {
 				i = int(n.Left)
 			} else {
 				i = int(n.Right)
@@ -104,11 +104,15 @@ func refPredict(f *Forest, row []float64) []float64 {
 	return m
 }
 
-func refLeft(split Split, n *Node, x float64) bool {
+func refLeft(f *Forest, n *Node, x float64) bool {
+	split := f.Split
 	if math.IsNaN(x) {
 		return n.DefaultLeft
 	}
 	if n.Cats == nil && n.CatsKnown == nil {
+		if n.ZeroMissing && math.Abs(x) <= float64(float32(1e-35)) {
+			return n.DefaultLeft
+		}
 		if split == SplitLess32 {
 			return float64(float32(x)) < n.Threshold
 		}
@@ -119,7 +123,8 @@ func refLeft(split Split, n *Node, x float64) bool {
 		v = float64(float32(x))
 	}
 	has := func(bits []uint64, c int) bool { return c/64 < len(bits) && bits[c/64]>>(c%64)&1 == 1 }
-	unknown := v < 0 || v >= 1<<24 || (n.CatsKnown != nil && !has(n.CatsKnown, int(v)))
+	valid := v >= 0 || (f.TruncCategories && v > -1)
+	unknown := !valid || v >= 1<<24 || (n.CatsKnown != nil && !has(n.CatsKnown, int(v)))
 	if unknown {
 		return n.UnknownLeft || n.DefaultLeft
 	}
@@ -193,12 +198,13 @@ func randomForest(rng *rand.Rand, split Split, sum32 bool, outputs, width int) *
 			n.DefaultLeft = rng.IntN(2) == 0
 			switch rng.IntN(5) {
 			case 0:
-				n.Cats = []uint64{rng.Uint64() & 0xff}
+				n.Cats = randomCats(rng)
 				if rng.IntN(2) == 0 {
-					n.CatsKnown = []uint64{0x3f}
+					n.CatsKnown = [][]uint64{{0x3f}, {0x3f, 1 << 5}, {1<<62 | 1, 0}, randomCats(rng)}[rng.IntN(4)]
 				}
 				n.UnknownLeft = rng.IntN(2) == 0
 			default:
+				n.ZeroMissing = rng.IntN(6) == 0
 				n.Threshold = float64(float32(rng.NormFloat64() * 3))
 				switch rng.IntN(10) {
 				case 0:
@@ -217,6 +223,22 @@ func randomForest(rng *rand.Rand, split Split, sum32 bool, outputs, width int) *
 	return f
 }
 
+// randomCats returns a random categorical bitset: usually codes below 8,
+// sometimes codes up to 200 (wide splits) or none at all.
+func randomCats(rng *rand.Rand) []uint64 {
+	switch rng.IntN(6) {
+	case 0:
+		return []uint64{rng.Uint64(), rng.Uint64() & 0xff, 0, rng.Uint64()}
+	case 1:
+		return []uint64{rng.Uint64() & 0xff, 1 << rng.IntN(64)}
+	case 2:
+		return []uint64{1 << (60 + rng.IntN(4))}
+	case 3:
+		return []uint64{}
+	}
+	return []uint64{rng.Uint64() & 0xff}
+}
+
 func randomRows(rng *rand.Rand, nrows, nf int) []float64 {
 	x := make([]float64, nrows*nf)
 	for i := range x {
@@ -226,7 +248,8 @@ func randomRows(rng *rand.Rand, nrows, nf int) []float64 {
 		case 1:
 			x[i] = float64(rng.IntN(10) - 1) // category codes, -1 included
 		case 2:
-			x[i] = []float64{math.Inf(1), math.Inf(-1), 1 << 24, 2.5, 7.9999999999}[rng.IntN(5)]
+			x[i] = []float64{math.Inf(1), math.Inf(-1), 1 << 24, 2.5, 7.9999999999, -0.5, -1, -0.9999,
+				math.Copysign(0, -1), 1e-36, -1e-36, 1e-35, 1e-34, 61, 62, 63, 64, 65, 130, 191.5, 255, 256}[rng.IntN(22)]
 		default:
 			x[i] = rng.NormFloat64() * 3
 		}
@@ -245,6 +268,7 @@ func TestForestMatchesReference(t *testing.T) {
 			width = outputs
 		}
 		f := randomForest(rng, split, sum32, outputs, width)
+		f.TruncCategories = rng.IntN(3) == 0
 		switch rng.IntN(4) {
 		case 0:
 			f.Link = func(row []float64) {
@@ -258,7 +282,7 @@ func TestForestMatchesReference(t *testing.T) {
 		if err := f.Check(); err != nil {
 			t.Fatalf("forest %d: %v", it, err)
 		}
-		nrows := 1 + rng.IntN(2*predictBlock+3)
+		nrows := 1 + rng.IntN(5*blockRows+3)
 		x := randomRows(rng, nrows, f.Features)
 		got := make([]float64, nrows*f.NumOutputs())
 		if err := f.Predict(got, x, nrows); err != nil {
@@ -447,6 +471,126 @@ func TestForestConcurrentPredict(t *testing.T) {
 	for range 8 {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// less32 returns the float64 threshold T such that, for every float64 x
+// that is not NaN, float32(x) < t exactly when x <= T, and ok false when no
+// x goes left (t is NaN or -Inf). The XGBoost-to-LightGBM converter of the
+// benchmarks writes float32 splits with it.
+//
+// float32(x) rounds to nearest, ties to even. With p the float32 just
+// below t, float32(x) < t means float32(x) <= p, which holds for x below
+// the midpoint m of p and t, and at m itself when the tie rounds to p,
+// that is when p's last mantissa bit is 0. Both m and its neighbours are
+// exact in float64. Infinities act as ±2^128 (with an even mantissa), the
+// values float32 rounding treats them as.
+func less32(t float32) (thr float64, ok bool) {
+	if t != t || math.IsInf(float64(t), -1) {
+		return 0, false
+	}
+	p := math.Nextafter32(t, float32(math.Inf(-1)))
+	const big = 0x1p128
+	hi, lo := float64(t), float64(p)
+	if math.IsInf(hi, 1) {
+		hi = big
+	}
+	if math.IsInf(lo, -1) {
+		lo = -big
+	}
+	m := lo/2 + hi/2 // exact: both halves are exact and so is their sum
+	pEven := math.IsInf(float64(p), 0) || math.Float32bits(p)&1 == 0
+	if pEven {
+		return m, true
+	}
+	return math.Nextafter(m, math.Inf(-1)), true
+}
+
+// TestForestWideInputs scores forests that read many input columns (their
+// keys do not fit Predict's stack buffer) and forests with many outputs
+// under Argmax, against the reference.
+func TestForestWideInputs(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	pooled := 0
+	for it := range 200 {
+		outputs := 1 + rng.IntN(3)
+		if it%4 == 0 {
+			outputs = 17 + rng.IntN(5)
+		}
+		f := randomForest(rng, Split(rng.IntN(2)), rng.IntN(2) == 0, outputs, 1)
+		f.Features = 300
+		for ti := range f.Trees {
+			for ni := range f.Trees[ti].Nodes {
+				if n := &f.Trees[ti].Nodes[ni]; n.Feature >= 0 {
+					n.Feature = int32(rng.IntN(f.Features))
+				}
+			}
+		}
+		for range 20 { // enough trees to read most columns
+			g := randomForest(rng, f.Split, f.Sum32, outputs, 1)
+			for _, tr := range g.Trees {
+				for ni := range tr.Nodes {
+					if n := &tr.Nodes[ni]; n.Feature >= 0 {
+						n.Feature = int32(rng.IntN(f.Features))
+					}
+				}
+				f.Trees = append(f.Trees, tr)
+			}
+		}
+		f.Argmax = outputs > 1 && rng.IntN(2) == 0
+		nrows := 1 + rng.IntN(3*blockRows)
+		x := randomRows(rng, nrows, f.Features)
+		got := make([]float64, nrows*f.NumOutputs())
+		if err := f.Predict(got, x, nrows); err != nil {
+			t.Fatal(err)
+		}
+		var want []float64
+		for r := range nrows {
+			want = append(want, refPredict(f, x[r*f.Features:(r+1)*f.Features])...)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("forest %d (%d outputs, argmax %v): prediction mismatch (-want +got):\n%s", it, outputs, f.Argmax, diff)
+		}
+		if f.code.Load().slots*blockRows > stackKeys {
+			pooled++
+		}
+	}
+	if pooled < 50 {
+		t.Errorf("only %d forests used pooled key buffers", pooled)
+	}
+}
+
+// TestForestVerify breaks compiled forests the walk would leave its
+// arrays with: verify must refuse each.
+func TestForestVerify(t *testing.T) {
+	f := &Forest{Features: 2, Outputs: 1, Trees: []Tree{{
+		Nodes:  []Node{{Feature: 1, Left: 1, Right: 2}, {Feature: -1}, {Feature: -1, Left: 1}},
+		Leaves: []float64{1, 2},
+	}}}
+	breaks := []func(c *forestCode){
+		func(c *forestCode) { c.nodes[0].right = 3 * nodeBytes },
+		func(c *forestCode) { c.nodes[0].right = nodeBytes + 1 },
+		func(c *forestCode) { c.nodes[0].slot = uint32(c.slots) * blockRows * 8 },
+		func(c *forestCode) { c.nodes[0].slot = 8 },
+		func(c *forestCode) { c.nodes[1].mask = 0 },
+		func(c *forestCode) { c.nodes[2].mask = 3 },
+		func(c *forestCode) { c.nodes[2].slot = 0 },
+		func(c *forestCode) { c.nodes = c.nodes[:1]; c.nodes[0].right = 0 },
+		func(c *forestCode) { c.nodes[2].right = 0; c.nodes = c.nodes[:3] },
+		func(c *forestCode) { c.trees[0].root = 3 * nodeBytes },
+	}
+	for i, b := range breaks {
+		c, err := compileForest(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.verify(); err != nil {
+			t.Fatalf("the unbroken forest: %v", err)
+		}
+		b(c)
+		if err := c.verify(); !errors.Is(err, ErrArtifact) {
+			t.Errorf("break %d: verify = %v, want an error wrapping ErrArtifact", i, err)
 		}
 	}
 }

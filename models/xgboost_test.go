@@ -352,3 +352,29 @@ func TestXGBoost174(t *testing.T) {
 		}
 	}
 }
+
+// TestXGBoostNumeric200 reproduces exactly the float32 margins and
+// predictions XGBoost 1.7.4 made with the speed benchmark's 200-tree
+// depth-6 model.
+func TestXGBoostNumeric200(t *testing.T) {
+	data := readNumeric200(t)
+	in := oracle.Read(t, "testdata/xgboost/numeric200.input.tsv")
+	for _, c := range []struct {
+		opt  Options
+		want string
+	}{
+		{Options{Raw: true}, "numeric200.raw.tsv"},
+		{Options{}, "numeric200.expected.tsv"},
+	} {
+		m, err := Load(FormatXGBoost, data, c.opt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := m.(*Forest); len(f.Trees) != 200 || f.Features != 16 {
+			t.Fatalf("%d trees of %d features, want 200 of 16", len(f.Trees), f.Features)
+		}
+		if n, ulps := exactMismatches(t, m, in, oracle.Read(t, "testdata/xgboost/"+c.want)); n > 0 {
+			t.Errorf("%s: %d values differ from XGBoost's float32, by up to %d ulps", c.want, n, ulps)
+		}
+	}
+}

@@ -16,16 +16,20 @@ old binary model that loaders must refuse.
 
 Models are small on purpose (the directory stays well under 1.5 MB): a few
 shallow trees per case are enough to exercise every split, missing-value
-and output path.
+and output path. The exception is numeric200, the speed benchmark's model:
+200 trees of depth 6 on 16 numeric features (with missing values and
+feature names), written as gzipped UBJSON (numeric200.ubj.gz, about
+300 KB) with its inputs, predictions and margins.
 """
 
+import gzip
 import json
 import os
 import sys
 
 import numpy as np
 import xgboost as xgb
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, make_regression
 
 assert xgb.__version__ == "1.7.4", xgb.__version__
 
@@ -160,8 +164,32 @@ def train(params, dtrain, rounds, **kw):
     return xgb.train(p, dtrain, rounds, **kw)
 
 
+def numeric200():
+    """The benchmark model: 200 trees of depth 6 on 20,000 synthetic rows
+    of 16 numeric features (5% missing), named f00..f15."""
+    rng = np.random.default_rng(200)
+    x, y = make_regression(n_samples=20000, n_features=16, n_informative=12, noise=10.0, random_state=3)
+    x[rng.random(x.shape) < 0.05] = np.nan
+    names = ["f%02d" % i for i in range(16)]
+    booster = xgb.train({"objective": "reg:squarederror", "max_depth": 6, "eta": 0.1, "seed": 7, "nthread": 1},
+                        xgb.DMatrix(x, label=y, feature_names=names), 200)
+    raw = booster.save_raw(raw_format="ubj")
+    with open(os.path.join(OUT, "numeric200.ubj.gz"), "wb") as f:
+        # mtime 0: the same model gives the same bytes.
+        with gzip.GzipFile(fileobj=f, mode="wb", mtime=0) as g:
+            g.write(raw)
+    test = x[:200].copy()
+    test[rng.random(test.shape) < 0.05] = np.nan
+    dm = xgb.DMatrix(test, feature_names=names)
+    write_tsv(os.path.join(OUT, "numeric200.input.tsv"), names, test, f64)
+    write_tsv(os.path.join(OUT, "numeric200.expected.tsv"), ["prediction"], booster.predict(dm).reshape(-1, 1), f32)
+    write_tsv(os.path.join(OUT, "numeric200.raw.tsv"), ["margin(0)"],
+              booster.predict(dm, output_margin=True).reshape(-1, 1), f32)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    numeric200()
     dc = xgb.DMatrix(cancer_x, label=cancer_y)
     dd = xgb.DMatrix(diab_x, label=diab_y)
     di = xgb.DMatrix(iris_x, label=iris_y)
