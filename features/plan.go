@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"sync/atomic"
+	"time"
 )
 
 // ErrPlan is wrapped by every error that rejects a model's inputs.
@@ -49,6 +51,37 @@ func (o Origin) String() string { return originNames[o] }
 
 // MarshalText encodes the origin's name.
 func (o Origin) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// Reason says why a value took its input's default.
+type Reason uint8
+
+// The reasons a value takes the default. ReasonNone is a value that did
+// not (or a lookup the store answered with the value).
+const (
+	ReasonNone          Reason = iota
+	ReasonAbsent               // no such key or field (for a request input: not given)
+	ReasonCorrupt              // the stored bytes do not decode
+	ReasonWrongType            // the stored value has another type than the feature
+	ReasonStale                // the stored value is older than the feature's max age
+	ReasonStoreDegraded        // the store failed or missed the deadline
+	ReasonNoEntity             // the query named no id for the feature's entity
+)
+
+var reasonNames = [...]string{
+	ReasonNone: "", ReasonAbsent: "absent", ReasonCorrupt: "corrupt", ReasonWrongType: "wrong_type",
+	ReasonStale: "stale", ReasonStoreDegraded: "store_degraded", ReasonNoEntity: "no_entity",
+}
+
+// String returns the reason's name as the API reports it ("" for none).
+func (r Reason) String() string {
+	if int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// MarshalText encodes the reason's name.
+func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
 // Input is one compiled model input.
 type Input struct {
@@ -276,9 +309,15 @@ type Lookup struct {
 	Specs   []*Spec
 	Values  []Value
 	Origins []Origin
-	// Stamps, when not nil, receives the unix seconds each value read from
-	// the store was stamped with (0 for none); the retrieval layer's cache
-	// sets it to expire values before they outgrow their max age.
+	// Reasons, when not nil, says why each value left invalid is: Prepare
+	// sets every one to ReasonStoreDegraded (not read), and the retrieval
+	// layer sets ReasonNone for the values it found and the reason for
+	// the others.
+	Reasons []Reason
+	// Stamps, when not nil, receives the unix seconds each value found was
+	// stamped with by its upload (0 for none). Prepare provides it; the
+	// retrieval layer's cache also uses it to expire values before they
+	// outgrow their max age.
 	Stamps []int64
 }
 
@@ -291,6 +330,8 @@ type Batch struct {
 	full    []bool  // lookup reads all of its group's specs
 	values  []Value
 	origins []Origin
+	reasons []Reason
+	stamps  []int64
 	specs   []*Spec           // backing array of narrowed lookups' Specs
 	needs   []uint64          // per lookup of a group: bit j set when spec j must be read
 	keys    map[string]int32  // key -> lookup, within one group
@@ -305,6 +346,8 @@ func (b *Batch) Reset() {
 	clear(b.values)
 	b.values = b.values[:0]
 	b.origins = b.origins[:0]
+	b.reasons = b.reasons[:0]
+	b.stamps = b.stamps[:0]
 	b.slots = b.slots[:0]
 	b.full = b.full[:0]
 	clear(b.specs)
@@ -387,19 +430,30 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 			l.Specs = b.specs[start:len(b.specs):len(b.specs)]
 		}
 	}
-	// Lay out the value and origin slices in one backing array each.
+	// Lay out the value, origin, reason and stamp slices in one backing
+	// array each. Until the retrieval layer says otherwise, a value was not
+	// read: its store failed.
 	n := 0
 	for i := range b.Lookups {
 		n += len(b.Lookups[i].Specs)
 	}
 	b.values = grow(b.values, n)
 	b.origins = grow(b.origins, n)
+	b.reasons = grow(b.reasons, n)
+	b.stamps = grow(b.stamps, n)
+	for i := range b.reasons {
+		b.reasons[i] = ReasonStoreDegraded
+	}
+	clear(b.stamps)
 	off := 0
 	for i := range b.Lookups {
 		l := &b.Lookups[i]
-		l.Values = b.values[off : off+len(l.Specs) : off+len(l.Specs)]
-		l.Origins = b.origins[off : off+len(l.Specs) : off+len(l.Specs)]
-		off += len(l.Specs)
+		end := off + len(l.Specs)
+		l.Values = b.values[off:end:end]
+		l.Origins = b.origins[off:end:end]
+		l.Reasons = b.reasons[off:end:end]
+		l.Stamps = b.stamps[off:end:end]
+		off = end
 	}
 	return nil
 }
@@ -442,16 +496,38 @@ func (p *Plan) checkEntities(q *Query) error {
 	return nil
 }
 
-// Cell is one input value of a row with its origin, for debugging.
+// Cell is one input value of a row with its origin, for debugging: why it
+// took the default, or when a stored value was written.
 type Cell struct {
 	Value  Value  `json:"value"`
 	Source Origin `json:"source"`
+	// Why is the reason a default value took the default.
+	Why Reason `json:"why,omitzero"`
+	// Updated is when the upload that wrote a value read from the store
+	// or the cache stamped it; 0 when unknown.
+	Updated Stamp `json:"updated,omitzero"`
 }
+
+// Stamp is the time an upload wrote a value, in unix seconds (the stamp of
+// the value's encoding, docs/format.md); 0 is none.
+type Stamp int64
+
+// Time returns the stamp as a UTC time.
+func (s Stamp) Time() time.Time { return time.Unix(int64(s), 0).UTC() }
+
+// AppendText appends the stamp in RFC 3339.
+func (s Stamp) AppendText(b []byte) ([]byte, error) {
+	return s.Time().AppendFormat(b, time.RFC3339), nil
+}
+
+// MarshalText encodes the stamp in RFC 3339.
+func (s Stamp) MarshalText() ([]byte, error) { return s.AppendText(nil) }
 
 // Assemble writes every row of q into dst, row-major with len(p.Inputs)
 // columns, after the lookups of b were filled. When cells is not nil it also
-// receives each value and its origin. Values come from the candidate, then
-// the query, then the lookup, then the input's default.
+// receives each value, its origin, and why it defaulted or when it was
+// written. Values come from the candidate, then the query, then the
+// lookup, then the input's default.
 func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 	rows, ng, ni := q.Rows(), len(p.Groups), len(p.Inputs)
 	p.rows.Add(uint64(rows))
@@ -492,9 +568,11 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 			if v == nil && query[k].Valid() {
 				v = &query[k]
 			}
+			why, stamp := ReasonNone, int64(0)
 			if v == nil {
+				why = ReasonAbsent // a request input the request did not give
 				if in.Spec != nil {
-					v, origin = p.stored(b, r*ng, in)
+					v, origin, why, stamp = p.stored(b, r*ng, in)
 				}
 				if v == nil {
 					v, origin = &in.Default, FromDefault
@@ -503,7 +581,7 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 			}
 			row[k] = in.float(v)
 			if cellRow != nil {
-				cellRow[k] = Cell{Value: *v, Source: origin}
+				cellRow[k] = Cell{Value: *v, Source: origin, Why: why, Updated: Stamp(stamp)}
 			}
 		}
 	}
@@ -520,11 +598,12 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 }
 
 // stored returns the value the lookups hold for catalog input in of the
-// row whose slots start at base, or nil when there is none.
-func (p *Plan) stored(b *Batch, base int, in *Input) (*Value, Origin) {
+// row whose slots start at base and its stamp, or nil and why there is
+// none.
+func (p *Plan) stored(b *Batch, base int, in *Input) (*Value, Origin, Reason, int64) {
 	li := b.slots[base+in.group]
 	if li < 0 {
-		return nil, FromDefault
+		return nil, FromDefault, ReasonNoEntity, 0
 	}
 	l := &b.Lookups[li]
 	j := in.pos
@@ -537,10 +616,19 @@ func (p *Plan) stored(b *Batch, base int, in *Input) (*Value, Origin) {
 			}
 		}
 	}
-	if j >= 0 && l.Values[j].Valid() {
-		return &l.Values[j], l.Origins[j]
+	switch {
+	case j < 0:
+		return nil, FromDefault, ReasonAbsent, 0
+	case l.Values[j].Valid():
+		var stamp int64
+		if l.Stamps != nil {
+			stamp = l.Stamps[j]
+		}
+		return &l.Values[j], l.Origins[j], ReasonNone, stamp
+	case l.Reasons != nil && l.Reasons[j] != ReasonNone:
+		return nil, FromDefault, l.Reasons[j], 0
 	}
-	return nil, FromDefault
+	return nil, FromDefault, ReasonAbsent, 0
 }
 
 func grow[T any](s []T, n int) []T {

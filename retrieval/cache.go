@@ -471,8 +471,10 @@ type ckey struct {
 
 // entry is the cached values of one key: n values, their type tags packed
 // eight to a word, then one word per value holding a scalar's bits or the
-// index of a string, vector or list in refs. A value of type Invalid was
-// absent (or unusable) in Redis; when all of them were, words is nil.
+// index of a string, vector or list in refs, then, when some value had an
+// upload stamp, the stamps (unix seconds) two to a word. A value of type
+// Invalid was absent (or unusable) in Redis; when all of them were, words
+// is nil.
 type entry struct {
 	words []uint64
 	refs  []features.Value
@@ -481,20 +483,23 @@ type entry struct {
 }
 
 // newEntry packs the values at the given positions of vals, or all of
-// them when pos is nil.
-func newEntry(vals []features.Value, pos []int16, ttl time.Duration) entry {
+// them when pos is nil, with their stamps when stamps (aligned with vals)
+// is not nil.
+func newEntry(vals []features.Value, stamps []int64, pos []int16, ttl time.Duration) entry {
 	n := len(pos)
 	if pos == nil {
 		n = len(vals)
 	}
-	at := func(j int) *features.Value {
+	idx := func(j int) int {
 		if pos != nil {
-			return &vals[pos[j]]
+			return int(pos[j])
 		}
-		return &vals[j]
+		return j
 	}
+	at := func(j int) *features.Value { return &vals[idx(j)] }
 	e := entry{ttl: ttl, n: int32(n)}
 	refs := 0
+	stamped := false
 	for j := range n {
 		switch at(j).Type() {
 		case features.Float, features.Int, features.Bool, features.Invalid:
@@ -504,12 +509,23 @@ func newEntry(vals []features.Value, pos []int16, ttl time.Duration) entry {
 		if at(j).Valid() && e.words == nil {
 			e.words = []uint64{} // not all absent
 		}
+		stamped = stamped || (stamps != nil && stamps[idx(j)] > 0)
 	}
 	if e.words == nil {
 		return e // all absent: no words
 	}
 	tags := (n + 7) / 8
-	e.words = make([]uint64, tags+n)
+	size := tags + n
+	if stamped {
+		size += (n + 1) / 2
+	}
+	e.words = make([]uint64, size)
+	if stamped {
+		for j := range n {
+			st := uint64(min(max(stamps[idx(j)], 0), math.MaxUint32))
+			e.words[tags+n+j/2] |= st << (32 * (j % 2))
+		}
+	}
 	if refs > 0 {
 		e.refs = make([]features.Value, 0, refs)
 	}
@@ -556,17 +572,43 @@ func (e *entry) value(j int) features.Value {
 	return features.Value{}
 }
 
-// fill writes the entry's values into l at the given positions.
+// stamp returns the upload stamp of the entry's value j, 0 when unknown.
+func (e *entry) stamp(j int) int64 {
+	tags, n := int(e.n+7)/8, int(e.n)
+	if len(e.words) <= tags+n {
+		return 0
+	}
+	return int64(uint32(e.words[tags+n+j/2] >> (32 * (j % 2))))
+}
+
+// fill writes the entry's values into l at the given positions, with
+// their stamps and reasons when l keeps them: a cached absent value is
+// absent.
 func (e *entry) fill(l *features.Lookup, pos []int16) {
 	if e.words == nil {
 		for _, p := range pos {
 			l.Values[p], l.Origins[p] = features.Value{}, features.FromCache
+			if l.Reasons != nil {
+				l.Reasons[p] = features.ReasonAbsent
+			}
+			if l.Stamps != nil {
+				l.Stamps[p] = 0
+			}
 		}
 		return
 	}
 	words := e.words[int(e.n+7)/8:]
 	words = words[:len(pos)]
 	for j, p := range pos {
+		if l.Reasons != nil {
+			l.Reasons[p] = features.ReasonNone
+			if features.Type(e.words[j/8]>>(8*(j%8))) == features.Invalid {
+				l.Reasons[p] = features.ReasonAbsent
+			}
+		}
+		if l.Stamps != nil {
+			l.Stamps[p] = e.stamp(j)
+		}
 		v := &l.Values[p]
 		switch w := words[j]; features.Type(e.words[j/8] >> (8 * (j % 8))) {
 		case features.Float:

@@ -653,17 +653,51 @@ func TestEntryRoundTrip(t *testing.T) {
 		features.StringValue("thaï"), features.VectorValue([]float32{1, 2}), features.ListValue([]string{"a", "b"}),
 		features.FloatValue(0), features.IntValue(1 << 60),
 	}
-	e := newEntry(vals, nil, time.Minute)
+	e := newEntry(vals, nil, nil, time.Minute)
 	for j, v := range vals {
 		if got := e.value(j); !got.Equal(v) {
 			t.Errorf("value %d: got %v, want %v", j, got, v)
 		}
+		if got := e.stamp(j); got != 0 {
+			t.Errorf("value %d: stamp %d without stamps", j, got)
+		}
 	}
-	pos := []int16{9, 0, 5}
-	e = newEntry(vals, pos, time.Minute)
+	stamps := make([]int64, len(vals))
+	for j := range stamps {
+		stamps[j] = 1700000000 + int64(j)*1000003
+	}
+	stamps[1] = 0
+	pos := []int16{9, 0, 5, 1}
+	e = newEntry(vals, stamps, pos, time.Minute)
+	l := features.Lookup{
+		Values: make([]features.Value, 10), Origins: make([]features.Origin, 10),
+		Reasons: make([]features.Reason, 10), Stamps: make([]int64, 10),
+	}
+	e.fill(&l, []int16{0, 1, 2, 3})
 	for j, p := range pos {
 		if got := e.value(j); !got.Equal(vals[p]) {
 			t.Errorf("position %d: got %v, want %v", p, got, vals[p])
+		}
+		if got := e.stamp(j); got != stamps[p] {
+			t.Errorf("position %d: stamp %d, want %d", p, got, stamps[p])
+		}
+		if !l.Values[j].Equal(vals[p]) || l.Stamps[j] != stamps[p] || l.Origins[j] != features.FromCache {
+			t.Errorf("filled %d: %v stamp %d origin %v, want %v %d cache", j, l.Values[j], l.Stamps[j], l.Origins[j], vals[p], stamps[p])
+		}
+		want := features.ReasonNone
+		if !vals[p].Valid() {
+			want = features.ReasonAbsent
+		}
+		if l.Reasons[j] != want {
+			t.Errorf("filled %d: reason %v, want %v", j, l.Reasons[j], want)
+		}
+	}
+	// All absent: no words, and every value absent.
+	e = newEntry(make([]features.Value, 3), stamps, nil, time.Minute)
+	e.fill(&l, []int16{0, 1, 2})
+	for j := range 3 {
+		if l.Values[j].Valid() || l.Reasons[j] != features.ReasonAbsent || l.Stamps[j] != 0 {
+			t.Errorf("absent %d: %v %v %d", j, l.Values[j], l.Reasons[j], l.Stamps[j])
 		}
 	}
 }
@@ -714,7 +748,7 @@ func TestCacheByteBudget(t *testing.T) {
 			for i := range n {
 				vals := tt.values(i)
 				k := ckey{key: "st_" + strconv.Itoa(1_000_000+i), set: 42}
-				e := newEntry(vals, nil, time.Hour)
+				e := newEntry(vals, nil, nil, time.Hour)
 				if i == n/2 {
 					weight = uint64(weigh(k, e))
 				}

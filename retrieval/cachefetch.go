@@ -40,6 +40,7 @@ type cacheFetch struct {
 	specs   []*features.Spec
 	vals    []features.Value
 	origins []features.Origin
+	reasons []features.Reason
 	stamps  []int64
 
 	failed []uint8 // by store: 0 not checked, 1 answered, 2 degraded
@@ -89,10 +90,13 @@ type lookupRec struct {
 	fl       *flight
 	h        uint64 // the flight's shard hash
 
-	// The lookup's own slices while it is narrowed.
+	// The lookup's own slices while it is narrowed, or while the cache
+	// lends it stamps.
 	specs   []*features.Spec
 	vals    []features.Value
 	origins []features.Origin
+	reasons []features.Reason
+	stamps  []int64
 }
 
 // before runs at the start of a Fetch; nil means the cache takes no part.
@@ -126,7 +130,7 @@ func (c *Cache) before(lookups []features.Lookup) *cacheFetch {
 			continue
 		}
 		d := &cf.descs[di]
-		rec := lookupRec{li: int32(i), desc: int32(di)}
+		rec := lookupRec{li: int32(i), desc: int32(di), reasons: l.Reasons, stamps: l.Stamps}
 		if len(d.live) > 0 {
 			k := ckey{key: l.Key, set: d.liveSet}
 			if e, ok := c.values.GetIfPresent(k); ok && int(e.n) == len(d.live) {
@@ -153,7 +157,7 @@ func (c *Cache) before(lookups []features.Lookup) *cacheFetch {
 			cf.shadowItems++
 			cf.shadowVals += len(d.shadow)
 		}
-		if (len(d.shadow) > 0 && d.shadowAges) || (rec.live == liveLeader && d.liveAges) {
+		if l.Stamps == nil && ((len(d.shadow) > 0 && d.shadowAges) || (rec.live == liveLeader && d.liveAges)) {
 			off := len(cf.stamps)
 			cf.stamps = append(cf.stamps, make([]int64, len(l.Specs))...)
 			l.Stamps = cf.stamps[off:len(cf.stamps):len(cf.stamps)]
@@ -272,6 +276,18 @@ func (cf *cacheFetch) narrow(l *features.Lookup, d *setDesc, rec *lookupRec) {
 	l.Specs = cf.specs[off : off+n : off+n]
 	l.Values = cf.vals[off : off+n : off+n]
 	l.Origins = cf.origins[off : off+n : off+n]
+	if l.Reasons != nil {
+		ro := len(cf.reasons)
+		for _, p := range d.rest {
+			cf.reasons = append(cf.reasons, l.Reasons[p])
+		}
+		l.Reasons = cf.reasons[ro : ro+n : ro+n]
+	}
+	if l.Stamps != nil {
+		so := len(cf.stamps)
+		cf.stamps = append(cf.stamps, make([]int64, n)...)
+		l.Stamps = cf.stamps[so : so+n : so+n]
+	}
 }
 
 // after runs at the end of a Fetch and returns degraded with the stores
@@ -282,16 +298,22 @@ func (c *Cache) after(ctx context.Context, cf *cacheFetch, lookups []features.Lo
 		rec := &cf.recs[ri]
 		l := &lookups[rec.li]
 		d := &cf.descs[rec.desc]
-		stamps := l.Stamps
-		l.Stamps = nil
+		stamps := l.Stamps // narrowed like the values, or lent by the cache
 		if rec.view != viewFull {
 			if rec.view == viewRest {
 				for k, p := range d.rest {
 					rec.vals[p], rec.origins[p] = l.Values[k], l.Origins[k]
+					if rec.reasons != nil {
+						rec.reasons[p] = l.Reasons[k]
+					}
+					if rec.stamps != nil {
+						rec.stamps[p] = l.Stamps[k]
+					}
 				}
 			}
-			l.Specs, l.Values, l.Origins = rec.specs, rec.vals, rec.origins
+			l.Specs, l.Values, l.Origins, l.Reasons = rec.specs, rec.vals, rec.origins, rec.reasons
 		}
+		l.Stamps = rec.stamps
 		failed := cf.storeFailed(c, d.store, degraded)
 		if rec.live == liveLeader {
 			k := ckey{key: l.Key, set: d.liveSet}
@@ -299,7 +321,7 @@ func (c *Cache) after(ctx context.Context, cf *cacheFetch, lookups []features.Lo
 				c.land(k, rec.h, rec.fl, entry{}, false)
 			} else {
 				ttl := cf.entryTTL(d.liveTTL, l, d.live, stamps, nil)
-				e := newEntry(l.Values, d.live, ttl)
+				e := newEntry(l.Values, stamps, d.live, ttl)
 				c.set(k, e)
 				c.land(k, rec.h, rec.fl, e, true)
 			}
@@ -421,6 +443,11 @@ func (cf *cacheFetch) addShadow(t *shadowTask, l *features.Lookup, d *setDesc, t
 	off := len(t.vals)
 	for _, p := range d.shadow {
 		t.vals = append(t.vals, l.Values[p])
+		var st int64
+		if l.Stamps != nil {
+			st = l.Stamps[p]
+		}
+		t.stamps = append(t.stamps, st)
 	}
 	t.items = append(t.items, shadowItem{
 		key: ckey{key: l.Key, set: d.shadowSet}, store: int32(d.store),
@@ -437,7 +464,7 @@ func (c *Cache) release(cf *cacheFetch) {
 	for i := range cf.descs {
 		cf.descs[i].specs, cf.descs[i].data, cf.descs[i].shadowFeats = nil, nil, nil
 	}
-	cf.specs, cf.vals, cf.origins, cf.stamps = cf.specs[:0], cf.vals[:0], cf.origins[:0], cf.stamps[:0]
+	cf.specs, cf.vals, cf.origins, cf.reasons, cf.stamps = cf.specs[:0], cf.vals[:0], cf.origins[:0], cf.reasons[:0], cf.stamps[:0]
 	cf.recs, cf.descs = cf.recs[:0], cf.descs[:0]
 	cf.snap = nil
 	cf.shadowItems, cf.shadowVals = 0, 0

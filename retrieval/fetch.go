@@ -340,6 +340,7 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 			}
 			c.corrupt += len(l.Specs)
 			clear(l.Values)
+			setReasons(l, features.ReasonCorrupt)
 			continue
 		}
 		decode(l, vals, now, &c)
@@ -379,35 +380,51 @@ type counts struct {
 	found, absent, corrupt, wrongType, stale int
 }
 
-// decode fills one lookup from the values of its HMGET reply.
+// setReasons gives every value of l the same reason, when l keeps them.
+func setReasons(l *features.Lookup, r features.Reason) {
+	for k := range l.Reasons {
+		l.Reasons[k] = r
+	}
+}
+
+// decode fills one lookup from the values of its HMGET reply, with their
+// stamps and, for the values left invalid, why.
 func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 	for k, s := range l.Specs {
 		l.Values[k] = features.Value{}
 		if l.Stamps != nil {
 			l.Stamps[k] = 0
 		}
+		why := features.ReasonNone
 		b := vals[k]
 		if b == nil {
 			c.absent++ // no such key or field
-			continue
-		}
-		v, stamp, err := features.DecodeStamped(b)
-		switch {
-		case err != nil:
-			s.Stats().Corrupt.Add(1)
-			c.corrupt++
-		case v.Type() != s.Type:
-			s.Stats().WrongType.Add(1)
-			c.wrongType++
-		case s.MaxAge > 0 && stamp > 0 && time.Duration(now-stamp)*time.Second > s.MaxAge:
-			s.Stats().Stale.Add(1)
-			c.stale++
-		default:
-			l.Values[k], l.Origins[k] = v, features.FromRedis
-			if l.Stamps != nil {
-				l.Stamps[k] = stamp
+			why = features.ReasonAbsent
+		} else {
+			v, stamp, err := features.DecodeStamped(b)
+			switch {
+			case err != nil:
+				s.Stats().Corrupt.Add(1)
+				c.corrupt++
+				why = features.ReasonCorrupt
+			case v.Type() != s.Type:
+				s.Stats().WrongType.Add(1)
+				c.wrongType++
+				why = features.ReasonWrongType
+			case s.MaxAge > 0 && stamp > 0 && time.Duration(now-stamp)*time.Second > s.MaxAge:
+				s.Stats().Stale.Add(1)
+				c.stale++
+				why = features.ReasonStale
+			default:
+				l.Values[k], l.Origins[k] = v, features.FromRedis
+				if l.Stamps != nil {
+					l.Stamps[k] = stamp
+				}
+				c.found++
 			}
-			c.found++
+		}
+		if l.Reasons != nil {
+			l.Reasons[k] = why
 		}
 	}
 }

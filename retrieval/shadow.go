@@ -18,15 +18,16 @@ import (
 // (done is closed when the worker reaches it) and holds (the worker waits
 // until hold is closed).
 type shadowTask struct {
-	items []shadowItem
-	vals  []features.Value
-	done  chan struct{}
-	hold  chan struct{}
+	items  []shadowItem
+	vals   []features.Value
+	stamps []int64 // aligned with vals
+	done   chan struct{}
+	hold   chan struct{}
 }
 
 // shadowItem is the shadow features of one lookup: the cache key, the
 // features' catalog indices and their values in Redis, at
-// vals[off:off+len(feats)].
+// vals[off:off+len(feats)], with their upload stamps in stamps.
 type shadowItem struct {
 	key   ckey
 	store int32
@@ -50,7 +51,7 @@ func (c *Cache) enqueue(t *shadowTask) {
 func (c *Cache) recycle(t *shadowTask) {
 	clear(t.items)
 	clear(t.vals)
-	t.items, t.vals = t.items[:0], t.vals[:0]
+	t.items, t.vals, t.stamps = t.items[:0], t.vals[:0], t.stamps[:0]
 	c.shadowTasks.Put(t)
 }
 
@@ -151,13 +152,14 @@ func (c *Cache) compare(t *shadowTask, w *shadowCounts) {
 		it := &t.items[i]
 		n := len(it.feats)
 		vals := t.vals[it.off : int(it.off)+n]
+		stamps := t.stamps[it.off : int(it.off)+n]
 		e, ok := c.values.GetIfPresent(it.key)
 		if !ok || int(e.n) != n {
 			w.lookups(it.store, rMiss)
 			for _, fi := range it.feats {
 				w.at(fi).misses++
 			}
-			c.set(it.key, newEntry(vals, nil, it.ttl))
+			c.set(it.key, newEntry(vals, stamps, nil, it.ttl))
 			continue
 		}
 		w.lookups(it.store, rHit)
@@ -177,7 +179,7 @@ func (c *Cache) compare(t *shadowTask, w *shadowCounts) {
 			match++
 		} else {
 			mismatch++
-			c.set(it.key, newEntry(vals, nil, it.ttl))
+			c.set(it.key, newEntry(vals, stamps, nil, it.ttl))
 		}
 	}
 	if match > 0 {

@@ -96,7 +96,8 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 }
 
 // appendCells appends row-major cells as an array of objects, one per row,
-// from input name to {"value", "source"}, names sorted.
+// from input name to {"value", "source", "why", "updated"} (the last two
+// when set), names sorted.
 func appendCells(b []byte, p *features.Plan, cells []features.Cell) []byte {
 	ni := len(p.Inputs)
 	order := make([]int, ni)
@@ -120,7 +121,18 @@ func appendCells(b []byte, p *features.Plan, cells []features.Cell) []byte {
 			b = appendValue(b, &c.Value)
 			b = append(b, `,"source":"`...)
 			b = append(b, c.Source.String()...)
-			b = append(b, `"}`...)
+			b = append(b, '"')
+			if c.Why != features.ReasonNone {
+				b = append(b, `,"why":"`...)
+				b = append(b, c.Why.String()...)
+				b = append(b, '"')
+			}
+			if c.Updated != 0 {
+				b = append(b, `,"updated":"`...)
+				b, _ = c.Updated.AppendText(b)
+				b = append(b, '"')
+			}
+			b = append(b, '}')
 		}
 		b = append(b, '}')
 	}
