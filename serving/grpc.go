@@ -11,6 +11,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 	"github.com/seer-ml/seer/features"
@@ -172,7 +173,11 @@ func rowsToProto(r *Rows) []*seerv1.Row {
 	for i := range out {
 		cells := make(map[string]*seerv1.Cell, len(r.Inputs))
 		for k, c := range r.Row(i) {
-			cells[r.Inputs[k]] = &seerv1.Cell{Value: valueToProto(&c.Value), Source: c.Source.String()}
+			pc := &seerv1.Cell{Value: valueToProto(&c.Value), Source: c.Source.String(), Why: c.Why.String()}
+			if c.Updated != 0 {
+				pc.Updated = timestamppb.New(c.Updated.Time())
+			}
+			cells[r.Inputs[k]] = pc
 		}
 		out[i] = &seerv1.Row{Cells: cells}
 	}

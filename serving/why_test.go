@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/redistest"
 	"github.com/seer-ml/seer/retrieval"
@@ -107,8 +108,31 @@ func TestWhy(t *testing.T) {
 		t.Errorf("an empty why was written: %s", body)
 	}
 
-	// The same cells in the debug rows of a prediction; w_ok now comes
-	// from the cache, with its upload time still.
+	// From now on w_ok comes from the cache, with its upload time still.
+	cached := want["w_ok"]
+	cached.Source = "cache"
+	want["w_ok"] = cached
+
+	// gRPC gives the same reasons and times.
+	client := seerv1.NewSeerClient(grpcClient(t, f.srv))
+	gr, err := client.GetFeatures(ctx, &seerv1.GetFeaturesRequest{Queries: []*seerv1.FeaturesQuery{{
+		Features: names, Context: map[string]string{"store": "500"},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range want {
+		c := gr.Results[0].Rows[0].Cells[name]
+		updated := ""
+		if c.GetUpdated() != nil {
+			updated = c.GetUpdated().AsTime().Format(time.RFC3339)
+		}
+		if c.GetWhy() != w.Why || c.GetSource() != w.Source || updated != w.Updated {
+			t.Errorf("gRPC %s: why %q source %q updated %q, want %+v", name, c.GetWhy(), c.GetSource(), updated, w)
+		}
+	}
+
+	// The same cells in the debug rows of a prediction.
 	var pr struct {
 		Results []struct {
 			Debug []map[string]whyCell `json:"debug"`
@@ -119,9 +143,6 @@ func TestWhy(t *testing.T) {
 	if err := json.Unmarshal(f.predict(t, predictBody), &pr); err != nil {
 		t.Fatal(err)
 	}
-	cached := want["w_ok"]
-	cached.Source = "cache"
-	want["w_ok"] = cached
 	rows := pr.Results[0].Debug
 	check("debug row 0", rows[0], want)
 	// A key that is not a hash: every value of the key is corrupt.
