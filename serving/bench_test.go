@@ -24,7 +24,10 @@ func benchServer(b *testing.B) http.Handler {
 
 // testServer starts a real Redis, seeds it with 200 stores and one
 // consumer, and opens a server over it with the demo model.
-func testServer(b testing.TB) *Server {
+func testServer(b testing.TB) *Server { return testServerWith(b, Options{}) }
+
+// testServerWith is testServer with options.
+func testServerWith(b testing.TB, opt Options) *Server {
 	b.Helper()
 	rs := redistest.Start(b)
 	dir := b.TempDir()
@@ -46,7 +49,7 @@ func testServer(b testing.TB) *Server {
 	cfg.Stores = map[string]retrieval.Config{"main": {Mode: "standalone", Addr: rs.Addr}}
 	cfg.Seed = []Seed{{Entity: "store", File: filepath.Join(dir, "stores.csv")}, {Entity: "consumer", File: filepath.Join(dir, "consumers.csv")}}
 	cfg.Predict.RetrievalTimeout = time.Second
-	srv, err := Open(context.Background(), cfg, Options{})
+	srv, err := Open(context.Background(), cfg, opt)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -3,12 +3,15 @@ package serving
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"math"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -24,7 +27,10 @@ import (
 // reflection. Messages over max_body_bytes are refused with
 // RESOURCE_EXHAUSTED.
 func (s *Server) GRPC(opts ...grpc.ServerOption) *grpc.Server {
-	opts = append([]grpc.ServerOption{grpc.MaxRecvMsgSize(int(min(s.cfg.Predict.MaxBodyBytes, math.MaxInt32)))}, opts...)
+	opts = append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(int(min(s.cfg.Predict.MaxBodyBytes, math.MaxInt32))),
+		grpc.ChainUnaryInterceptor(s.grpcCall),
+	}, opts...)
 	gs := grpc.NewServer(opts...)
 	seerv1.RegisterSeerServer(gs, grpcSeer{s: s})
 	healthpb.RegisterHealthServer(gs, grpcHealth{s: s})
@@ -41,6 +47,39 @@ var grpcCode = [...]codes.Code{
 	classUnauthorized: codes.Unauthenticated,
 	classForbidden:    codes.PermissionDenied,
 	classTimeout:      codes.DeadlineExceeded,
+}
+
+// grpcCall gives each call of seer.v1.Seer its request id (metadata
+// x-request-id, taken from the call or made, and sent back in the
+// header), and records it in the per-model metrics and the access log.
+func (s *Server) grpcCall(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if !strings.HasPrefix(info.FullMethod, "/"+seerv1.Seer_ServiceDesc.ServiceName+"/") {
+		return handler(ctx, req)
+	}
+	start := time.Now()
+	var id string
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get("x-request-id"); len(v) > 0 {
+			id, _ = requestIDFrom(v[0])
+		}
+	}
+	if id == "" {
+		id = s.ids.next()
+	}
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-request-id", id))
+	c := &call{id: id}
+	ctx = withCall(ctx, c)
+	resp, err := handler(ctx, req)
+	code := status.Code(err)
+	class := "5xx"
+	switch code {
+	case codes.OK:
+		class = "2xx"
+	case codes.InvalidArgument, codes.NotFound, codes.ResourceExhausted, codes.Unauthenticated, codes.PermissionDenied, codes.Canceled:
+		class = "4xx"
+	}
+	s.finish(ctx, c, "grpc", info.FullMethod, slog.String("code", code.String()), class, time.Since(start))
+	return resp, err
 }
 
 // grpcError turns an error of the request path into a status with the

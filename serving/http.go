@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -41,6 +42,7 @@ func (s *Server) initMetrics() {
 		Help: "Queries answered with defaults because a store failed or timed out, by store.",
 	}, []string{"store"})
 	s.metrics.MustRegister(s.requests, s.duration, s.rows, s.degraded)
+	s.models = newModelMetrics(s.metrics)
 }
 
 // Handler returns the HTTP transport with every route on one listener:
@@ -81,10 +83,10 @@ func (s *Server) routes(api, admin bool) http.Handler {
 		r.Get("/debug/pprof/{profile}", s.admin(pprof.Index))
 	}
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusNotFound, errorBody{Error: "no route " + r.Method + " " + r.URL.Path})
+		writeJSON(w, http.StatusNotFound, errorBody{Error: "no route " + r.Method + " " + r.URL.Path, RequestID: requestID(r.Context())})
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path})
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: "method " + r.Method + " not allowed on " + r.URL.Path, RequestID: requestID(r.Context())})
 	})
 	return r
 }
@@ -100,11 +102,20 @@ func (w *statusWriter) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// instrument counts and times requests by route, and turns a handler panic
-// into a logged 500 instead of a dropped connection.
+// instrument gives each request its id (X-Request-Id, taken from the
+// request or made, and echoed), counts and times requests by route and by
+// model, writes the access log, and turns a handler panic into a logged
+// 500 instead of a dropped connection.
 func (s *Server) instrument(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		id, ok := requestIDFrom(r.Header.Get("X-Request-Id"))
+		if !ok {
+			id = s.ids.next()
+		}
+		w.Header().Set("X-Request-Id", id)
+		c := &call{id: id}
+		r = r.WithContext(withCall(r.Context(), c))
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
 		defer func() {
 			if p := recover(); p != nil {
@@ -112,21 +123,26 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 					panic(p)
 				}
 				s.log.ErrorContext(r.Context(), "panic", "path", r.URL.Path, "panic", fmt.Sprint(p))
-				writeJSON(sw, http.StatusInternalServerError, errorBody{Error: "internal error"})
+				writeJSON(sw, http.StatusInternalServerError, errorBody{Error: "internal error", RequestID: id})
 			}
 			route := chi.RouteContext(r.Context()).RoutePattern()
 			if route == "" {
 				route = "other"
 			}
+			elapsed := time.Since(start)
 			s.requests.WithLabelValues(route, strconv.Itoa(sw.code)).Inc()
-			s.duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+			s.duration.WithLabelValues(route).Observe(elapsed.Seconds())
+			if strings.HasPrefix(route, "/v1/") {
+				s.finish(r.Context(), c, "http", route, slog.Int("status", sw.code), statusClass(sw.code), elapsed)
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})
 }
 
 type errorBody struct {
-	Error string `json:"error"`
+	Error     string `json:"error"`
+	RequestID string `json:"request_id,omitempty"`
 }
 
 // fail answers with the status an error maps to; 5xx are logged here, once.
@@ -135,7 +151,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 {
 		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: err.Error()})
+	writeJSON(w, status, errorBody{Error: err.Error(), RequestID: requestID(r.Context())})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -196,6 +212,15 @@ func (s *Server) handleShadows(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"pairs": s.ShadowStats()})
 }
 
+// candidates returns the number of candidates of the request's queries.
+func (req *request) candidates() int {
+	n := 0
+	for i := range req.nq {
+		n += req.queries[i].nc
+	}
+	return n
+}
+
 // readRequest reads and decodes a /v1/predict or /v1/features body and
 // checks its shape against the limits. The caller releases the request.
 func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, kind bodyKind) (*request, error) {
@@ -225,6 +250,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 	defer req.release()
 	jobs := make([]job, req.nq)
 	results := make([]queryResult, req.nq)
+	defer callFrom(r.Context()).note(results, req.candidates())
 	for i := range req.nq {
 		q := &req.queries[i]
 		v, err := s.resolve(q.model)
@@ -232,6 +258,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, fmt.Errorf("queries[%d].model: %w", i, err))
 			return
 		}
+		results[i] = queryResult{id: q.id, model: v.Name, version: v.Version}
 		fq, err := req.query(v.Plan, i)
 		if err != nil {
 			s.fail(w, r, err)
@@ -241,7 +268,6 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			plan: v.Plan, model: v.Model, version: v, query: fq,
 			debug: req.debug || q.debug, logged: s.learn.log.Sampled(),
 		}
-		results[i] = queryResult{id: q.id, model: v.Name, version: v.Version}
 	}
 	req.floats, req.cells = carve(jobs, needsCells(jobs), req.floats, req.cells)
 	if err := s.score(ctx, jobs, results); err != nil {
@@ -264,6 +290,7 @@ func (s *Server) handleFeatures(w http.ResponseWriter, r *http.Request) {
 	defer req.release()
 	jobs := make([]job, req.nq)
 	results := make([]queryResult, req.nq)
+	defer callFrom(r.Context()).note(results, req.candidates())
 	for i := range req.nq {
 		q := &req.queries[i]
 		plan, err := s.displayPlan(i, q.names[:q.nn])

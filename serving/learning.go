@@ -103,9 +103,6 @@ func (s *Server) logQuery(ctx context.Context, j *job, res *queryResult) {
 	})
 }
 
-// requestID returns the id of the request ctx belongs to, or "".
-func requestID(ctx context.Context) string { return "" }
-
 // shadowTask is one live query waiting for its shadows: the live scores
 // and, per shadow, the query as that shadow's plan reads it, copied out of
 // the request.

@@ -125,12 +125,14 @@ func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 	}
 	jobs := make([]job, len(req.Queries))
 	results := make([]queryResult, len(req.Queries))
+	defer callFrom(ctx).note(results, typedCandidates(req.Queries))
 	for i := range req.Queries {
 		q := &req.Queries[i]
 		v, err := s.resolve(q.Model)
 		if err != nil {
 			return nil, fmt.Errorf("queries[%d].model: %w", i, err)
 		}
+		results[i] = queryResult{id: q.ID, model: v.Name, version: v.Version}
 		fq, err := typedQuery(v.Plan, i, q.Context, q.Features, q.Candidates)
 		if err != nil {
 			return nil, err
@@ -139,7 +141,6 @@ func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 			plan: v.Plan, model: v.Model, version: v, query: fq,
 			debug: req.Debug || q.Debug, logged: s.learn.log.Sampled(),
 		}
-		results[i] = queryResult{id: q.ID, model: v.Name, version: v.Version}
 	}
 	carve(jobs, needsCells(jobs), nil, nil)
 	if err := s.score(ctx, jobs, results); err != nil {
@@ -173,6 +174,11 @@ func (s *Server) Features(ctx context.Context, req *FeaturesRequest) (*FeaturesR
 	}
 	jobs := make([]job, len(req.Queries))
 	results := make([]queryResult, len(req.Queries))
+	n := 0
+	for i := range req.Queries {
+		n += len(req.Queries[i].Candidates)
+	}
+	defer callFrom(ctx).note(results, n)
 	for i := range req.Queries {
 		q := &req.Queries[i]
 		plan, err := s.displayPlan(i, q.Features)
@@ -198,6 +204,15 @@ func (s *Server) Features(ctx context.Context, req *FeaturesRequest) (*FeaturesR
 		}
 	}
 	return resp, nil
+}
+
+// typedCandidates returns the number of candidates of the queries.
+func typedCandidates(qs []Query) int {
+	n := 0
+	for i := range qs {
+		n += len(qs[i].Candidates)
+	}
+	return n
 }
 
 func inputNames(p *features.Plan) []string {

@@ -59,6 +59,8 @@ type Config struct {
 	Shadows shadow.Config `yaml:"shadows"`
 	// Guardrails watch the share of rows in which each feature defaulted.
 	Guardrails guardrail.Config `yaml:"guardrails"`
+	// AccessLog says which requests are logged.
+	AccessLog AccessLogConfig `yaml:"access_log"`
 }
 
 // Seed is a feature file uploaded into the stores at start, through the same
@@ -88,6 +90,7 @@ func DefaultConfig() Config {
 		FeatureLog: featurelog.DefaultConfig(),
 		Shadows:    shadow.DefaultConfig(),
 		Guardrails: guardrail.DefaultConfig(),
+		AccessLog:  AccessLogConfig{Sample: 0.01},
 		Predict: Limits{
 			Timeout:          time.Second,
 			RetrievalTimeout: 50 * time.Millisecond,
@@ -131,6 +134,9 @@ func (c *Config) Check() error {
 	}
 	if err := c.Guardrails.Check(); err != nil {
 		errs = append(errs, fmt.Errorf("guardrails: %w", err))
+	}
+	if a := c.AccessLog.Sample; !(a >= 0 && a <= 1) {
+		errs = append(errs, fmt.Errorf("access_log.sample: %v (want 0 to 1)", a))
 	}
 	for i, s := range c.Seed {
 		if s.Entity == "" || s.File == "" {
@@ -178,6 +184,8 @@ type Server struct {
 	streams  chan struct{} // closed by CloseStreams
 	closeSt  sync.Once
 
+	ids      *requestIDs
+	models   modelMetrics
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	rows     *prometheus.CounterVec
@@ -191,10 +199,11 @@ type Server struct {
 // models. Any failure is returned, so that a bad start stops the process.
 // The caller closes the server.
 func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
-	s := &Server{cfg: cfg, log: opt.Logger, metrics: opt.Metrics, streams: make(chan struct{})}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
+	s := &Server{cfg: cfg, metrics: opt.Metrics, streams: make(chan struct{}), ids: newRequestIDs()}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
 	}
+	s.log = slog.New(idHandler{opt.Logger.Handler()})
 	if s.metrics == nil {
 		s.metrics = prometheus.NewRegistry()
 	}

@@ -52,6 +52,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerBuildInfo(metrics)
 
 	srv, err := serving.Open(ctx, cfg.server(), serving.Options{Logger: log, Metrics: metrics, Stdout: stdout})
 	if err != nil {
