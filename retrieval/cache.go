@@ -472,9 +472,10 @@ type ckey struct {
 // entry is the cached values of one key: n values, their type tags packed
 // eight to a word, then one word per value holding a scalar's bits or the
 // index of a string, vector or list in refs, then, when some value had an
-// upload stamp, the stamps (unix seconds) two to a word. A value of type
-// Invalid was absent (or unusable) in Redis; when all of them were, words
-// is nil.
+// upload stamp, the stamps (unix seconds): one word when every value has
+// the same (one upload wrote them all, the common case) and there are at
+// least 3 values, else two to a word. A value of type Invalid was absent
+// (or unusable) in Redis; when all of them were, words is nil.
 type entry struct {
 	words []uint64
 	refs  []features.Value
@@ -499,7 +500,8 @@ func newEntry(vals []features.Value, stamps []int64, pos []int16, ttl time.Durat
 	at := func(j int) *features.Value { return &vals[idx(j)] }
 	e := entry{ttl: ttl, n: int32(n)}
 	refs := 0
-	stamped := false
+	stamped, uniform := false, true
+	var first int64 = -1
 	for j := range n {
 		switch at(j).Type() {
 		case features.Float, features.Int, features.Bool, features.Invalid:
@@ -509,18 +511,32 @@ func newEntry(vals []features.Value, stamps []int64, pos []int16, ttl time.Durat
 		if at(j).Valid() && e.words == nil {
 			e.words = []uint64{} // not all absent
 		}
-		stamped = stamped || (stamps != nil && stamps[idx(j)] > 0)
+		if stamps != nil {
+			st := stamps[idx(j)]
+			stamped = stamped || st > 0
+			if first < 0 {
+				first = st
+			}
+			uniform = uniform && st == first
+		}
 	}
 	if e.words == nil {
 		return e // all absent: no words
 	}
 	tags := (n + 7) / 8
 	size := tags + n
-	if stamped {
+	uniform = uniform && n >= 3
+	switch {
+	case stamped && uniform:
+		size++
+	case stamped:
 		size += (n + 1) / 2
 	}
 	e.words = make([]uint64, size)
-	if stamped {
+	switch {
+	case stamped && uniform:
+		e.words[tags+n] = uint64(min(first, math.MaxUint32))
+	case stamped:
 		for j := range n {
 			st := uint64(min(max(stamps[idx(j)], 0), math.MaxUint32))
 			e.words[tags+n+j/2] |= st << (32 * (j % 2))
@@ -575,8 +591,11 @@ func (e *entry) value(j int) features.Value {
 // stamp returns the upload stamp of the entry's value j, 0 when unknown.
 func (e *entry) stamp(j int) int64 {
 	tags, n := int(e.n+7)/8, int(e.n)
-	if len(e.words) <= tags+n {
+	switch extra := len(e.words) - tags - n; {
+	case extra <= 0:
 		return 0
+	case extra == 1 && n >= 3:
+		return int64(uint32(e.words[tags+n])) // one stamp for all
 	}
 	return int64(uint32(e.words[tags+n+j/2] >> (32 * (j % 2))))
 }

@@ -692,6 +692,23 @@ func TestEntryRoundTrip(t *testing.T) {
 			t.Errorf("filled %d: reason %v, want %v", j, l.Reasons[j], want)
 		}
 	}
+	// One stamp for all: one word.
+	same := []int64{5, 5, 5, 5, 5, 5, 5, 5, 5, 5}
+	for _, pos := range [][]int16{nil, {1, 2}, {3, 4, 9}} {
+		e = newEntry(vals, same, pos, time.Minute)
+		n := len(pos)
+		if pos == nil {
+			n = len(vals)
+		}
+		for j := range n {
+			if got := e.stamp(j); got != 5 {
+				t.Errorf("one stamp for %d values: value %d has %d", n, j, got)
+			}
+		}
+		if want := (n+7)/8 + n + 1; n >= 3 && len(e.words) != want {
+			t.Errorf("one stamp for %d values: %d words, want %d", n, len(e.words), want)
+		}
+	}
 	// All absent: no words, and every value absent.
 	e = newEntry(make([]features.Value, 3), stamps, nil, time.Minute)
 	e.fill(&l, []int16{0, 1, 2})
@@ -710,18 +727,28 @@ func TestCacheByteBudget(t *testing.T) {
 	if testing.Short() {
 		t.Skip("measures memory")
 	}
+	floats := func(i int) []features.Value {
+		v := make([]features.Value, 15)
+		for k := range v {
+			v[k] = features.FloatValue(float64(i*k) / 7)
+		}
+		return v
+	}
+	oneUpload, uploads := make([]int64, 15), make([]int64, 15)
+	for k := range uploads {
+		oneUpload[k] = 1_700_000_000
+		uploads[k] = 1_700_000_000 + int64(k)
+	}
 	for _, tt := range []struct {
 		name   string
 		values func(i int) []features.Value
+		stamps []int64
 	}{
-		{"15 floats", func(i int) []features.Value {
-			v := make([]features.Value, 15)
-			for k := range v {
-				v[k] = features.FloatValue(float64(i*k) / 7)
-			}
-			return v
-		}},
-		{"absent", func(int) []features.Value { return make([]features.Value, 15) }},
+		{"15 floats", floats, nil},
+		// As uploads write them: the cache keeps their upload times.
+		{"15 floats of one upload", floats, oneUpload},
+		{"15 floats of 15 uploads", floats, uploads},
+		{"absent", func(int) []features.Value { return make([]features.Value, 15) }, nil},
 		{"4 strings and a vector", func(i int) []features.Value {
 			v := make([]features.Value, 5)
 			for k := range 4 {
@@ -729,7 +756,7 @@ func TestCacheByteBudget(t *testing.T) {
 			}
 			v[4] = features.VectorValue(make([]float32, 16))
 			return v
-		}},
+		}, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			const budget = 8 << 20
@@ -748,7 +775,7 @@ func TestCacheByteBudget(t *testing.T) {
 			for i := range n {
 				vals := tt.values(i)
 				k := ckey{key: "st_" + strconv.Itoa(1_000_000+i), set: 42}
-				e := newEntry(vals, nil, nil, time.Hour)
+				e := newEntry(vals, tt.stamps, nil, time.Hour)
 				if i == n/2 {
 					weight = uint64(weigh(k, e))
 				}
