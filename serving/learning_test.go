@@ -387,8 +387,17 @@ func TestFeatureLogReplay(t *testing.T) {
 		`{"queries": [{"id": "one", "model": "store_ranker", "context": {"consumer": "1", "store": "42"}},
 			{"id": "two", "model": "store_ranker", "context": {"consumer": "nobody", "store": "7"}, "features": {"hour_of_day": 23}}]}`,
 	}
-	for _, b := range bodies {
-		f.predict(t, b)
+	for k, b := range bodies {
+		req, _ := http.NewRequest("POST", f.http.URL+"/v1/predict", strings.NewReader(b))
+		req.Header.Set("X-Request-Id", fmt.Sprintf("replay-%d", k))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("body %d: %d", k, resp.StatusCode)
+		}
 	}
 	var lines [][]byte
 	eventually(t, "four logged queries", func() bool {
@@ -420,6 +429,9 @@ func TestFeatureLogReplay(t *testing.T) {
 			t.Fatalf("%s: %v", raw, err)
 		}
 		ids[meta.QueryID] = true
+		if !strings.HasPrefix(meta.RequestID, "replay-") {
+			t.Errorf("query %q logged with request id %q, want the request's X-Request-Id", meta.QueryID, meta.RequestID)
+		}
 		if meta.Model != "store_ranker" || meta.Version != "1" || time.Since(meta.Time) > time.Minute {
 			t.Errorf("line of %s@%s at %v", meta.Model, meta.Version, meta.Time)
 		}
