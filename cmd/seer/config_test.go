@@ -44,6 +44,11 @@ func TestConfigStrict(t *testing.T) {
 		{"bad gogc", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ngogc: -5\n", "gogc"},
 		{"negative delay", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nshutdown_delay: -1s\n", "shutdown_delay"},
 		{"bad cache mode", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\ncache: {mode: sometimes}\n", "cache: "},
+		{"unknown feature_log key", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nfeature_log: {path: f, rotate: 5}\n", "rotate"},
+		{"bad sample", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nfeature_log: {path: f, sample: 5}\n", "feature_log: bad feature_log config: sample: 5 is not between 0 and 1"},
+		{"bad shadows", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nshadows: {queue: 0}\n", "shadows: bad shadows config: queue"},
+		{"unknown guardrails key", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nguardrails: {rate: 0.5}\n", "rate"},
+		{"bad guardrail", "catalog: c.yaml\nmodels: m\nstores: {main: {mode: embedded}}\nguardrails: {features: {x: {default_rate: 2}}}\n", "guardrails: bad guardrails config: features.x: default_rate: 2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
