@@ -78,7 +78,9 @@ func TestFeatureLogStdout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	stdout := &lockedWriter{w: new(bytes.Buffer)}
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0"}, stdout, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--config", cfg, "--listen", "127.0.0.1:0"}, stdout, io.Discard)
+	}()
 	var url string
 	deadline := time.Now().Add(30 * time.Second)
 	for url == "" {
