@@ -1,9 +1,9 @@
 package models
 
 // Speed of seer's Forest against github.com/dmitryikh/leaves on the same
-// trees. Test-only converters turn a LightGBM text model into a Forest and
-// an XGBoost model into LightGBM text that leaves reads; both sides must
-// give identical predictions before their speed is compared.
+// trees: LightGBM models as Load reads them, and XGBoost models converted
+// by a test-only writer into LightGBM text that leaves reads; both sides
+// must give identical predictions before their speed is compared.
 
 import (
 	"bufio"
@@ -22,119 +22,6 @@ import (
 )
 
 const lgbmOracles = "lgbm-3.3.2_3ba5b7b"
-
-// forestFromLightGBM converts a LightGBM text model (numerical splits with
-// missing type None or NaN, categorical splits) into a Forest giving its
-// raw scores.
-func forestFromLightGBM(tb testing.TB, text string) *Forest {
-	tb.Helper()
-	sections := strings.Split(text, "\nTree=")
-	header := lgbParams(sections[0])
-	f := &Forest{Split: SplitLessEqual64}
-	f.Features = lgbAtoi(tb, header["max_feature_idx"]) + 1
-	f.Outputs = lgbAtoi(tb, header["num_tree_per_iteration"])
-	for i, sec := range sections[1:] {
-		if end := strings.Index(sec, "end of trees"); end >= 0 {
-			sec = sec[:end]
-		}
-		p := lgbParams(sec)
-		leafValues := lgbFloats(tb, p["leaf_value"])
-		nLeaves := lgbAtoi(tb, p["num_leaves"])
-		tr := Tree{Output: i % f.Outputs, Leaves: leafValues}
-		if nLeaves == 1 {
-			tr.Nodes = []Node{{Feature: -1}}
-			f.Trees = append(f.Trees, tr)
-			continue
-		}
-		nInternal := nLeaves - 1
-		feat := lgbFloats(tb, p["split_feature"])
-		thr := lgbFloats(tb, p["threshold"])
-		dt := lgbFloats(tb, p["decision_type"])
-		left := lgbFloats(tb, p["left_child"])
-		right := lgbFloats(tb, p["right_child"])
-		var catBounds, catWords []float64
-		if lgbAtoi(tb, p["num_cat"]) > 0 {
-			catBounds = lgbFloats(tb, p["cat_boundaries"])
-			catWords = lgbFloats(tb, p["cat_threshold"])
-		}
-		child := func(c float64) int32 {
-			if c >= 0 {
-				return int32(c)
-			}
-			return int32(nInternal) + ^int32(c)
-		}
-		tr.Nodes = make([]Node, nInternal+nLeaves)
-		for l := range nLeaves {
-			tr.Nodes[nInternal+l] = Node{Feature: -1, Left: int32(l)}
-		}
-		for n := range nInternal {
-			d := int(dt[n])
-			node := Node{Feature: int32(feat[n]), Left: child(left[n]), Right: child(right[n])}
-			missing := (d >> 2) & 3
-			if d&1 == 0 {
-				node.Threshold = thr[n]
-				switch missing {
-				case 0: // NaN counts as 0
-					node.DefaultLeft = 0 <= thr[n]
-				case 2:
-					node.DefaultLeft = d&2 != 0
-				default:
-					tb.Fatalf("tree %d node %d: missing type %d is not converted", i, n, missing)
-				}
-			} else {
-				// LightGBM sends listed categories left, the Forest right:
-				// swap the children. Negative codes, codes beyond the
-				// bitset and NaN (as leaves reads it) go LightGBM's right.
-				k := int(thr[n])
-				words := catWords[int(catBounds[k]):int(catBounds[k+1])]
-				node.Cats = make([]uint64, (len(words)+1)/2)
-				for w, v := range words {
-					node.Cats[w/2] |= uint64(v) << (32 * (w % 2))
-				}
-				node.Left, node.Right = node.Right, node.Left
-				node.DefaultLeft, node.UnknownLeft = true, true
-			}
-			tr.Nodes[n] = node
-		}
-		f.Trees = append(f.Trees, tr)
-	}
-	if err := f.Check(); err != nil {
-		tb.Fatal(err)
-	}
-	return f
-}
-
-func lgbParams(sec string) map[string]string {
-	p := map[string]string{}
-	for _, line := range strings.Split(sec, "\n") {
-		if k, v, ok := strings.Cut(strings.TrimSpace(line), "="); ok {
-			p[k] = v
-		}
-	}
-	return p
-}
-
-func lgbAtoi(tb testing.TB, s string) int {
-	tb.Helper()
-	v, err := strconv.Atoi(s)
-	if err != nil {
-		tb.Fatalf("lightgbm model: %v", err)
-	}
-	return v
-}
-
-func lgbFloats(tb testing.TB, s string) []float64 {
-	tb.Helper()
-	var out []float64
-	for _, f := range strings.Fields(s) {
-		v, err := strconv.ParseFloat(f, 64)
-		if err != nil {
-			tb.Fatalf("lightgbm model: %v", err)
-		}
-		out = append(out, v)
-	}
-	return out
-}
 
 // lightGBMFromForest writes a Forest loaded from XGBoost (float32 splits,
 // unweighted float64 sums) as a LightGBM text model. A numerical split
@@ -261,8 +148,12 @@ func lightGBMCase(tb testing.TB, name string) treesCase {
 	if err != nil {
 		tb.Fatal(err)
 	}
+	m, err := Load(FormatLightGBM, text, Options{Raw: true})
+	if err != nil {
+		tb.Fatal(err)
+	}
 	in := oracle.Read(tb, oracle.Path(tb, "lightgbm", lgbmOracles, name+".input.tsv"))
-	return treesCase{leaves: lv, forest: forestFromLightGBM(tb, string(text)), x: flatten(in), nrows: len(in.Rows)}
+	return treesCase{leaves: lv, forest: m.(*Forest), x: flatten(in), nrows: len(in.Rows)}
 }
 
 // xgboostCase loads an oracle XGBoost model as seer does (raw margins)
@@ -425,7 +316,7 @@ func benchTrees(b *testing.B, c treesCase) {
 
 // BenchmarkTreesLightGBM scores 200-row batches of a LightGBM model
 // (RegressionVisit: 71 trees, 2130 splits of which 388 categorical) with
-// leaves and with the Forest converted from the same text.
+// leaves and with the Forest Load reads from the same text.
 func BenchmarkTreesLightGBM(b *testing.B) {
 	benchTrees(b, lightGBMCase(b, "RegressionVisit"))
 }

@@ -1,101 +1,33 @@
 package models
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
-
-	"github.com/dmitryikh/leaves"
 )
 
-// LightGBM text models (versions v2 to v4) are evaluated by
-// github.com/dmitryikh/leaves, but only after loadLightGBM has parsed and
-// checked the whole file itself. leaves trusts what it reads: it allocates
-// from num_leaves and indexes with child, feature and category numbers
-// without checking them, so a corrupt file could exhaust memory, crash the
-// process or make Predict loop forever. Once checked, the trees are rewritten
-// in the plain v3 layout leaves reads, keeping only what leaves uses (this
-// also drops the v4 parser section, the feature names and the parameters),
-// and leaves always scores raw margins: the objective's output transform is
-// applied here, the way LightGBM's own predictor applies it.
-
-var _ Model = (*lightGBM)(nil)
-
-type lightGBM struct {
-	ens        *leaves.Ensemble
-	features   int
-	outputs    int
-	iterations int // 0 scores every iteration
-	// catCols lists the columns read by categorical splits; Predict sends
-	// their missing and out-of-range values right the same way on every
-	// platform (see catRow).
-	catCols []int
-	// link turns one row's margins into outputs in place; nil keeps them.
-	link func(row []float64)
-}
-
-// NumFeatures returns max_feature_idx+1.
-func (m *lightGBM) NumFeatures() int { return m.features }
-
-// NumOutputs returns num_class (1 for binary and regression models).
-func (m *lightGBM) NumOutputs() int { return m.outputs }
-
-// Predict scores nrows rows of x into dst, on the calling goroutine.
-func (m *lightGBM) Predict(dst, x []float64, nrows int) error {
-	nf, no := m.features, m.outputs
-	if nrows < 0 || nrows > len(x)/nf || nrows > len(dst)/no {
-		return fmt.Errorf("predict: %d inputs and %d outputs for %d rows of %d features and %d outputs",
-			len(x), len(dst), nrows, nf, no)
-	}
-	var scratch []float64
-	for r := range nrows {
-		row := x[r*nf : (r+1)*nf]
-		if m.catCols != nil {
-			row = m.catRow(row, &scratch)
-		}
-		out := dst[r*no : (r+1)*no]
-		if err := m.ens.Predict(row, m.iterations, out); err != nil {
-			return fmt.Errorf("predict: %w", err)
-		}
-		if m.link != nil {
-			m.link(out)
-		}
-	}
-	return nil
-}
-
-// catRow returns row, or a copy of it in *scratch with -1 in every
-// categorical column whose value LightGBM sends right without looking at
-// the category: NaN, values whose integer part is negative, and values
-// too large for an int32. leaves converts those with int32(x), whose result
-// Go leaves to the platform (amd64 and arm64 differ for NaN), so they are
-// replaced by a value every platform converts alike.
-func (m *lightGBM) catRow(row []float64, scratch *[]float64) []float64 {
-	fixed := false
-	for _, c := range m.catCols {
-		v := row[c]
-		if v > -1 && v < math.MaxInt32+1 {
-			continue
-		}
-		if !fixed {
-			if *scratch == nil {
-				*scratch = make([]float64, len(row))
-			}
-			copy(*scratch, row)
-			fixed = true
-		}
-		(*scratch)[c] = -1
-	}
-	if fixed {
-		return *scratch
-	}
-	return row
-}
+// LightGBM text models (versions v2 to v4) are parsed and checked here,
+// then scored by seer's Forest, which reproduces LightGBM's own predictor:
+// float64 comparisons x <= threshold, its three ways with missing values
+// (none: NaN counts as 0; zero: NaN and values within ±1e-35 take the
+// default child; NaN: NaN takes the default child), categorical splits
+// whose listed codes go left (NaN, negative codes and codes beyond the
+// bitset go right, -0.5 is code 0), sums in float64 in tree order, random
+// forests averaged, then the objective's output transform.
+//
+// github.com/dmitryikh/leaves stays as an independent second evaluator
+// (Reference): validation scores golden and probe rows with both and
+// refuses a version they disagree on. leaves trusts what it reads: it
+// allocates from num_leaves and indexes with child, feature and category
+// numbers without checking them, so a corrupt file could exhaust memory,
+// crash the process or make Predict loop forever. It only ever sees a
+// file this loader has checked and written again in the plain v3 layout
+// leaves reads, keeping only what leaves uses (which also drops the v4
+// parser section, the feature names and the parameters); it scores raw
+// margins and the objective's transform is applied here.
 
 func lgbError(format string, args ...any) error {
 	return fmt.Errorf("load lightgbm: %w: %s", ErrArtifact, fmt.Sprintf(format, args...))
@@ -108,16 +40,56 @@ type lgbHeader struct {
 	maxFeature    int
 	objective     string
 	averageOutput bool
-	treeSizes     int // number of tree_sizes values; -1 when absent
+	treeSizes     int      // number of tree_sizes values; -1 when absent
+	names         []string // feature_names
 }
 
-// loadLightGBM reads a LightGBM text model.
+// lgbTree is one checked tree: its splits (num_leaves-1 of each) and
+// leaves.
+type lgbTree struct {
+	leafValue   []float64
+	feature     []int32
+	threshold   []float64
+	decision    []uint8
+	left, right []int32 // a child < 0 is the leaf ^child
+	catBounds   []uint32
+	catBits     []uint32
+}
+
+// lgbModel is a parsed and checked LightGBM text model.
+type lgbModel struct {
+	h     lgbHeader
+	trees []lgbTree
+	// iterations is the number of iterations to score.
+	iterations int
+	link       func(row []float64)
+}
+
+// Decision type bits of a LightGBM split.
+const (
+	lgbCategorical = 1
+	lgbDefaultLeft = 2
+	// (decision_type >> 2) & 3 is the missing type.
+	lgbMissingNone = 0
+	lgbMissingZero = 1
+	lgbMissingNaN  = 2
+)
+
+// loadLightGBM reads a LightGBM text model into a Forest.
 func loadLightGBM(data []byte, opt Options) (Model, error) {
+	lm, err := parseLightGBM(data, opt)
+	if err != nil {
+		return nil, err
+	}
+	return lm.forest()
+}
+
+// parseLightGBM parses and checks a LightGBM text model.
+func parseLightGBM(data []byte, opt Options) (*lgbModel, error) {
 	// The text is read in place, not copied: a copy would double what an
 	// artifact costs while it loads. Load's caller leaves data alone while
-	// the loader runs, and nothing kept after loading points into it (the
-	// trees leaves reads are written anew, and names and values are parsed
-	// or copied into messages).
+	// the loader runs, and nothing kept after loading points into it (names
+	// are copied, values parsed).
 	text := unsafe.String(unsafe.SliceData(data), len(data))
 	first, rest := lgbLine(text)
 	if first != "tree" || !strings.HasPrefix(rest, "version=") {
@@ -136,23 +108,20 @@ func loadLightGBM(data []byte, opt Options) (Model, error) {
 	if len(opt.Inputs) > 0 && len(opt.Inputs) != features {
 		return nil, lgbError("the manifest lists %d inputs but the model reads %d features", len(opt.Inputs), features)
 	}
-	var link func([]float64)
+	lm := &lgbModel{h: h}
 	if !opt.Raw {
-		if link, err = lgbLink(h.objective, h.numClass); err != nil {
+		if lm.link, err = lgbLink(h.objective, h.numClass); err != nil {
 			return nil, err
 		}
 	}
-
-	// Check every tree, then write them again in the layout leaves reads.
+	// Check every tree, then parse them again into the trees kept.
 	// Checking the whole file first means that a broken one (truncated,
 	// junk after a valid beginning) is refused while the loader holds only
 	// one tree beside the file's bytes.
-	cats := make(map[int]bool)
-	sizes, err := lgbTrees(rest, features, nil, cats)
+	n, err := lgbTrees(rest, features, nil)
 	if err != nil {
 		return nil, err
 	}
-	n := len(sizes)
 	switch {
 	case n == 0:
 		return nil, lgbError("no trees")
@@ -161,91 +130,167 @@ func loadLightGBM(data []byte, opt Options) (Model, error) {
 	case n%h.numClass != 0:
 		return nil, lgbError("%d trees is not a multiple of num_class %d", n, h.numClass)
 	}
-	var trees strings.Builder
-	if sizes, err = lgbTrees(rest, features, &trees, cats); err != nil {
+	lm.trees = make([]lgbTree, 0, n)
+	if _, err := lgbTrees(rest, features, &lm.trees); err != nil {
 		return nil, err
 	}
-	iterations := n / h.numClass
-	if opt.Iterations < 0 || opt.Iterations > iterations {
-		return nil, lgbError("iterations %d: the model has %d", opt.Iterations, iterations)
+	lm.iterations = n / h.numClass
+	if opt.Iterations < 0 || opt.Iterations > lm.iterations {
+		return nil, lgbError("iterations %d: the model has %d", opt.Iterations, lm.iterations)
 	}
-
-	var head strings.Builder
-	fmt.Fprintf(&head, "tree\nversion=v3\nnum_class=%d\nnum_tree_per_iteration=%d\nlabel_index=0\nmax_feature_idx=%d\n",
-		h.numClass, h.numClass, h.maxFeature)
-	if h.averageOutput {
-		head.WriteString("average_output\n")
+	if opt.Iterations > 0 {
+		lm.iterations = opt.Iterations
 	}
-	head.WriteString("tree_sizes=")
-	for i, s := range sizes {
-		if i > 0 {
-			head.WriteByte(' ')
-		}
-		head.WriteString(strconv.Itoa(s))
-	}
-	head.WriteString("\n\n")
-	r := bufio.NewReader(io.MultiReader(strings.NewReader(head.String()), strings.NewReader(trees.String())))
-	ens, err := leaves.LGEnsembleFromReader(r, false)
-	if err != nil {
-		return nil, lgbError("leaves: %v", err)
-	}
-	if ens.NEstimators() != iterations || ens.NRawOutputGroups() != h.numClass {
-		return nil, lgbError("leaves read %d iterations of %d outputs, want %d of %d",
-			ens.NEstimators(), ens.NRawOutputGroups(), iterations, h.numClass)
-	}
-	m := &lightGBM{
-		ens:        ens,
-		features:   features,
-		outputs:    h.numClass,
-		iterations: opt.Iterations,
-		link:       link,
-	}
-	for c := range features {
-		if cats[c] {
-			m.catCols = append(m.catCols, c)
-		}
-	}
-	return m, nil
+	return lm, nil
 }
 
-// lgbTrees checks the trees at the start of text, writing each in the
-// layout leaves reads to w unless w is nil, and returns the size of each
-// tree as written (0 when w is nil).
-func lgbTrees(text string, features int, w *strings.Builder, cats map[int]bool) ([]int, error) {
+// forest converts the model's first iterations into a Forest.
+func (lm *lgbModel) forest() (*Forest, error) {
+	k := lm.h.numClass
+	f := &Forest{
+		Features:        lm.h.maxFeature + 1,
+		Outputs:         k,
+		Split:           SplitLessEqual64,
+		TruncCategories: true,
+		Link:            lm.link,
+		Trees:           make([]Tree, lm.iterations*k),
+	}
+	for i := range f.Trees {
+		t, err := lm.trees[i].forestTree(i)
+		if err != nil {
+			return nil, err
+		}
+		t.Output = i % k
+		f.Trees[i] = t
+	}
+	if lm.h.averageOutput {
+		// LightGBM divides the sum by the number of iterations scored,
+		// raw scores included, before the output transform.
+		n, link := float64(lm.iterations), lm.link
+		f.Link = func(row []float64) {
+			for i := range row {
+				row[i] /= n
+			}
+			if link != nil {
+				link(row)
+			}
+		}
+	}
+	if err := f.Check(); err != nil {
+		return nil, fmt.Errorf("load lightgbm: %w", err)
+	}
+	return f, nil
+}
+
+// forestTree converts tree i: splits are nodes 0..n-1, leaves follow.
+// LightGBM sends a categorical split's listed codes left and a Forest
+// sends them right, so those children swap.
+func (t *lgbTree) forestTree(i int) (Tree, error) {
+	n := len(t.feature)
+	tr := Tree{Nodes: make([]Node, n+len(t.leafValue)), Leaves: t.leafValue}
+	for l := range t.leafValue {
+		tr.Nodes[n+l] = Node{Feature: -1, Left: int32(l)}
+	}
+	child := func(c int32) int32 {
+		if c < 0 {
+			return int32(n) + ^c
+		}
+		return c
+	}
+	for j := range n {
+		d := t.decision[j]
+		node := Node{Feature: t.feature[j], Left: child(t.left[j]), Right: child(t.right[j])}
+		if d&lgbCategorical != 0 {
+			k := int(t.threshold[j])
+			words := t.catBits[t.catBounds[k]:t.catBounds[k+1]]
+			if len(words) > maxCatCode/32 {
+				return Tree{}, lgbError("tree %d node %d: a category set beyond code %d", i, j, maxCatCode)
+			}
+			node.Cats = make([]uint64, (len(words)+1)/2)
+			for w, v := range words {
+				node.Cats[w/2] |= uint64(v) << (32 * (w % 2))
+			}
+			// What LightGBM sends right (unlisted, negative and too
+			// large codes, NaN) goes left here.
+			node.Left, node.Right = node.Right, node.Left
+			node.DefaultLeft, node.UnknownLeft = true, true
+			tr.Nodes[j] = node
+			continue
+		}
+		node.Threshold = t.threshold[j]
+		switch (d >> 2) & 3 {
+		case lgbMissingNone: // NaN is 0
+			node.DefaultLeft = 0 <= node.Threshold
+		case lgbMissingZero:
+			node.ZeroMissing = true
+			node.DefaultLeft = d&lgbDefaultLeft != 0
+		default:
+			node.DefaultLeft = d&lgbDefaultLeft != 0
+		}
+		tr.Nodes[j] = node
+	}
+	return tr, nil
+}
+
+// lgbTrees checks the trees at the start of text and returns how many
+// there are. When keep is not nil, it appends the parsed trees to *keep;
+// otherwise it keeps nothing, and also refuses a model that splits one
+// feature both as a number and as a category, which LightGBM never writes
+// (a feature is categorical or not) and leaves would misread.
+func lgbTrees(text string, features int, keep *[]lgbTree) (int, error) {
 	var sc lgbScratch
-	var sizes []int
+	var kinds []uint8 // per feature: bit 0 split as a number, bit 1 as a category
+	if keep == nil {
+		kinds = make([]uint8, features)
+	}
 	kv := make(map[string]string, 16)
-	for {
+	for i := 0; ; i++ {
 		var line string
 		for text != "" && line == "" {
 			line, text = lgbLine(text)
 		}
 		if !strings.HasPrefix(line, "Tree=") {
-			return sizes, nil // "end of trees", then sections leaves does not need
+			return i, nil // "end of trees", then sections the model does not need
 		}
-		i := len(sizes)
 		if line != "Tree="+strconv.Itoa(i) {
-			return nil, lgbError("found %.40q where Tree=%d was expected", line, i)
+			return 0, lgbError("found %.40q where Tree=%d was expected", line, i)
 		}
 		clear(kv)
 		var err error
 		if text, err = lgbBlock(text, kv, "tree "+strconv.Itoa(i), false); err != nil {
-			return nil, err
+			return 0, err
 		}
-		if w == nil {
-			if err := lgbCheckTree(i, kv, features, nil, cats, &sc); err != nil {
-				return nil, err
-			}
-			sizes = append(sizes, 0)
+		t, err := lgbCheckTree(i, kv, features, &sc)
+		if err != nil {
+			return 0, err
+		}
+		if keep != nil {
+			*keep = append(*keep, t.clone())
 			continue
 		}
-		start := w.Len()
-		fmt.Fprintf(w, "Tree=%d\n", i)
-		if err := lgbCheckTree(i, kv, features, w, cats, &sc); err != nil {
-			return nil, err
+		for j, d := range t.decision {
+			k := uint8(1)
+			if d&lgbCategorical != 0 {
+				k = 2
+			}
+			if kinds[t.feature[j]] |= k; kinds[t.feature[j]] == 3 {
+				return 0, lgbError("tree %d node %d: feature %d is split both as a number and as a category", i, j, t.feature[j])
+			}
 		}
-		w.WriteString("\n")
-		sizes = append(sizes, w.Len()-start)
+	}
+}
+
+// clone returns t with arrays of its own.
+func (t lgbTree) clone() lgbTree {
+	return lgbTree{
+		leafValue: slices.Clone(t.leafValue),
+		feature:   slices.Clone(t.feature),
+		threshold: slices.Clone(t.threshold),
+		decision:  slices.Clone(t.decision),
+		left:      slices.Clone(t.left),
+		right:     slices.Clone(t.right),
+		catBounds: slices.Clone(t.catBounds),
+		catBits:   slices.Clone(t.catBits),
 	}
 }
 
@@ -310,6 +355,9 @@ func lgbParseHeader(kv map[string]string, size int) (lgbHeader, error) {
 	if names := lgbCount(kv["feature_names"]); names != h.maxFeature+1 {
 		return h, lgbError("feature_names lists %d names, max_feature_idx %d wants %d", names, h.maxFeature, h.maxFeature+1)
 	}
+	for name := range strings.FieldsSeq(kv["feature_names"]) {
+		h.names = append(h.names, strings.Clone(name))
+	}
 	if s, ok := kv["tree_sizes"]; ok {
 		h.treeSizes = lgbCount(s)
 	}
@@ -363,143 +411,148 @@ func lgbFields(dst *[]string, s string) []string {
 // file's bytes are live, the garbage collector lets garbage grow to about
 // their size before it runs, which would double what a load costs.
 type lgbScratch struct {
-	fields       [8][]string
-	bounds, bits []uint32
-	children     []int32
-	stack        []int32
-	taken        []bool
+	fields [8][]string
+	tree   lgbTree // its arrays
+	stack  []int32
+	taken  []bool
 }
 
-// lgbCheckTree checks tree i (its key=value lines in kv) so that leaves can
-// neither allocate wildly, index out of range nor loop while reading or
-// scoring it, and writes the keys leaves reads to w. The numbers are parsed
-// with the same functions leaves uses. Columns read by categorical splits
-// are added to cats. When w is nil, the tree is only checked.
-func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder, cats map[int]bool, sc *lgbScratch) error {
+// lgbCheckTree parses and checks tree i (its key=value lines in kv) so
+// that neither seer's Forest nor leaves can allocate wildly, index out of
+// range or loop while reading or scoring it: counts match the values
+// present, features, children and category sets are in range, and every
+// node is reached from the root exactly once. The tree's arrays are sc's,
+// reused for the next tree.
+func lgbCheckTree(i int, kv map[string]string, features int, sc *lgbScratch) (lgbTree, error) {
+	var t lgbTree
 	_, leafConst := kv["leaf_const"]
 	_, leafCoeff := kv["leaf_coeff"]
 	if kv["is_linear"] == "1" || leafConst || leafCoeff {
-		return lgbError("tree %d is a linear tree (a model trained with linear_tree=true): "+
+		return t, lgbError("tree %d is a linear tree (a model trained with linear_tree=true): "+
 			"its leaves hold linear models, which this evaluator does not support; retrain with linear_tree=false", i)
 	}
 	where := "tree " + strconv.Itoa(i)
 	numLeaves, err := lgbInt(kv, "num_leaves", where)
 	if err != nil {
-		return err
+		return t, err
 	}
 	numCat, err := lgbInt(kv, "num_cat", where)
 	if err != nil {
-		return err
+		return t, err
 	}
 	if numCat < 0 {
-		return lgbError("%s: num_cat %d", where, numCat)
+		return t, lgbError("%s: num_cat %d", where, numCat)
 	}
 	// num_leaves must match the values actually present, which caps
 	// every allocation below by the size of the file.
 	leafValues := lgbFields(&sc.fields[5], kv["leaf_value"])
 	if numLeaves < 1 || numLeaves != len(leafValues) {
-		return lgbError("%s: num_leaves %d with %d leaf values", where, numLeaves, len(leafValues))
+		return t, lgbError("%s: num_leaves %d with %d leaf values", where, numLeaves, len(leafValues))
 	}
-	for _, s := range leafValues {
+	st := &sc.tree
+	t.leafValue = resize(&st.leafValue, numLeaves)
+	for k, s := range leafValues {
 		v, err := strconv.ParseFloat(s, 64)
 		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
-			return lgbError("%s: leaf value %.40q", where, s)
+			return t, lgbError("%s: leaf value %.40q", where, s)
 		}
+		t.leafValue[k] = v
 	}
 	if numLeaves == 1 {
-		if w != nil {
-			fmt.Fprintf(w, "num_leaves=1\nnum_cat=0\nleaf_value=%s\n", leafValues[0])
-		}
-		return nil
+		return t, nil
 	}
 	nodes := numLeaves - 1
 	var fields [5][]string
 	for k, key := range [...]string{"split_feature", "threshold", "decision_type", "left_child", "right_child"} {
 		if fields[k], err = lgbValues(kv, key, nodes, i, &sc.fields[k]); err != nil {
-			return err
+			return t, err
 		}
 	}
 	splitFeature, threshold, decisionType, leftChild, rightChild := fields[0], fields[1], fields[2], fields[3], fields[4]
 
-	var bounds, bits []uint32
-	var catBounds, catBits []string
 	if numCat > 0 {
-		if catBounds, err = lgbValues(kv, "cat_boundaries", numCat+1, i, &sc.fields[6]); err != nil {
-			return err
+		catBounds, err := lgbValues(kv, "cat_boundaries", numCat+1, i, &sc.fields[6])
+		if err != nil {
+			return t, err
 		}
-		bounds = slices.Grow(sc.bounds[:0], len(catBounds))[:len(catBounds)]
-		sc.bounds = bounds
+		t.catBounds = resize(&st.catBounds, len(catBounds))
 		for k, s := range catBounds {
 			v, err := strconv.ParseUint(s, 10, 32)
-			if err != nil || (k == 0 && v != 0) || (k > 0 && uint32(v) < bounds[k-1]) {
-				return lgbError("%s: cat_boundaries %.60q", where, kv["cat_boundaries"])
+			if err != nil || (k == 0 && v != 0) || (k > 0 && uint32(v) < t.catBounds[k-1]) {
+				return t, lgbError("%s: cat_boundaries %.60q", where, kv["cat_boundaries"])
 			}
-			bounds[k] = uint32(v)
+			t.catBounds[k] = uint32(v)
 		}
-		if catBits, err = lgbValues(kv, "cat_threshold", int(bounds[numCat]), i, &sc.fields[7]); err != nil {
-			return err
+		catBits, err := lgbValues(kv, "cat_threshold", int(t.catBounds[numCat]), i, &sc.fields[7])
+		if err != nil {
+			return t, err
 		}
-		bits = slices.Grow(sc.bits[:0], len(catBits))[:len(catBits)]
-		sc.bits = bits
+		t.catBits = resize(&st.catBits, len(catBits))
 		for k, s := range catBits {
 			v, err := strconv.ParseUint(s, 10, 32)
 			if err != nil {
-				return lgbError("%s: cat_threshold %.40q", where, s)
+				return t, lgbError("%s: cat_threshold %.40q", where, s)
 			}
-			bits[k] = uint32(v)
+			t.catBits[k] = uint32(v)
 		}
 	}
 
 	// Each node other than the root and each leaf must be the child of
 	// exactly one node.
-	children := slices.Grow(sc.children[:0], 2*nodes)[:2*nodes] // every element is set below
-	taken := slices.Grow(sc.taken[:0], nodes+numLeaves)[:nodes+numLeaves]
+	t.feature = resize(&st.feature, nodes)
+	t.threshold = resize(&st.threshold, nodes)
+	t.decision = resize(&st.decision, nodes)
+	t.left = resize(&st.left, nodes)
+	t.right = resize(&st.right, nodes)
+	taken := resize(&sc.taken, nodes+numLeaves)
 	clear(taken)
-	sc.children, sc.taken = children, taken
 	for n := range nodes {
 		f, err := strconv.ParseUint(splitFeature[n], 10, 32)
 		if err != nil || f >= uint64(features) {
-			return lgbError("%s node %d: split_feature %.40q (the model has %d features)", where, n, splitFeature[n], features)
+			return t, lgbError("%s node %d: split_feature %.40q (the model has %d features)", where, n, splitFeature[n], features)
 		}
-		t, err := strconv.ParseFloat(threshold[n], 64)
-		if err != nil || math.IsNaN(t) {
-			return lgbError("%s node %d: threshold %.40q", where, n, threshold[n])
+		th, err := strconv.ParseFloat(threshold[n], 64)
+		if err != nil || math.IsNaN(th) {
+			return t, lgbError("%s node %d: threshold %.40q", where, n, threshold[n])
 		}
 		d, err := strconv.ParseUint(decisionType[n], 10, 32)
 		if err != nil || d > 15 || (d>>2)&3 == 3 {
-			return lgbError("%s node %d: decision_type %.40q", where, n, decisionType[n])
+			return t, lgbError("%s node %d: decision_type %.40q", where, n, decisionType[n])
 		}
-		if d&1 != 0 {
-			if t != math.Trunc(t) || t < 0 || t >= float64(numCat) {
-				return lgbError("%s node %d: category set %.40q of %d", where, n, threshold[n], numCat)
+		if d&lgbCategorical != 0 {
+			if th != math.Trunc(th) || th < 0 || th >= float64(numCat) {
+				return t, lgbError("%s node %d: category set %.40q of %d", where, n, threshold[n], numCat)
 			}
-			set := bits[bounds[int(t)]:bounds[int(t)+1]]
 			empty := true
-			for _, b := range set {
+			for _, b := range t.catBits[t.catBounds[int(th)]:t.catBounds[int(th)+1]] {
 				empty = empty && b == 0
 			}
 			if empty {
-				return lgbError("%s node %d: empty category set", where, n)
+				return t, lgbError("%s node %d: empty category set", where, n)
 			}
-			cats[int(f)] = true
 		}
+		t.feature[n], t.threshold[n], t.decision[n] = int32(f), th, uint8(d)
 		for k, s := range [2]string{leftChild[n], rightChild[n]} {
 			c, err := strconv.ParseInt(s, 10, 32)
 			if err != nil {
-				return lgbError("%s node %d: child %.40q", where, n, s)
+				return t, lgbError("%s node %d: child %.40q", where, n, s)
 			}
 			slot := int(c)
 			if c < 0 {
 				slot = nodes + int(^c)
 			}
 			if c == 0 || c >= int64(nodes) || slot >= len(taken) {
-				return lgbError("%s node %d: child %d out of range", where, n, c)
+				return t, lgbError("%s node %d: child %d out of range", where, n, c)
 			}
 			if taken[slot] {
-				return lgbError("%s node %d: child %d has two parents", where, n, c)
+				return t, lgbError("%s node %d: child %d has two parents", where, n, c)
 			}
 			taken[slot] = true
-			children[2*n+k] = int32(c)
+			if k == 0 {
+				t.left[n] = int32(c)
+			} else {
+				t.right[n] = int32(c)
+			}
 		}
 	}
 	// With one parent each, the nodes reachable from the root form a tree;
@@ -511,47 +564,23 @@ func lgbCheckTree(i int, kv map[string]string, features int, w *strings.Builder,
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		seen++
-		for _, c := range children[2*n : 2*n+2] {
+		for _, c := range [2]int32{t.left[n], t.right[n]} {
 			if c > 0 {
 				stack = append(stack, c)
 			}
 		}
 	}
 	if seen != nodes {
-		return lgbError("%s: %d of %d nodes are reachable from the root", where, seen, nodes)
+		return t, lgbError("%s: %d of %d nodes are reachable from the root", where, seen, nodes)
 	}
-	if w == nil {
-		return nil
-	}
+	return t, nil
+}
 
-	fmt.Fprintf(w, "num_leaves=%d\nnum_cat=%d\n", numLeaves, numCat)
-	for _, kf := range [...]struct {
-		key    string
-		values []string
-	}{
-		{"split_feature", splitFeature},
-		{"threshold", threshold},
-		{"decision_type", decisionType},
-		{"left_child", leftChild},
-		{"right_child", rightChild},
-		{"leaf_value", leafValues},
-		{"cat_boundaries", catBounds},
-		{"cat_threshold", catBits},
-	} {
-		if kf.values == nil {
-			continue
-		}
-		w.WriteString(kf.key)
-		w.WriteByte('=')
-		for k, v := range kf.values {
-			if k > 0 {
-				w.WriteByte(' ')
-			}
-			w.WriteString(v)
-		}
-		w.WriteByte('\n')
-	}
-	return nil
+// resize returns *s resized to n, keeping its array in *s for the next
+// call when it is large enough; the values are not cleared.
+func resize[T any](s *[]T, n int) []T {
+	*s = slices.Grow((*s)[:0], n)[:n]
+	return *s
 }
 
 // lgbLink returns the output transform LightGBM applies to a model's raw

@@ -125,7 +125,7 @@ func compareScores(t *testing.T, got []float64, want *oracle.Table, tol float64)
 // and compares with the predictions LightGBM itself made. Linear-tree models
 // must be refused.
 func TestLightGBMOracles(t *testing.T) {
-	const tol = 1e-9
+	const tol = 1e-12
 	for _, rel := range lgbReleaseDirs(t) {
 		t.Run(rel, func(t *testing.T) {
 			passed, refused, worst := 0, 0, 0.0
@@ -158,6 +158,12 @@ func TestLightGBMOracles(t *testing.T) {
 				}
 				t.Run(name, func(t *testing.T) {
 					worst = max(worst, compareScores(t, got, want, tol))
+					// leaves, the second evaluation, agrees on the oracle's
+					// rows and on probe rows.
+					n, err := Verify(FormatLightGBM, data, Options{Iterations: c.NIter}, m, rowsOf(in), len(in.Rows))
+					if err != nil || n != len(in.Rows)+ProbeCount {
+						t.Errorf("verify: %d rows, %v", n, err)
+					}
 				})
 				passed++
 			}
@@ -284,6 +290,42 @@ func TestLightGBMTiny(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLightGBMVerify checks that Verify catches a model that scores
+// otherwise than its artifact: here the model is loaded from a file whose
+// threshold was edited, as an evaluator bug would misread it.
+func TestLightGBMVerify(t *testing.T) {
+	text := string(readFile(t, tinyLightGBM))
+	for _, c := range []struct{ name, old, new string }{
+		{"threshold", "threshold=0.5 0 10", "threshold=0.75 0 10"},
+		{"missing value", "decision_type=2 9 10", "decision_type=2 9 8"},
+		{"category", "cat_threshold=10", "cat_threshold=11"},
+		{"leaf", "leaf_value=0.01", "leaf_value=0.0100000001"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			edited := strings.Replace(text, c.old, c.new, 1)
+			if edited == text {
+				t.Fatalf("tiny model has no %q", c.old)
+			}
+			m := loadTiny(t, edited, Options{})
+			if _, err := Verify(FormatLightGBM, []byte(edited), Options{}, m, nil, 0); err != nil {
+				t.Fatalf("the edited model against itself: %v", err)
+			}
+			_, err := Verify(FormatLightGBM, []byte(text), Options{}, m, tinyX(), len(tinyRows))
+			if !errors.Is(err, ErrDisagree) {
+				t.Fatalf("got %v, want an error wrapping ErrDisagree", err)
+			}
+			t.Log(err)
+		})
+	}
+	m := loadTiny(t, text, Options{})
+	if _, err := Verify(FormatLightGBM, []byte("tree\nversion=v9\n"), Options{}, m, nil, 0); !errors.Is(err, ErrArtifact) {
+		t.Errorf("an unreadable reference: got %v, want an error wrapping ErrArtifact", err)
+	}
+	if n, err := Verify(FormatXGBoost, nil, Options{}, m, nil, 0); n != 0 || err != nil {
+		t.Errorf("a format without a reference evaluator: %d rows, %v", n, err)
 	}
 }
 
@@ -636,7 +678,8 @@ func FuzzLoadLightGBM(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte, raw bool, iterations uint8) {
-		m, err := Load(FormatLightGBM, data, Options{Raw: raw, Iterations: int(iterations % 4)})
+		opt := Options{Raw: raw, Iterations: int(iterations % 4)}
+		m, err := Load(FormatLightGBM, data, opt)
 		if err != nil {
 			if !errors.Is(err, ErrArtifact) {
 				t.Fatalf("error %v does not wrap ErrArtifact", err)
@@ -657,6 +700,10 @@ func FuzzLoadLightGBM(f *testing.F) {
 		dst := make([]float64, len(fuzzRows)*no)
 		if err := m.Predict(dst, x, len(fuzzRows)); err != nil {
 			t.Fatalf("predict: %v", err)
+		}
+		// leaves reads every model the loader accepts and scores it alike.
+		if _, err := Verify(FormatLightGBM, data, opt, m, x, len(fuzzRows)); err != nil {
+			t.Fatalf("verify: %v", err)
 		}
 	})
 }

@@ -1,7 +1,9 @@
 // Package models holds seer's Model interface, the model manifest, and one
-// loader and evaluator per artifact format: LightGBM text (through leaves,
-// with guards), XGBoost JSON and UBJSON, scikit-learn through seer's JSON
-// export, linear models, and ONNX graphs (evaluated by models/onnx).
+// loader and evaluator per artifact format: LightGBM text, XGBoost JSON and
+// UBJSON and scikit-learn through seer's JSON export (the tree formats, all
+// scored by Forest), linear models, and ONNX graphs (evaluated by
+// models/onnx). LightGBM models also load into leaves, the independent
+// second evaluation validation compares Forest with (Verify).
 //
 // It imports features only; it must not import retrieval, registry or cmd.
 package models
