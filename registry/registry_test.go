@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/models"
 )
 
 const quickstart = "../configs/quickstart"
@@ -250,5 +251,58 @@ func TestCompareVersions(t *testing.T) {
 		if got := compareVersions(tt.a, tt.b); got != tt.want {
 			t.Errorf("compareVersions(%q, %q) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// TestLoadVersionSecondEvaluation loads LightGBM versions whose model is
+// also scored by leaves: the quickstart's agrees on its golden rows and
+// the probe rows; one where the two evaluators part ways is refused.
+func TestLoadVersionSecondEvaluation(t *testing.T) {
+	v, err := LoadVersion(writeVersion(t, t.TempDir(), "1", nil), catalog(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 2 + models.ProbeCount; v.Verified != want {
+		t.Errorf("verified %d rows, want %d", v.Verified, want)
+	}
+
+	// LightGBM counts inputs within ±1e-35 as float32 (1.0000000180025095e-35)
+	// as missing in a split with zero as missing, and leaves within ±1e-35:
+	// on 1.000000001e-35, the first split of this model goes its default
+	// way (left) for seer and LightGBM, right for leaves.
+	tiny, err := os.ReadFile("../models/testdata/lightgbm/tiny.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := strings.Replace(string(tiny), "threshold=0.5 0 10", "threshold=-1 0 10", 1)
+	model = strings.Replace(model, "decision_type=2 9 10", "decision_type=6 9 10", 1)
+	dir := filepath.Join(t.TempDir(), "tiny", "1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	manifest := `name: tiny
+version: "1"
+format: lightgbm
+artifact: model.txt
+inputs:
+  - {name: amount, source: request, type: float}
+  - {name: category, source: request, type: float}
+  - {name: score, source: request, type: float}
+golden:
+  - inputs: {amount: 1.000000001e-35, category: 3, score: 1}
+    scores: [0.53991488455556569] # sigmoid(0.1 + 0.05 + 0.01)
+`
+	for name, text := range map[string]string{"model.txt": model, ManifestFile: manifest} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err = LoadVersion(dir, catalog(t))
+	if !errors.Is(err, ErrInvalid) {
+		t.Fatalf("got %v, want a problem wrapping ErrInvalid", err)
+	}
+	lines := ProblemLines(err)
+	if len(lines) != 1 || !strings.Contains(lines[0], "second evaluation: evaluators disagree: row 1, output 0") {
+		t.Errorf("problems %q, want one naming the second evaluation and the golden row", lines)
 	}
 }

@@ -25,6 +25,10 @@ type Version struct {
 	Manifest *models.Manifest
 	Model    models.Model
 	Plan     *features.Plan
+	// Verified is the number of rows (golden and probe rows) on which the
+	// artifact's reference evaluator agreed with Model; 0 when its format
+	// has none (see models.Verify).
+	Verified int
 	LoadedAt time.Time
 	// stamp identifies the files the version was loaded from, so that a
 	// poll can tell whether they changed.
@@ -48,8 +52,10 @@ func (p Problems) Unwrap() []error { return p }
 // LoadVersion loads and validates the model version in dir against the
 // catalog: the manifest parses, names the directory's model and version,
 // every input resolves, the artifact parses and has as many columns as the
-// manifest has inputs, and the golden rows reproduce. On failure the error
-// is Problems, listing everything found.
+// manifest has inputs, the golden rows reproduce, and where the format has
+// a second, independent evaluator (LightGBM: leaves) it agrees with the
+// model on the golden rows and on probe rows. On failure the error is
+// Problems, listing everything found.
 //
 // The models root is taken to be dir's grandparent (<root>/<model>/<version>):
 // the files are read as the registry reads them (see fileReader).
@@ -104,10 +110,22 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 	if len(probs) > 0 {
 		return nil, probs
 	}
+	var golden []float64 // the golden rows that assemble, for the second evaluation
+	ngolden := 0
 	for i, g := range m.Golden {
-		if err := checkGolden(v, g); err != nil {
+		row, err := goldenRow(v.Plan, g)
+		if err == nil {
+			golden = append(golden, row...)
+			ngolden++
+			err = checkGolden(v, row, g)
+		}
+		if err != nil {
 			probs = append(probs, fmt.Errorf("%w: golden row %d: %v", ErrInvalid, i+1, err))
 		}
+	}
+	v.Verified, err = models.Verify(m.Format, art, m.Options(), v.Model, golden, ngolden)
+	if err != nil {
+		probs = append(probs, fmt.Errorf("%w: second evaluation: %v", ErrInvalid, err))
 	}
 	if len(probs) > 0 {
 		return nil, probs
@@ -139,9 +157,9 @@ func artifact(fr *fileReader, dir string, m *models.Manifest) ([]byte, error) {
 	return b, nil
 }
 
-// checkGolden scores one golden row and compares it with its scores.
-func checkGolden(v *Version, g models.Golden) error {
-	p := v.Plan
+// goldenRow assembles the model inputs of a golden row; inputs it leaves
+// out take their defaults.
+func goldenRow(p *features.Plan, g models.Golden) ([]float64, error) {
 	row := make([]float64, len(p.Inputs))
 	for k, in := range p.Inputs {
 		x, ok := g.Inputs[in.Name]
@@ -151,15 +169,20 @@ func checkGolden(v *Version, g models.Golden) error {
 		}
 		val, err := features.Coerce(in.Type, x)
 		if err != nil {
-			return fmt.Errorf("input %s: %v", in.Name, err)
+			return nil, fmt.Errorf("input %s: %v", in.Name, err)
 		}
 		row[k] = in.Float(val)
 	}
 	for name := range g.Inputs {
 		if p.Input(name) < 0 {
-			return fmt.Errorf("input %s is not a model input", name)
+			return nil, fmt.Errorf("input %s is not a model input", name)
 		}
 	}
+	return row, nil
+}
+
+// checkGolden scores one golden row and compares it with its scores.
+func checkGolden(v *Version, row []float64, g models.Golden) error {
 	out := make([]float64, v.Model.NumOutputs())
 	if err := v.Model.Predict(out, row, 1); err != nil {
 		return err

@@ -6,12 +6,14 @@ import (
 	"io"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/models"
 	"github.com/seer-ml/seer/registry"
 	"github.com/seer-ml/seer/serving"
 )
 
 // runValidate checks one model version directory as the registry would load
-// it, and prints a one-line summary or every problem found.
+// it, and prints a one-line summary (and what the second evaluation
+// compared, for formats that have one) or every problem found.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("validate", stderr)
 	catalogPath := fs.String("catalog", "", "catalog file the model's features come from")
@@ -51,5 +53,9 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	m := v.Manifest
 	fmt.Fprintf(stdout, "ok: %s@%s (%s, %d inputs, %d outputs, %d golden rows)\n",
 		v.Name, v.Version, m.Format, len(m.Inputs), v.Model.NumOutputs(), len(m.Golden))
+	if v.Verified > 0 {
+		fmt.Fprintf(stdout, "second evaluation: %s agrees on the %d golden and %d probe rows\n",
+			models.ReferenceName(m.Format), v.Verified-models.ProbeCount, models.ProbeCount)
+	}
 	return nil
 }

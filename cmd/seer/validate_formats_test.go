@@ -103,7 +103,8 @@ func TestValidateFormats(t *testing.T) {
 		{"lgb_tiny", validateVersion{format: "lightgbm", artifact: "lightgbm/tiny.txt", columns: []string{"amount", "category", "score"},
 			// Worked out by hand in models.tinyRows: raw 0.1 + 0.05 + 0.01.
 			golden: []map[string]any{{"inputs": map[string]any{"amount": 0, "category": 3, "score": 1}, "scores": []float64{1 / (1 + math.Exp(-0.16))}}}},
-			"ok: lgb_tiny@1 (lightgbm, 3 inputs, 1 outputs, 1 golden rows)"},
+			"ok: lgb_tiny@1 (lightgbm, 3 inputs, 1 outputs, 1 golden rows)\n" +
+				"second evaluation: leaves (github.com/dmitryikh/leaves) agrees on the 1 golden and 256 probe rows"},
 		{"xgb_json", validateVersion{format: "xgboost", artifact: "xgboost/multi_softprob.json", columns: multiCols, golden: multiGolden},
 			"ok: xgb_json@1 (xgboost, 4 inputs, 3 outputs, 1 golden rows)"},
 		{"xgb_ubj", validateVersion{format: "xgboost", artifact: "xgboost/binary_logistic.ubj", columns: xgbCols, golden: xgbGolden},

@@ -16,7 +16,8 @@ func TestValidate(t *testing.T) {
 	if err := run(context.Background(), []string{"validate", "--catalog", catalog, good}, &out, &errb); err != nil {
 		t.Fatalf("validate: %v\n%s", err, errb.String())
 	}
-	if want := "ok: store_ranker@1 (lightgbm, 9 inputs, 1 outputs, 2 golden rows)\n"; out.String() != want {
+	if want := "ok: store_ranker@1 (lightgbm, 9 inputs, 1 outputs, 2 golden rows)\n" +
+		"second evaluation: leaves (github.com/dmitryikh/leaves) agrees on the 2 golden and 256 probe rows\n"; out.String() != want {
 		t.Errorf("got %q, want %q", out.String(), want)
 	}
 	out.Reset()
