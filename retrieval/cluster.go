@@ -19,11 +19,11 @@ import (
 // key's slot in a cluster. Keys of one query that hash to different slots
 // go to their own nodes; no command spans two keys.
 func (s *Store) route(ctx context.Context, j *job) error {
-	n := len(j.cmds)
+	n := len(j.keys)
 	if s.cluster == nil && len(s.nodes) == 1 {
 		nd := s.nodes[0]
 		j.one[0] = part{node: nd, client: nd.client, hi: int32(n)}
-		j.parts, j.pcmds, j.order = j.one[:], j.cmds, nil
+		j.parts, j.order = j.one[:], nil
 		return nil
 	}
 	which := make([]int32, n) // part of each command
@@ -48,7 +48,7 @@ func (s *Store) route(ctx context.Context, j *job) error {
 		p := slices.IndexFunc(j.parts, func(p part) bool { return p.client == c })
 		if p < 0 {
 			if nd == nil {
-				nd = s.clusterNode(c.Options().Addr)
+				nd = s.clusterNode(c)
 			}
 			j.parts = append(j.parts, part{node: nd, client: c})
 			p = len(j.parts) - 1
@@ -64,29 +64,29 @@ func (s *Store) route(ctx context.Context, j *job) error {
 		lo += count
 	}
 	j.order = make([]int32, n)
-	j.pcmds = make([]redis.Cmder, n)
 	for k, p := range which {
 		pt := &j.parts[p]
-		j.order[pt.hi], j.pcmds[pt.hi] = int32(k), j.cmds[k]
+		j.order[pt.hi] = int32(k)
 		pt.hi++
 	}
 	return nil
 }
 
-// redirect re-sends, through the cluster client, the commands that a node
-// answered with a redirection (MOVED after a slot moved, ASK while it
-// moves) or TRYAGAIN, and puts the final answers in their raw replies.
+// redirect re-sends, through the cluster client, the commands of part p
+// that a node answered with a redirection (MOVED after a slot moved, ASK
+// while it moves) or TRYAGAIN, and puts the final answers in the part's
+// raw replies.
 //
 // go-redis follows redirections only for commands whose reply it parses:
-// a RawCmd takes "-MOVED 3999 127.0.0.1:7001" as its value. So seer reads
-// raw, finds the few redirected replies itself, and lets the cluster
+// a raw command takes "-MOVED 3999 127.0.0.1:7001" as its value. So seer
+// reads raw, finds the few redirected replies itself, and lets the cluster
 // client, which reloads its slot map on MOVED and sends ASKING before an
 // ASK, deal with them as parsed commands.
-func (s *Store) redirect(ctx context.Context, cmds []redis.Cmder, m *storeMetrics) {
-	var redo []*redis.RawCmd
-	for _, cmd := range cmds {
-		if rc := cmd.(*redis.RawCmd); rc.Err() == nil && isRedirect(rc.Val()) {
-			redo = append(redo, rc)
+func (s *Store) redirect(ctx context.Context, j *job, p *part, m *storeMetrics) {
+	var redo []int32
+	for i := p.lo; i < p.hi; i++ {
+		if j.cmds[i].Err() == nil && isRedirect(p.replies.at(j.spans[i])) {
+			redo = append(redo, i)
 		}
 	}
 	if len(redo) == 0 {
@@ -94,27 +94,28 @@ func (s *Store) redirect(ctx context.Context, cmds []redis.Cmder, m *storeMetric
 	}
 	m.redirected.Add(float64(len(redo)))
 	parsed := make([]redis.Cmder, len(redo))
-	for i, rc := range redo {
-		parsed[i] = redis.NewCmd(ctx, rc.Args()...)
+	for k, i := range redo {
+		parsed[k] = redis.NewCmd(ctx, j.cmds[i].Args()...)
 	}
 	pipe := s.cluster.Pipeline()
 	_ = pipe.BatchProcess(ctx, parsed...)
 	_, _ = pipe.Exec(ctx)
-	for i, rc := range redo {
-		val, err := parsed[i].(*redis.Cmd).Result()
+	for k, i := range redo {
+		val, err := parsed[k].(*redis.Cmd).Result()
 		var rerr redis.Error
+		off := len(p.replies.b)
 		switch {
 		case err == nil:
-			raw, ok := appendArrayReply(nil, val)
-			if !ok {
-				raw = []byte("-ERR seer: unexpected reply to a redirected HMGET\r\n")
+			var ok bool
+			if p.replies.b, ok = appendArrayReply(p.replies.b, val); !ok {
+				p.replies.b = append(p.replies.b[:off], "-ERR seer: unexpected reply to a redirected HMGET\r\n"...)
 			}
-			rc.SetVal(raw)
 		case errors.As(err, &rerr):
-			rc.SetVal(append(append([]byte{'-'}, err.Error()...), '\r', '\n'))
+			p.replies.b = append(append(append(p.replies.b, '-'), err.Error()...), '\r', '\n')
 		default:
-			rc.SetErr(err)
+			j.cmds[i].SetErr(err)
 		}
+		j.spans[i] = span{int32(off), int32(len(p.replies.b) - off)}
 	}
 }
 
@@ -171,7 +172,7 @@ func (s *Store) clusterHealth(ctx context.Context) []NodeHealth {
 	check := func(role string) func(context.Context, *redis.Client) error {
 		return func(_ context.Context, c *redis.Client) error {
 			h := NodeHealth{Addr: c.Options().Addr, Role: role}
-			h.check(ctx, s.clusterNode(h.Addr), c)
+			h.check(ctx, s.clusterNode(c), c)
 			mu.Lock()
 			nodes = append(nodes, h)
 			mu.Unlock()

@@ -30,6 +30,7 @@ type Retriever struct {
 	metrics []*storeMetrics // aligned with stores
 	upload  *prometheus.CounterVec
 	cache   *Cache
+	replies sync.Pool // *[]byte: the memory of parts' replies
 }
 
 // New returns a Retriever over stores, which it does not own: the caller
@@ -63,16 +64,17 @@ type job struct {
 	lookups []int32 // indices into the Fetch's lookups
 	keys    []string
 	args    []any
-	cmds    []redis.Cmder
+	argEnd  []int32 // the HMGET of lookup k is args[argEnd[k-1]:argEnd[k]]
 	start   time.Time
 
-	// parts split the job by node. Part p sends pcmds[lo:hi], the commands
-	// of lookups order[lo:hi] (positions in lookups, keys and cmds); for a
-	// standalone store there is one part, pcmds is cmds and order is nil.
+	// parts split the job by node. Part p sends cmds[lo:hi], the HMGETs
+	// of lookups order[lo:hi] (positions in lookups and keys); order is
+	// nil when one node serves them all in order.
 	parts []part
 	one   [1]part
-	pcmds []redis.Cmder
 	order []int32
+	cmds  []redis.Cmder
+	spans []span // where the reply of cmds[i] is in its part's replies
 
 	mu        sync.Mutex
 	abandoned bool // Fetch returned without this job
@@ -88,6 +90,18 @@ type part struct {
 	probe   bool  // the probe of the node's half-open breaker
 	skipped bool  // the node's breaker is open: nothing was sent
 	err     error // why the node failed, nil when it answered
+	replies replyBuf
+}
+
+// span is where one raw reply lies in a replyBuf.
+type span struct{ off, n int32 }
+
+// at returns the position in lookups of the i-th command.
+func (j *job) at(i int32) int32 {
+	if j.order == nil {
+		return i
+	}
+	return j.order[i]
 }
 
 // Fetch fills each lookup's Values and Origins from the cache
@@ -162,7 +176,7 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 			j.failed, j.finished = true, true // out of time, or closed
 			continue
 		}
-		j.build(ctx, lookups)
+		j.build(lookups)
 		waiting++
 		j.start = time.Now()
 		go func() {
@@ -180,7 +194,7 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 				j.mu.Lock()
 				if !j.finished {
 					j.abandoned, j.failed = true, true
-					r.metrics[j.store].observe(resultTimeout, time.Since(j.start))
+					r.metrics[j.store].observe(failResult(ctx.Err()), time.Since(j.start))
 				}
 				j.mu.Unlock()
 			}
@@ -201,28 +215,47 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 	return degraded
 }
 
-// build makes the job's HMGET commands. Keys are copied, so that a command
-// still queued after Fetch gave up never reads the caller's lookups; fields
-// are pointers to the specs' immutable Field strings, which go-redis writes
-// without boxing a copy. Replies are read raw and parsed here, without an
-// allocation per value.
-func (j *job) build(ctx context.Context, lookups []features.Lookup) {
+// build makes the arguments of the job's HMGETs. Keys are copied, so that
+// a command still queued after Fetch gave up never reads the caller's
+// lookups; fields are pointers to the specs' immutable Field strings,
+// which go-redis writes without boxing a copy.
+func (j *job) build(lookups []features.Lookup) {
 	n := 0
 	for _, li := range j.lookups {
 		n += 2 + len(lookups[li].Specs)
 	}
 	j.keys = make([]string, len(j.lookups))
 	j.args = make([]any, 0, n)
-	j.cmds = make([]redis.Cmder, len(j.lookups))
+	j.argEnd = make([]int32, len(j.lookups))
 	for k, li := range j.lookups {
 		l := &lookups[li]
 		j.keys[k] = l.Key
-		start := len(j.args)
 		j.args = append(j.args, "hmget", &j.keys[k])
 		for _, s := range l.Specs {
 			j.args = append(j.args, &s.Field)
 		}
-		j.cmds[k] = redis.NewRawCmd(ctx, j.args[start:len(j.args):len(j.args)]...)
+		j.argEnd[k] = int32(len(j.args))
+	}
+}
+
+// commands makes the job's HMGETs once its parts are known: each streams
+// its raw reply into its part's replies, which are parsed here without an
+// allocation per value. Such commands are never retried by go-redis (the
+// reply could be half written): runPart retries them.
+func (j *job) commands(ctx context.Context) {
+	j.cmds = make([]redis.Cmder, len(j.lookups))
+	j.spans = make([]span, len(j.lookups))
+	for p := range j.parts {
+		pt := &j.parts[p]
+		for i := pt.lo; i < pt.hi; i++ {
+			k := j.at(i)
+			var lo int32
+			if k > 0 {
+				lo = j.argEnd[k-1]
+			}
+			args := j.args[lo:j.argEnd[k]:j.argEnd[k]]
+			j.cmds[i] = redis.NewRawWriteToCmd(ctx, &pt.replies, args...)
+		}
 	}
 }
 
@@ -235,6 +268,7 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 	st, m := r.stores[j.store], r.metrics[j.store]
 	err := st.route(ctx, j)
 	if err == nil {
+		j.commands(ctx)
 		var wg sync.WaitGroup
 		var first *part
 		for p := range j.parts {
@@ -266,19 +300,14 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 	}
 	result := resultOK
 	if err != nil {
-		result = resultError
-		if ctx.Err() != nil || isTimeout(err) {
-			result = resultTimeout
-		}
+		result = failResult(err)
 	}
 	for _, p := range j.parts {
 		switch {
-		case p.err != nil && (ctx.Err() != nil || isTimeout(p.err)):
-			result = resultTimeout
-		case p.err != nil && result != resultTimeout:
-			result = resultError
-		case p.skipped && result == resultOK:
-			result = resultBreaker
+		case p.err != nil:
+			result = worse(result, failResult(p.err))
+		case p.skipped:
+			result = worse(result, resultBreaker)
 		}
 	}
 	j.failed = result != resultOK
@@ -287,21 +316,56 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 
 // runPart sends one node's pipeline, tells the node's breaker how it went
 // and, unless Fetch has given up on the job, decodes the replies.
+//
+// Only the node's own failures reach its breaker. The read waits for one
+// of the node's slots under ctx: a read still queued inside seer when the
+// caller's deadline passes is never sent, and says nothing of the node.
+// Once sent, the read runs under the node's own deadline (the store's
+// read_timeout), detached from ctx: Fetch stops waiting at ctx's deadline,
+// but the read goes on until the node answers or its deadline passes.
+// Seer's own pauses (scheduling, GC, a stopped process) and the caller's
+// cancellation therefore never fail a node; a connection or protocol
+// error, an error reply that refuses the node's reads, or a node that
+// stays silent for read_timeout does.
 func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []features.Lookup) {
 	st, m := r.stores[j.store], r.metrics[j.store]
-	cmds := j.pcmds[p.lo:p.hi]
-	pipe := p.client.Pipeline()
-	_ = pipe.BatchProcess(ctx, cmds...)
-	_, _ = pipe.Exec(ctx) // errors are read per command below
-	if st.cluster != nil {
-		st.redirect(ctx, cmds, m)
+	if !p.node.acquire(ctx) {
+		p.node.brk.release(p.probe) // never sent: the next read probes
+		p.err = ctx.Err()
+		return
 	}
-	p.err = partError(cmds)
+	buf := r.replyMemory()
+	defer r.keepReplyMemory(buf, p)
+	p.replies.b = (*buf)[:0]
+	cmds := j.cmds[p.lo:p.hi]
+	sent := time.Now()
+	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.nodeTimeout)
+	for attempt := 0; ; attempt++ {
+		pipe := p.client.Pipeline()
+		_ = pipe.BatchProcess(nctx, cmds...)
+		_, _ = pipe.Exec(nctx) // errors are read per command below
+		err := firstError(cmds)
+		if err == nil || attempt >= st.retries || !retryable(err) || !sleep(nctx, backoff(attempt)) {
+			break
+		}
+		p.replies.b = p.replies.b[:0]
+		for _, cmd := range cmds {
+			cmd.SetErr(nil)
+			cmd.(*redis.RawWriteToCmd).SetVal(0)
+		}
+	}
+	j.locate(p)
+	if st.cluster != nil {
+		st.redirect(nctx, j, p, m)
+	}
+	cancel()
+	p.node.releaseSlot()
+	p.err = j.partError(p)
 	switch {
 	case p.err == nil:
 		p.node.brk.success()
-	case errors.Is(p.err, context.Canceled):
-		p.node.brk.release(p.probe) // the caller went away: says nothing of the node
+	case !p.node.failed(p.err, sent):
+		p.node.brk.release(p.probe)
 	default:
 		if p.node.brk.failure(p.probe) {
 			m.opened.Inc()
@@ -317,16 +381,11 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	var vals [][]byte
 	now := time.Now().Unix()
 	for i := p.lo; i < p.hi; i++ {
-		k := i
-		if j.order != nil {
-			k = j.order[i]
-		}
-		cmd := j.cmds[k].(*redis.RawCmd)
-		if cmd.Err() != nil {
+		if j.cmds[i].Err() != nil {
 			continue // the connection or the deadline failed: defaults
 		}
-		l := &lookups[j.lookups[k]]
-		raw := cmd.Val()
+		l := &lookups[j.lookups[j.at(i)]]
+		raw := p.replies.at(j.spans[i])
 		if len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
 			continue // the node cannot serve (LOADING, CLUSTERDOWN, ...): defaults
 		}
@@ -348,22 +407,135 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	m.add(&c)
 }
 
-// partError returns the first error of a node's commands: a failed
-// connection or deadline, or an error reply that says the node cannot
-// serve. Error replies about one key (WRONGTYPE) are not the node's fault.
-func partError(cmds []redis.Cmder) error {
+// replyMemory returns memory for a part's replies.
+func (r *Retriever) replyMemory() *[]byte {
+	if b, ok := r.replies.Get().(*[]byte); ok {
+		return b
+	}
+	return new([]byte)
+}
+
+// maxKeptReplies is the most memory of a part's replies that goes back to
+// the pool.
+const maxKeptReplies = 4 << 20
+
+// keepReplyMemory gives the memory of p's replies back once they are
+// decoded: decoded values copy what they keep.
+func (r *Retriever) keepReplyMemory(buf *[]byte, p *part) {
+	if cap(p.replies.b) <= maxKeptReplies {
+		*buf = p.replies.b[:0]
+		r.replies.Put(buf)
+	}
+	p.replies.b = nil
+}
+
+// locate records where each reply of part p lies in its replies: one after
+// the other, in the order of the commands.
+func (j *job) locate(p *part) {
+	var off int32
+	for i := p.lo; i < p.hi; i++ {
+		n := int32(j.cmds[i].(*redis.RawWriteToCmd).Val())
+		j.spans[i] = span{off, n}
+		off += n
+	}
+}
+
+// firstError returns the first error of cmds: the connection failed, or
+// a deadline passed.
+func firstError(cmds []redis.Cmder) error {
 	for _, cmd := range cmds {
 		if err := cmd.Err(); err != nil {
 			return err
 		}
 	}
-	for _, cmd := range cmds {
-		if raw := cmd.(*redis.RawCmd).Val(); len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
+	return nil
+}
+
+// partError returns the first error of a node's commands: a failed
+// connection or deadline, or an error reply that says the node cannot
+// serve. Error replies about one key (WRONGTYPE) are not the node's fault.
+func (j *job) partError(p *part) error {
+	if err := firstError(j.cmds[p.lo:p.hi]); err != nil {
+		return err
+	}
+	for i := p.lo; i < p.hi; i++ {
+		if raw := p.replies.at(j.spans[i]); len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
 			return fmt.Errorf("%w: %s", errNodeReply, bytes.TrimRight(raw[1:], "\r\n"))
 		}
 	}
 	return nil
 }
+
+// retryable reports whether a pipeline that failed with err is worth
+// sending again: the connection broke (a server restarted, a pooled
+// connection was stale), rather than a deadline passing.
+func retryable(err error) bool {
+	switch {
+	case isNetTimeout(err), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.Is(err, redis.ErrClosed), errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted):
+		return false
+	}
+	return true
+}
+
+// backoff is the pause before the retry after attempt (from 0): go-redis's
+// defaults, 8ms doubling up to 512ms.
+func backoff(attempt int) time.Duration {
+	return min(8*time.Millisecond<<min(attempt, 6), 512*time.Millisecond)
+}
+
+// sleep waits for d, or less when ctx ends first; false then.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// failed reports whether a read sent at sent that ended with err was the
+// node's failure. A pool that had no connection to spare in time, a store
+// being closed, or a cancelled context are seer's doing. A deadline that
+// passed is the node's only when a read from it timed out, since sent,
+// with nothing from the node to read (see conn.go): else seer was too busy
+// to send the read, or to read the reply, in time. Everything else (a
+// connection or protocol error, an error reply that refuses the node's
+// reads) is the node's.
+func (n *node) failed(err error, sent time.Time) bool {
+	switch {
+	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted),
+		errors.Is(err, redis.ErrClosed), errors.Is(err, context.Canceled):
+		return false
+	case isTimeout(err):
+		return n.silentSince(sent)
+	}
+	return true
+}
+
+// acquire takes one of the node's read slots, waiting no longer than ctx
+// allows; false when ctx ended first.
+func (n *node) acquire(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	select {
+	case n.slots <- struct{}{}:
+		return true
+	default:
+	}
+	select {
+	case n.slots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// releaseSlot returns a slot taken by acquire.
+func (n *node) releaseSlot() { <-n.slots }
 
 // errNodeReply is wrapped by errors for error replies that refuse a whole
 // node's reads.
@@ -427,6 +599,41 @@ func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 			l.Reasons[k] = why
 		}
 	}
+}
+
+// failResult is the metrics result of a store's part of a Fetch that
+// failed with err: cancelled when its caller went away, timeout when a
+// deadline passed (the request's, or a node's read_timeout), else error.
+func failResult(err error) string {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return resultCancelled
+	case isTimeout(err):
+		return resultTimeout
+	}
+	return resultError
+}
+
+// worse returns whichever of two results a store's part of a Fetch
+// reports when its nodes fared differently.
+func worse(a, b string) string {
+	rank := func(r string) int {
+		switch r {
+		case resultBreaker:
+			return 1
+		case resultError:
+			return 2
+		case resultTimeout:
+			return 3
+		case resultCancelled:
+			return 4
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
 }
 
 func isTimeout(err error) bool {

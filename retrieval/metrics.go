@@ -9,10 +9,11 @@ import (
 
 // Results of one store's part of a Fetch, as the metrics label them.
 const (
-	resultOK      = "ok"
-	resultError   = "error"
-	resultTimeout = "timeout"
-	resultBreaker = "breaker" // a node's breaker was open: nothing was sent to it
+	resultOK        = "ok"
+	resultError     = "error"
+	resultTimeout   = "timeout"
+	resultBreaker   = "breaker"   // a node's breaker was open: nothing was sent to it
+	resultCancelled = "cancelled" // the caller went away before the store answered
 )
 
 type metrics struct {
@@ -27,7 +28,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "seer_retrieval_fetch_duration_seconds",
-			Help:    "Time one store took to answer the pipeline of a Fetch, by result (ok, error, timeout, breaker).",
+			Help:    "Time one store took to answer the pipeline of a Fetch, by result (ok, error, timeout, breaker, cancelled: the caller went away first).",
 			Buckets: []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512},
 		}, []string{"store", "result"}),
 		values: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -84,10 +85,11 @@ type storeMetrics struct {
 func (m *metrics) store(name string) *storeMetrics {
 	return &storeMetrics{
 		duration: map[string]prometheus.Observer{
-			resultOK:      m.duration.WithLabelValues(name, resultOK),
-			resultError:   m.duration.WithLabelValues(name, resultError),
-			resultTimeout: m.duration.WithLabelValues(name, resultTimeout),
-			resultBreaker: m.duration.WithLabelValues(name, resultBreaker),
+			resultOK:        m.duration.WithLabelValues(name, resultOK),
+			resultError:     m.duration.WithLabelValues(name, resultError),
+			resultTimeout:   m.duration.WithLabelValues(name, resultTimeout),
+			resultBreaker:   m.duration.WithLabelValues(name, resultBreaker),
+			resultCancelled: m.duration.WithLabelValues(name, resultCancelled),
 		},
 		found:      m.values.WithLabelValues(name, "found"),
 		absent:     m.values.WithLabelValues(name, "absent"),

@@ -23,6 +23,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(pausedEnv); addr != "" {
+		os.Exit(pausedChild(addr))
+	}
 	redistest.VerifyTestMain(m)
 }
 

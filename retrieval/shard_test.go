@@ -421,15 +421,22 @@ func TestShardNodeKilled(t *testing.T) {
 	}
 }
 
+// TestShardNodeFrozen freezes one node with SIGSTOP. A Fetch gives up on
+// it at the request's deadline, the node's reads fail when their own
+// deadline (read_timeout) passes, and its breaker opens: from then on its
+// features take defaults at once, and every other node's values are still
+// read. Once the node answers again, its breaker closes within the cooldown
+// and a second.
 func TestShardNodeFrozen(t *testing.T) {
 	const (
-		timeout  = 150 * time.Millisecond
-		failures = 3
-		cooldown = 600 * time.Millisecond
+		timeout     = 150 * time.Millisecond // the request's budget
+		readTimeout = 400 * time.Millisecond // the node's
+		failures    = 3
+		cooldown    = time.Second
 	)
 	for _, mode := range shardModes {
 		t.Run(mode, func(t *testing.T) {
-			e := newShardEnv(t, mode, Config{Breaker: BreakerConfig{Failures: failures, Cooldown: cooldown}})
+			e := newShardEnv(t, mode, Config{ReadTimeout: readTimeout, Breaker: BreakerConfig{Failures: failures, Cooldown: cooldown}})
 			ids := allStores()
 			victim := len(e.nodes) - 1
 			all, frozen := e.want(t, 1, ids), e.want(t, 1, ids, victim)
@@ -438,38 +445,46 @@ func TestShardNodeFrozen(t *testing.T) {
 			}
 			e.nodes[victim].Pause()
 			t.Cleanup(e.nodes[victim].Resume)
-			// The frozen node costs each Fetch its deadline, until its
-			// breaker opens; then its features take defaults at once.
-			// A read Fetch gave up on reports its failure when go-redis
-			// returns, just after the deadline: the breaker opens a moment
-			// after the failures-th Fetch returned.
-			for i := range failures + 3 {
-				if i == failures {
-					for start := time.Now(); !e.main.nodeBreakerOpen(e.nodes[victim].Addr); time.Sleep(5 * time.Millisecond) {
-						if time.Since(start) > time.Second {
-							t.Fatalf("the breaker did not open after %d failed reads", failures)
-						}
-					}
+			check := func(stage string, got shardResult) {
+				t.Helper()
+				if diff := cmp.Diff([]string{"main"}, got.degraded); diff != "" {
+					t.Errorf("%s: degraded (-want +got):\n%s", stage, diff)
+				}
+				if diff := cmp.Diff(frozen, got.rows); diff != "" {
+					t.Errorf("%s: rows with the node frozen (-want +got):\n%s", stage, diff)
+				}
+			}
+			// Until its breaker opens, the frozen node costs each Fetch its
+			// deadline and its own features.
+			frozenAt := time.Now()
+			for n := 0; !e.main.nodeBreakerOpen(e.nodes[victim].Addr); n++ {
+				if time.Since(frozenAt) > 5*time.Second {
+					t.Fatalf("the breaker did not open in 5s (%d fetches)", n)
 				}
 				got := e.fetch(t, 1, ids, timeout)
 				if got.took > timeout+slack {
-					t.Errorf("fetch %d with the node frozen took %v, past the %v deadline", i, got.took, timeout)
+					t.Errorf("fetch %d with the node frozen took %v, past the %v deadline", n, got.took, timeout)
 				}
-				if i >= failures && got.took > timeout/3 {
-					t.Errorf("fetch %d took %v with the node's breaker open", i, got.took)
+				check(fmt.Sprintf("fetch %d", n), got)
+			}
+			t.Logf("the breaker opened %v after the freeze", time.Since(frozenAt).Round(time.Millisecond))
+			// Open: the node's features take defaults at once, whatever
+			// the budget.
+			for i := range 3 {
+				got := e.fetch(t, 1, ids, 10*time.Second)
+				if got.took > 5*time.Second {
+					t.Errorf("fetch %d took %v with the node's breaker open: it waited for the node", i, got.took)
 				}
-				if diff := cmp.Diff([]string{"main"}, got.degraded); diff != "" {
-					t.Errorf("fetch %d: degraded (-want +got):\n%s", i, diff)
-				}
-				if diff := cmp.Diff(frozen, got.rows); diff != "" {
-					t.Errorf("fetch %d: rows with the node frozen (-want +got):\n%s", i, diff)
-				}
+				check(fmt.Sprintf("open, fetch %d", i), got)
 			}
 			if got := testutil.ToFloat64(e.r.metrics[0].opened); got != 1 {
 				t.Errorf("breaker opened %v times, want 1", got)
 			}
 			if got := testutil.ToFloat64(e.r.metrics[0].rejected); got < 3 {
 				t.Errorf("breaker rejected %v reads, want 3", got)
+			}
+			if got := testutil.ToFloat64(e.r.metrics[1].opened); got != 0 {
+				t.Errorf("the side store's breaker opened %v times", got)
 			}
 			h := e.main.Health(context.Background())
 			wantStatus := StatusDegraded
@@ -483,17 +498,21 @@ func TestShardNodeFrozen(t *testing.T) {
 			// Resumed, the node serves again once the cooldown has passed
 			// and a probe went through.
 			e.nodes[victim].Resume()
-			time.Sleep(cooldown)
-			deadline := time.Now().Add(5 * time.Second)
+			resumed := time.Now()
 			var got shardResult
-			for time.Now().Before(deadline) {
+			for time.Since(resumed) < cooldown+5*time.Second {
 				if got = e.fetch(t, 1, ids, timeout); len(got.degraded) == 0 {
 					break
 				}
-				time.Sleep(50 * time.Millisecond)
+				time.Sleep(20 * time.Millisecond)
 			}
+			closed := time.Since(resumed)
 			if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
-				t.Errorf("after SIGCONT: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+				t.Fatalf("after SIGCONT: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+			}
+			t.Logf("the node's values came back %v after it did", closed.Round(time.Millisecond))
+			if closed > cooldown+time.Second {
+				t.Errorf("the node's values came back %v after it did, past the cooldown of %v and a second", closed, cooldown)
 			}
 			if h := e.main.Health(context.Background()); h.Status != StatusOK {
 				t.Errorf("health after SIGCONT: %+v", h)
@@ -639,6 +658,13 @@ func TestBreakerStopsDials(t *testing.T) {
 	for range 2 {
 		if _, degraded := fetchAll(t, r, c, []string{"1"}, names, 300*time.Millisecond); !slices.Equal(degraded, []string{"main"}) {
 			t.Fatalf("degraded %v", degraded)
+		}
+	}
+	// A read reports its failure when the node's client gives up on it
+	// (after its retries), which may be after Fetch returned.
+	for start := time.Now(); !main.nodeBreakerOpen(proxy.addr); time.Sleep(5 * time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("the breaker did not open")
 		}
 	}
 	// Open: no dial, no wait.
@@ -1344,8 +1370,8 @@ func (s *Store) nodeBreakerOpen(addr string) bool {
 			return n.brk.isOpen()
 		}
 	}
-	if s.cluster != nil {
-		return s.clusterNode(addr).brk.isOpen()
-	}
-	return false
+	s.clusterMu.Lock()
+	n := s.clusterNodes[addr]
+	s.clusterMu.Unlock()
+	return n != nil && n.brk.isOpen()
 }

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -62,9 +63,15 @@ type Config struct {
 	// PoolSize is the most connections to keep per node (go-redis's
 	// default: 10 per CPU, 5 per CPU for a cluster).
 	PoolSize int `yaml:"pool_size"`
-	// DialTimeout bounds connecting (default 1s). Reads and writes stop at
-	// the request's deadline; ReadTimeout and WriteTimeout (default 1s)
-	// bound them when the context has none.
+	// DialTimeout bounds connecting (default 1s). ReadTimeout (default 1s)
+	// is how long a node may take to answer one read of a Fetch before the
+	// read counts against its breaker: Fetch itself stops waiting at the
+	// request's deadline, but the read goes on in the background until the
+	// node answers or ReadTimeout passes, so that a node is judged on its
+	// own time and not on the request's budget. Keep it well above
+	// predict.retrieval_timeout. ReadTimeout and WriteTimeout (default 1s)
+	// also bound the other commands (uploads, markers, pings) when their
+	// context has no deadline.
 	DialTimeout  time.Duration `yaml:"dial_timeout"`
 	ReadTimeout  time.Duration `yaml:"read_timeout"`
 	WriteTimeout time.Duration `yaml:"write_timeout"`
@@ -243,6 +250,8 @@ type Store struct {
 	cluster      *redis.ClusterClient
 	replicas     bool // reads go to replicas
 	breaker      BreakerConfig
+	nodeTimeout  time.Duration // the most a node may take to answer a read
+	retries      int           // how often Fetch sends a read again after its connection broke
 	clusterMu    sync.Mutex
 	clusterNodes map[string]*node
 
@@ -256,7 +265,39 @@ type node struct {
 	addr   string
 	client *redis.Client // nil for cluster nodes: their clients come per key
 	brk    breaker
+	// slots holds a token per read in flight to the node, at most the
+	// size of its connection pool. A read waits for a token under its
+	// caller's deadline, so that reads queued inside seer never reach the
+	// node's breaker: only a read the node was sent can fail it.
+	slots chan struct{}
+	// silentAt is when (unix nanoseconds) a read from the node last timed
+	// out with nothing from the node waiting in the socket (see conn.go).
+	silentAt atomic.Int64
 }
+
+// markSilent records that a read from the node at addr timed out with
+// nothing from it to read.
+func (s *Store) markSilent(addr string) {
+	now := time.Now().UnixNano()
+	for _, n := range s.nodes {
+		if n.addr == addr {
+			n.silentAt.Store(now)
+			return
+		}
+	}
+	if s.cluster != nil {
+		s.clusterMu.Lock()
+		n := s.clusterNodes[addr]
+		s.clusterMu.Unlock()
+		if n != nil {
+			n.silentAt.Store(now)
+		}
+	}
+}
+
+// silentSince reports whether a read from the node timed out with nothing
+// from the node to read at or after t.
+func (n *node) silentSince(t time.Time) bool { return n.silentAt.Load() >= t.UnixNano() }
 
 // Open returns the store called name. A network store connects lazily:
 // Open does not reach the servers, Ping does. It reads the password from
@@ -281,7 +322,8 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", name, err)
 	}
-	s := &Store{name: name, mode: cfg.Mode, required: cfg.Required, breaker: cfg.Breaker}
+	s := &Store{name: name, mode: cfg.Mode, required: cfg.Required, breaker: cfg.Breaker,
+		nodeTimeout: orDefault(cfg.ReadTimeout, DefaultIOTimeout)}
 	if s.mode == "" {
 		s.mode = ModeStandalone
 	}
@@ -289,12 +331,16 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 	if retries == 0 {
 		retries = DefaultMaxRetries
 	}
-	// Every client below runs each call under the request's deadline
+	s.retries = max(retries, 0)
+	dial := dialer(orDefault(cfg.DialTimeout, DefaultDialTimeout), tlsConfig, s.markSilent)
+	// Every client below runs each call under its context's deadline
 	// (ContextTimeoutEnabled) and speaks RESP2 without CLIENT SETINFO: one
 	// less round trip per connection, and proxies that only speak RESP2
 	// work. A refused connection is not dialled again at once
 	// (DialerRetries 1): the command is retried, up to MaxRetries, with
-	// go-redis's backoff, so that a dead node fails fast.
+	// go-redis's backoff (Fetch's reads by runPart, the same way), so that
+	// a dead node fails fast. Connections come from dial, which tells
+	// seer's late reads from a node's (see conn.go).
 	switch s.mode {
 	case ModeStandalone, ModeEmbedded:
 		addr := cfg.Addr
@@ -310,6 +356,7 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 		}
 		c := redis.NewClient(&redis.Options{
 			Addr:                  addr,
+			Dialer:                dial,
 			DB:                    cfg.DB,
 			Username:              cfg.Username,
 			Password:              password,
@@ -326,7 +373,7 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 			ClientName:            "seer",
 		})
 		s.client = c
-		s.nodes = []*node{s.newNode(addr, c)}
+		s.nodes = []*node{s.newNode(addr, c, false)}
 	case ModeRing:
 		names := make([]string, len(cfg.Addrs))
 		shards := make(map[string]string, len(cfg.Addrs))
@@ -336,7 +383,8 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 		}
 		s.ring = newRingHash(names)
 		r := redis.NewRing(&redis.RingOptions{
-			Addrs: shards,
+			Addrs:  shards,
+			Dialer: dial,
 			// The key layout is fixed by the configured shards: a shard
 			// that stops answering is not taken out of the ring (its keys
 			// would silently move to other shards, which do not hold
@@ -376,12 +424,13 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 				r.Close()
 				return nil, fmt.Errorf("open store %s: ring has no client for shard %s", name, a)
 			}
-			s.nodes = append(s.nodes, s.newNode(a, c))
+			s.nodes = append(s.nodes, s.newNode(a, c, false))
 		}
 	case ModeCluster:
 		s.replicas = cfg.ReadFromReplicas || cfg.RouteByLatency
 		s.cluster = redis.NewClusterClient(&redis.ClusterOptions{
 			Addrs:          slices.Clone(cfg.Addrs),
+			Dialer:         dial,
 			ReadOnly:       s.replicas,
 			RouteByLatency: cfg.RouteByLatency,
 			Username:       cfg.Username,
@@ -414,20 +463,27 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-func (s *Store) newNode(addr string, c *redis.Client) *node {
-	n := &node{addr: addr, client: c}
+// newNode returns the node at addr whose reads go through c; for a
+// cluster node, c is the client go-redis keeps for it, and n.client stays
+// nil.
+func (s *Store) newNode(addr string, c *redis.Client, cluster bool) *node {
+	n := &node{addr: addr, slots: make(chan struct{}, max(1, c.Options().PoolSize))}
+	if !cluster {
+		n.client = c
+	}
 	n.brk.init(s.breaker)
 	return n
 }
 
-// clusterNode returns the node of a cluster store at addr, with its
-// breaker, creating it on first use.
-func (s *Store) clusterNode(addr string) *node {
+// clusterNode returns the node of a cluster store whose client is c, with
+// its breaker, creating it on first use.
+func (s *Store) clusterNode(c *redis.Client) *node {
+	addr := c.Options().Addr
 	s.clusterMu.Lock()
 	defer s.clusterMu.Unlock()
 	n := s.clusterNodes[addr]
 	if n == nil {
-		n = s.newNode(addr, nil)
+		n = s.newNode(addr, c, true)
 		s.clusterNodes[addr] = n
 	}
 	return n
