@@ -75,6 +75,9 @@ type Spec struct {
 	MaxAge  time.Duration // zero: values never expire
 	Cache   CachePolicy
 	Index   int // position in the catalog
+	// AllowNonFinite lets a float or vector feature hold NaN and ±Inf.
+	// Without it such a stored value is corrupt, and uploads refuse it.
+	AllowNonFinite bool
 
 	stats *Stats
 }
@@ -83,9 +86,23 @@ type Spec struct {
 // concurrent use.
 type Stats struct {
 	Defaults  atomic.Uint64 // rows that took the default
-	Corrupt   atomic.Uint64 // stored values that failed to decode
+	Corrupt   atomic.Uint64 // stored values that failed to decode, or non-finite ones the spec does not allow
 	WrongType atomic.Uint64 // stored values of another type
 	Stale     atomic.Uint64 // stored values older than the max age
+}
+
+// CheckFinite returns an error when v holds a NaN or an infinite float
+// (a float, or an item of a vector) and the spec does not allow it.
+func (s *Spec) CheckFinite(v Value) error {
+	if s.AllowNonFinite || v.Finite() {
+		return nil
+	}
+	what := fmt.Sprint(v.Float())
+	if v.t == Vector {
+		i := slices.IndexFunc(v.vec, func(f float32) bool { return !FloatValue(float64(f)).Finite() })
+		what = fmt.Sprintf("vector item %d, %v,", i, v.vec[i])
+	}
+	return fmt.Errorf("%s is not a finite number (allow_non_finite in the catalog lets feature %s hold NaN and ±Inf)", what, s.Name)
 }
 
 // Stats returns the feature's counters.
@@ -117,6 +134,8 @@ type catalogFile struct {
 		MaxAge      time.Duration `yaml:"max_age"`
 		Description string        `yaml:"description"`
 		Cache       CachePolicy   `yaml:"cache"`
+		// AllowNonFinite lets a float or vector hold NaN and ±Inf.
+		AllowNonFinite bool `yaml:"allow_non_finite"`
 	} `yaml:"features"`
 }
 
@@ -178,6 +197,9 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		default:
 			return nil, fmt.Errorf("%w: %s: cache mode %q (want off, shadow or live)", ErrCatalog, where, ff.Cache.Mode)
 		}
+		if ff.AllowNonFinite && t != Float && t != Vector {
+			return nil, fmt.Errorf("%w: %s: allow_non_finite is for float and vector features, not %s", ErrCatalog, where, t)
+		}
 		if ff.MaxAge < 0 || ff.Cache.TTL < 0 {
 			return nil, fmt.Errorf("%w: %s: negative duration", ErrCatalog, where)
 		}
@@ -189,7 +211,10 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		s := &Spec{
 			Name: ff.Name, ID: id, Field: strconv.FormatUint(uint64(id), 10),
 			Entity: e, Type: t, Store: ff.Store, Default: def, MaxAge: ff.MaxAge,
-			Cache: ff.Cache, Index: len(c.Specs), stats: new(Stats),
+			Cache: ff.Cache, Index: len(c.Specs), AllowNonFinite: ff.AllowNonFinite, stats: new(Stats),
+		}
+		if err := s.CheckFinite(def); err != nil {
+			return nil, fmt.Errorf("%w: %s: default: %v", ErrCatalog, where, err)
 		}
 		c.Specs = append(c.Specs, s)
 		c.byName[s.Name] = s

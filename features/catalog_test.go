@@ -2,6 +2,7 @@ package features
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -174,6 +175,9 @@ func TestParseCatalogErrors(t *testing.T) {
 		{"negative max age", feature("name: a", "entity: store", "type: int", "store: main", "max_age: -1h"), "feature a: negative duration"},
 		{"negative ttl", feature("name: a", "entity: store", "type: int", "store: main", "cache: {mode: live, ttl: -1s}"), "feature a: negative duration"},
 		{"bad max age", feature("name: a", "entity: store", "type: int", "store: main", "max_age: soon"), "bad catalog"},
+		{"non-finite int", feature("name: a", "entity: store", "type: int", "store: main", "allow_non_finite: true"), "feature a: allow_non_finite is for float and vector features, not int"},
+		{"non-finite default", feature("name: a", "entity: store", "type: float", "store: main", "default: .nan"), "feature a: default: NaN is not a finite number (allow_non_finite in the catalog lets feature a hold NaN and ±Inf)"},
+		{"non-finite vector default", feature("name: a", "entity: store", "type: vector", "store: main", "default: [1, -.inf]"), "feature a: default: vector item 1, -Inf, is not a finite number"},
 		{"field id collision", entities + "features:\n  - {name: " + collideA + ", entity: store, type: int, store: main}\n  - {name: " + collideB + ", entity: store, type: int, store: main}\n",
 			"feature " + collideB + ": field id 2962030094 collides with feature " + collideA + "; rename one"},
 	}
@@ -211,5 +215,25 @@ func TestFieldIDCollisionSearch(t *testing.T) {
 			return
 		}
 		seen[ID(name)] = name
+	}
+}
+
+func TestParseCatalogNonFinite(t *testing.T) {
+	c, err := ParseCatalog([]byte(`
+entities:
+  store: {key: "st_{id}"}
+features:
+  - {name: a, entity: store, type: float, store: main, allow_non_finite: true, default: .inf}
+  - {name: b, entity: store, type: vector, store: main, allow_non_finite: true, default: [.nan]}
+  - {name: c, entity: store, type: float, store: main}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Spec("a").AllowNonFinite || !c.Spec("b").AllowNonFinite || c.Spec("c").AllowNonFinite {
+		t.Errorf("allow_non_finite: %v %v %v", c.Spec("a").AllowNonFinite, c.Spec("b").AllowNonFinite, c.Spec("c").AllowNonFinite)
+	}
+	if d := c.Spec("a").Default.Float(); !math.IsInf(d, 1) {
+		t.Errorf("default of a = %v", d)
 	}
 }

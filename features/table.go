@@ -274,6 +274,9 @@ func (t *TableReader) nextCSV() error {
 		if err == nil {
 			err = CheckSize(v)
 		}
+		if err == nil {
+			err = s.CheckFinite(v)
+		}
 		if err != nil {
 			line, _ := t.csv.FieldPos(i)
 			return t.fail(line, s.Name, err)
@@ -364,6 +367,9 @@ func (t *TableReader) parseJSON(line []byte) error {
 		v, err := Coerce(s.Type, x)
 		if err == nil {
 			err = CheckSize(v)
+		}
+		if err == nil {
+			err = s.CheckFinite(v)
 		}
 		if err != nil {
 			return t.fail(t.line, key, err)

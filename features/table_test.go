@@ -157,6 +157,8 @@ func TestTableErrors(t *testing.T) {
 		{"csv id twice", "s.csv", FormatCSV, "id,id\n", "s.csv:1: column id: listed twice"},
 		{"csv empty column", "s.csv", FormatCSV, "id,,store_orders\n", "s.csv:1: column 2: empty column name"},
 		{"csv bad float", "stores.csv", FormatCSV, "id,store_avg_rating\n1,4\n2,abc\n", `stores.csv:3: column store_avg_rating: want float, got "abc"`},
+		{"csv nan", "s.csv", FormatCSV, "id,store_avg_rating\n1,NaN\n", "s.csv:2: column store_avg_rating: NaN is not a finite number (allow_non_finite in the catalog lets feature store_avg_rating hold NaN and ±Inf)"},
+		{"csv inf", "s.csv", FormatCSV, "id,store_avg_rating\n1,-inf\n", "s.csv:2: column store_avg_rating: -Inf is not a finite number"},
 		{"csv bad int", "s.csv", FormatCSV, "id,store_orders\n1,1.5\n", `s.csv:2: column store_orders: want int, got "1.5"`},
 		{"csv bad bool", "s.csv", FormatCSV, "id,store_open\n1,yes\n", `s.csv:2: column store_open: want bool, got "yes"`},
 		{"csv bad vector", "s.csv", FormatCSV, "id,store_embedding\n1,1;2\n", `s.csv:2: column store_embedding: want vector as a JSON array`},
@@ -224,6 +226,22 @@ func TestTableErrors(t *testing.T) {
 	}
 	if _, err := NewTableReader(strings.NewReader(""), "x.csv", FormatCSV, c, "courier"); !errors.Is(err, ErrTable) || !strings.Contains(err.Error(), `unknown entity type "courier"`) {
 		t.Errorf("unknown entity: %v", err)
+	}
+}
+
+func TestTableNonFinite(t *testing.T) {
+	c := mustCatalog(t, `
+entities:
+  store: {key: "st_{id}"}
+features:
+  - {name: score, entity: store, type: float, store: main, allow_non_finite: true}
+`)
+	rows, err := readTable(t, c, "s.csv", FormatCSV, "id,score\n1,NaN\n2,+Inf\n3,1.5\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"1 score=null", "2 score=null", "3 score=1.5"}, rows); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
 	}
 }
 

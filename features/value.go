@@ -106,6 +106,23 @@ func (v Value) Float() float64 {
 	return math.NaN()
 }
 
+// Finite reports whether v holds no NaN or infinity: true for every value
+// but a non-finite float and a vector with a non-finite item.
+func (v Value) Finite() bool {
+	switch v.t {
+	case Float:
+		f := math.Float64frombits(v.bits)
+		return !math.IsNaN(f) && !math.IsInf(f, 0)
+	case Vector:
+		for _, f := range v.vec {
+			if f != f || math.IsInf(float64(f), 0) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Int returns an int value's integer.
 func (v Value) Int() int64 { return int64(v.bits) }
 

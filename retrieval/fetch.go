@@ -583,6 +583,10 @@ func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 				s.Stats().WrongType.Add(1)
 				c.wrongType++
 				why = features.ReasonWrongType
+			case !s.AllowNonFinite && !v.Finite():
+				s.Stats().Corrupt.Add(1) // NaN and ±Inf only where the catalog allows them
+				c.corrupt++
+				why = features.ReasonCorrupt
 			case s.MaxAge > 0 && stamp > 0 && time.Duration(now-stamp)*time.Second > s.MaxAge:
 				s.Stats().Stale.Add(1)
 				c.stale++

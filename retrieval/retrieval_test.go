@@ -3,7 +3,9 @@ package retrieval
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -773,5 +775,78 @@ write_timeout: 50ms
 	dec.KnownFields(true)
 	if err := dec.Decode(&got); err == nil {
 		t.Error("an unknown key was accepted")
+	}
+}
+
+// TestFetchNonFinite stores NaN and infinities: corrupt, and defaulted,
+// unless the catalog lets the feature hold them.
+func TestFetchNonFinite(t *testing.T) {
+	c, err := features.ParseCatalog([]byte(`
+entities:
+  store: {key: "st_{id}"}
+features:
+  - {name: rating, entity: store, type: float, store: main, default: 7}
+  - {name: score, entity: store, type: float, store: main, default: 8, allow_non_finite: true}
+  - {name: emb, entity: store, type: vector, store: main}
+  - {name: emb_raw, entity: store, type: vector, store: main, allow_non_finite: true}
+`), []string{"main"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	main, _ := openStore(t, "main", ModeStandalone)
+	r := New([]*Store{main}, Options{})
+	ctx := context.Background()
+	enc := func(v features.Value) []byte { return features.Encode(nil, v) }
+	nan, inf := math.NaN(), math.Inf(1)
+	for id, vals := range map[string][4]features.Value{
+		"1": {features.FloatValue(nan), features.FloatValue(nan), features.VectorValue([]float32{1, float32(nan)}), features.VectorValue([]float32{float32(inf)})},
+		"2": {features.FloatValue(inf), features.FloatValue(-inf), features.VectorValue([]float32{float32(-inf)}), features.VectorValue([]float32{2})},
+		"3": {features.FloatValue(1.5), features.FloatValue(2.5), features.VectorValue([]float32{3}), features.VectorValue([]float32{4})},
+	} {
+		var args []any
+		for k, name := range []string{"rating", "score", "emb", "emb_raw"} {
+			args = append(args, features.Field(name), enc(vals[k]))
+		}
+		if err := main.client.HSet(ctx, "st_"+id, args...).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := c.DisplayPlan([]string{"rating", "score", "emb", "emb_raw"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &features.Query{Candidates: []features.Candidate{
+		{Entities: map[string]string{"store": "1"}}, {Entities: map[string]string{"store": "2"}}, {Entities: map[string]string{"store": "3"}},
+	}}
+	var b features.Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	if degraded := r.Fetch(ctx, b.Lookups); len(degraded) > 0 {
+		t.Fatalf("degraded %v", degraded)
+	}
+	cells := make([]features.Cell, 3*4)
+	p.Assemble(q, &b, make([]float64, len(cells)), cells)
+	var got []string
+	for _, cell := range cells {
+		v := cell.Value
+		s := v.String()
+		if v.Type() == features.Float {
+			s = fmt.Sprint(v.Float())
+		}
+		got = append(got, cell.Source.String()+" "+s)
+	}
+	want := []string{
+		"default 7", "redis NaN", "default null", "redis [null]",
+		"default 7", "redis -Inf", "default null", "redis [2]",
+		"redis 1.5", "redis 2.5", "redis [3]", "redis [4]",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("cells (-want +got):\n%s", diff)
+	}
+	for name, want := range map[string]uint64{"rating": 2, "score": 0, "emb": 2, "emb_raw": 0} {
+		if got := c.Spec(name).Stats().Corrupt.Load(); got != want {
+			t.Errorf("%s: %d corrupt, want %d", name, got, want)
+		}
 	}
 }
