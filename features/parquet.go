@@ -412,6 +412,9 @@ func (t *TableReader) parquetRow(values parquet.Row) error {
 		if err == nil && ok {
 			err = CheckSize(v)
 		}
+		if err == nil && ok {
+			err = c.spec.CheckFinite(v)
+		}
 		if err != nil {
 			return t.failRow(line, c.name, err)
 		}

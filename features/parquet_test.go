@@ -151,6 +151,10 @@ func TestParquetErrors(t *testing.T) {
 			"part-0.parquet: row 1: column store_cuisine: want string, got text that is not valid UTF-8"},
 		{"double out of float32 range", []parquettest.Column{id, {Name: "store_embedding", Type: "list<double>"}}, [][]any{{int64(1), []float64{1e300}}},
 			"part-0.parquet: row 1: column store_embedding: vector item 0: 1e+300 is out of float32 range"},
+		{"NaN", []parquettest.Column{id, {Name: "store_avg_rating", Type: "double"}}, [][]any{{int64(1), math.NaN()}},
+			"part-0.parquet: row 1: column store_avg_rating: NaN is not a finite number (allow_non_finite in the catalog lets feature store_avg_rating hold NaN and ±Inf)"},
+		{"infinite item", []parquettest.Column{id, {Name: "store_embedding", Type: "list<float>"}}, [][]any{{int64(1), []float32{1, float32(math.Inf(1))}}},
+			"part-0.parquet: row 1: column store_embedding: vector item 1, +Inf, is not a finite number (allow_non_finite in the catalog lets feature store_embedding hold NaN and ±Inf)"},
 		{"long id", []parquettest.Column{{Name: "id", Type: "string"}}, [][]any{{strings.Repeat("x", MaxIDSize+1)}},
 			"part-0.parquet: row 1: column id: id of 1025 bytes is over the limit of 1024"},
 	} {
