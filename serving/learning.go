@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -116,7 +116,7 @@ type shadowTask struct {
 
 type shadowRun struct {
 	version *registry.Version
-	query   features.Query
+	query   *flatQuery
 }
 
 // offerShadows queues, for every query whose model has shadows, the live
@@ -164,9 +164,8 @@ func (s *Server) offerShadow(j *job, shadows []*registry.Version, sc scores, bui
 			s.learn.shadows.Pair(label(j.version), label(sv)).Fail(time.Now())
 			continue
 		}
-		var n int64
-		q, n = cloneQuery(q)
-		t.runs = append(t.runs, shadowRun{version: sv, query: q})
+		fq, n := flatten(&q)
+		t.runs = append(t.runs, shadowRun{version: sv, query: fq})
 		t.size += n
 	}
 	if len(t.runs) == 0 {
@@ -226,9 +225,10 @@ func (s *Server) runShadow(ctx context.Context, t *shadowTask, run *shadowRun, x
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.Timeout)
 	defer cancel()
 	v := run.version
-	rows := run.query.Rows()
+	q := run.query.query()
+	rows := q.Rows()
 	x, out = resize(x, rows*len(v.Plan.Inputs)), resize(out, rows*v.Model.NumOutputs())
-	j := job{plan: v.Plan, model: v.Model, version: v, query: run.query, x: x, out: out}
+	j := job{plan: v.Plan, model: v.Model, version: v, query: q, x: x, out: out}
 	if _, err := s.assemble(ctx, &j); err != nil {
 		fail(err)
 		return x, out
@@ -255,59 +255,129 @@ func (s *Server) warnShadow(live, sv *registry.Version, err error) {
 	}
 }
 
-// cloneQuery copies a query out of the request's memory, and returns the
-// copy and about the bytes it holds.
-func cloneQuery(q features.Query) (features.Query, int64) {
-	var n int64
-	out := features.Query{Context: cloneIDs(q.Context, &n), Features: cloneValues(q.Features, &n)}
-	if len(q.Candidates) > 0 {
-		out.Candidates = make([]features.Candidate, len(q.Candidates))
-		n += int64(len(q.Candidates)) * int64(unsafe.Sizeof(features.Candidate{}))
-		for i, c := range q.Candidates {
-			out.Candidates[i] = features.Candidate{Entities: cloneIDs(c.Entities, &n), Features: cloneValues(c.Features, &n)}
-		}
-	}
-	return out, n
+// flatQuery is a query copied out of the request's memory as the request
+// path can copy it cheaply: every string in one arena, entities and
+// request values in flat lists. The shadow worker makes a features.Query
+// of it again, off the request path.
+type flatQuery struct {
+	arena    []byte
+	context  []flatEntity
+	features []flatValue
+	cands    []flatCandidate
+	entities []flatEntity // the candidates', one after the other
+	values   []flatValue  // the candidates', one after the other
 }
 
-// mapEntry is about what a small map spends per entry beyond its keys and
-// values.
-const mapEntry = 16
+type (
+	flatSpan   struct{ lo, hi int32 }
+	flatEntity struct{ typ, id flatSpan }
+	flatValue  struct {
+		name  flatSpan
+		v     features.Value // for a string, the invalid value: its text is str
+		str   flatSpan
+		isStr bool
+	}
+	flatCandidate struct{ entities, values int32 } // where the candidate's end in entities and values
+)
 
-func cloneIDs(m map[string]string, n *int64) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[strings.Clone(k)] = strings.Clone(v)
-		*n += int64(len(k)+len(v)) + 32 + mapEntry
-	}
-	return out
+func (f *flatQuery) keep(s string) flatSpan {
+	lo := int32(len(f.arena))
+	f.arena = append(f.arena, s...)
+	return flatSpan{lo, int32(len(f.arena))}
 }
 
-func cloneValues(m map[string]features.Value, n *int64) map[string]features.Value {
-	if m == nil {
-		return nil
+func (f *flatQuery) keepEntities(dst []flatEntity, m map[string]string) []flatEntity {
+	for typ, id := range m {
+		dst = append(dst, flatEntity{f.keep(typ), f.keep(id)})
 	}
-	out := make(map[string]features.Value, len(m))
-	for k, v := range m {
+	return dst
+}
+
+func (f *flatQuery) keepValues(dst []flatValue, m map[string]features.Value) []flatValue {
+	for name, v := range m {
+		fv := flatValue{name: f.keep(name), v: v}
 		switch v.Type() {
 		case features.String:
-			v = features.StringValue(strings.Clone(v.Str()))
+			fv.str, fv.v, fv.isStr = f.keep(v.Str()), features.Value{}, true
 		case features.Vector:
-			v = features.VectorValue(append([]float32(nil), v.Vector()...))
+			fv.v = features.VectorValue(slices.Clone(v.Vector()))
 		case features.List:
-			l := make([]string, len(v.List()))
-			for i, e := range v.List() {
-				l[i] = strings.Clone(e)
-			}
-			v = features.ListValue(l)
+			fv.v = features.ListValue(slices.Clone(v.List())) // the strings of a list are the caller's, never reused
 		}
-		out[strings.Clone(k)] = v
-		*n += int64(len(k)+v.Size()) + 16 + int64(unsafe.Sizeof(v)) + mapEntry
+		dst = append(dst, fv)
 	}
-	return out
+	return dst
+}
+
+// flatten copies q, and returns about the bytes the copy holds.
+func flatten(q *features.Query) (*flatQuery, int64) {
+	ne, nv := 0, 0
+	for i := range q.Candidates {
+		ne += len(q.Candidates[i].Entities)
+		nv += len(q.Candidates[i].Features)
+	}
+	f := &flatQuery{
+		arena:   make([]byte, 0, 16*(ne+nv+len(q.Context)+len(q.Features))),
+		context: make([]flatEntity, 0, len(q.Context)), features: make([]flatValue, 0, len(q.Features)),
+		entities: make([]flatEntity, 0, ne), values: make([]flatValue, 0, nv),
+	}
+	f.context = f.keepEntities(f.context, q.Context)
+	f.features = f.keepValues(f.features, q.Features)
+	if len(q.Candidates) > 0 {
+		f.cands = make([]flatCandidate, len(q.Candidates))
+		for i := range q.Candidates {
+			c := &q.Candidates[i]
+			f.entities = f.keepEntities(f.entities, c.Entities)
+			f.values = f.keepValues(f.values, c.Features)
+			f.cands[i] = flatCandidate{int32(len(f.entities)), int32(len(f.values))}
+		}
+	}
+	n := int64(cap(f.arena)) + int64(unsafe.Sizeof(flatEntity{}))*int64(cap(f.context)+cap(f.entities)) +
+		int64(unsafe.Sizeof(flatValue{}))*int64(cap(f.features)+cap(f.values)) +
+		int64(unsafe.Sizeof(flatCandidate{}))*int64(cap(f.cands)) + 128
+	return f, n
+}
+
+// query makes the copied query a features.Query again.
+func (f *flatQuery) query() features.Query {
+	text := string(f.arena)
+	str := func(s flatSpan) string { return text[s.lo:s.hi] }
+	entities := func(list []flatEntity) map[string]string {
+		if len(list) == 0 {
+			return nil
+		}
+		m := make(map[string]string, len(list))
+		for _, e := range list {
+			m[str(e.typ)] = str(e.id)
+		}
+		return m
+	}
+	values := func(list []flatValue) map[string]features.Value {
+		if len(list) == 0 {
+			return nil
+		}
+		m := make(map[string]features.Value, len(list))
+		for _, fv := range list {
+			v := fv.v
+			if fv.isStr {
+				v = features.StringValue(str(fv.str))
+			}
+			m[str(fv.name)] = v
+		}
+		return m
+	}
+	q := features.Query{Context: entities(f.context), Features: values(f.features)}
+	if len(f.cands) > 0 {
+		q.Candidates = make([]features.Candidate, len(f.cands))
+		var e0, v0 int32
+		for i, c := range f.cands {
+			q.Candidates[i] = features.Candidate{
+				Entities: entities(f.entities[e0:c.entities]), Features: values(f.values[v0:c.values]),
+			}
+			e0, v0 = c.entities, c.values
+		}
+	}
+	return q
 }
 
 // ShadowStats returns the statistics of every live/shadow pair whose two

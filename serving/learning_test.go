@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/guardrail"
 	"github.com/seer-ml/seer/internal/redistest"
@@ -81,7 +84,7 @@ func treeModel(t testing.TB, leaf func(tree int, v float64) float64) string {
 	return strings.Join(lines, "\n")
 }
 
-func newLearnFixture(t *testing.T, files map[string]string, edit func(*Config)) *learnFixture {
+func newLearnFixture(t testing.TB, files map[string]string, edit func(*Config)) *learnFixture {
 	t.Helper()
 	f := &learnFixture{dir: t.TempDir(), rs: redistest.Start(t)}
 	var stores strings.Builder
@@ -598,3 +601,32 @@ func grep(text, sub string) string {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestFlatten copies a query of every kind of value out and back.
+func TestFlatten(t *testing.T) {
+	body := []byte(`thai`)
+	q := features.Query{
+		Context:  map[string]string{"consumer": "c1"},
+		Features: map[string]features.Value{"hour": features.IntValue(7), "cuisine": features.StringValue(string(body)), "empty": features.StringValue("")},
+		Candidates: []features.Candidate{
+			{Entities: map[string]string{"store": "s1"}, Features: map[string]features.Value{
+				"emb": features.VectorValue([]float32{1, 2}), "tags": features.ListValue([]string{"a"}), "ok": features.BoolValue(true),
+			}},
+			{},
+			{Entities: map[string]string{"store": "s3", "consumer": "c3"}, Features: map[string]features.Value{"d": features.FloatValue(0.5)}},
+		},
+	}
+	f, n := flatten(&q)
+	if n <= 0 {
+		t.Errorf("size %d", n)
+	}
+	q.Candidates[0].Features["emb"].Vector()[0] = 9 // the caller reuses its memory
+	q.Context["consumer"] = "changed"
+	got := f.query()
+	q.Context["consumer"] = "c1"
+	q.Candidates[0].Features["emb"] = features.VectorValue([]float32{1, 2})
+	equal := cmp.Comparer(func(a, b features.Value) bool { return a.Equal(b) })
+	if diff := cmp.Diff(q, got, equal, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
