@@ -29,6 +29,13 @@ func testServer(b testing.TB) *Server { return testServerWith(b, Options{}) }
 // testServerWith is testServer with options.
 func testServerWith(b testing.TB, opt Options) *Server {
 	b.Helper()
+	srv, _ := testServerRedis(b, opt)
+	return srv
+}
+
+// testServerRedis is testServerWith that also returns the Redis server.
+func testServerRedis(b testing.TB, opt Options) (*Server, *redistest.Server) {
+	b.Helper()
 	rs := redistest.Start(b)
 	dir := b.TempDir()
 	var stores strings.Builder
@@ -57,7 +64,7 @@ func testServerWith(b testing.TB, opt Options) *Server {
 	if err := srv.Seed(context.Background()); err != nil {
 		b.Fatal(err)
 	}
-	return srv
+	return srv, rs
 }
 
 // rankingBody is a 200-candidate ranking query: one consumer in the

@@ -35,6 +35,7 @@ const (
 	classUnauthorized
 	classForbidden
 	classTimeout
+	classCancelled
 )
 
 // classify is the one place where errors are mapped to what they mean to a
@@ -53,6 +54,8 @@ func classify(err error) class {
 		return classForbidden
 	case errors.Is(err, context.DeadlineExceeded):
 		return classTimeout
+	case errors.Is(err, context.Canceled):
+		return classCancelled
 	}
 	return classInternal
 }
@@ -66,4 +69,9 @@ var httpStatus = [...]int{
 	classUnauthorized: http.StatusUnauthorized,
 	classForbidden:    http.StatusForbidden,
 	classTimeout:      http.StatusGatewayTimeout,
+	classCancelled:    statusClientClosed,
 }
+
+// statusClientClosed is the status recorded for a request whose client
+// went away before it was answered (nginx's 499); nobody reads it.
+const statusClientClosed = 499

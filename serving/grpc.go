@@ -47,6 +47,7 @@ var grpcCode = [...]codes.Code{
 	classUnauthorized: codes.Unauthenticated,
 	classForbidden:    codes.PermissionDenied,
 	classTimeout:      codes.DeadlineExceeded,
+	classCancelled:    codes.Canceled,
 }
 
 // grpcCall gives each call of seer.v1.Seer its request id (metadata

@@ -41,7 +41,11 @@ func (s *Server) initMetrics() {
 		Name: "seer_predict_degraded_total",
 		Help: "Queries answered with defaults because a store failed or timed out, by store.",
 	}, []string{"store"})
-	s.metrics.MustRegister(s.requests, s.duration, s.rows, s.degraded)
+	s.cancelled = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "seer_predict_cancelled_total",
+		Help: "Queries whose caller went away before their features were read: not answered, and not counted as degraded.",
+	})
+	s.metrics.MustRegister(s.requests, s.duration, s.rows, s.degraded, s.cancelled)
 	s.models = newModelMetrics(s.metrics)
 }
 

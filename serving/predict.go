@@ -2,6 +2,7 @@ package serving
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -118,6 +119,12 @@ func resize[T any](s []T, n int) []T {
 // stores that failed or timed out.
 func (s *Server) fetch(ctx context.Context, j *job) ([]string, error) {
 	degraded, err := s.assemble(ctx, j)
+	if err == nil && len(degraded) > 0 && errors.Is(ctx.Err(), context.Canceled) {
+		// The caller went away before the reads were done: no store
+		// failed, and nobody is there to take a degraded answer.
+		s.cancelled.Inc()
+		return nil, fmt.Errorf("%w: the caller went away before the features were read", context.Canceled)
+	}
 	for _, st := range degraded {
 		s.degraded.WithLabelValues(st).Inc()
 	}

@@ -184,13 +184,14 @@ type Server struct {
 	streams  chan struct{} // closed by CloseStreams
 	closeSt  sync.Once
 
-	ids      *requestIDs
-	models   modelMetrics
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-	rows     *prometheus.CounterVec
-	degraded *prometheus.CounterVec
-	batches  sync.Pool
+	ids       *requestIDs
+	models    modelMetrics
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	rows      *prometheus.CounterVec
+	degraded  *prometheus.CounterVec
+	cancelled prometheus.Counter
+	batches   sync.Pool
 
 	learn learning // feature log, shadow models, guardrails
 }
