@@ -729,9 +729,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, req *request) 
 			req.buf = buf
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
-				return fmt.Errorf("%w: body is over the limit of %d bytes", ErrTooLarge, tooBig.Limit)
+				return kindError(ErrTooLarge, "body is over the limit of %d bytes", tooBig.Limit)
 			}
-			return fmt.Errorf("%w: read body: %v", ErrBadRequest, err)
+			return badRequest("read body: %v", err)
 		}
 	}
 	req.buf = buf
@@ -761,6 +761,9 @@ type decoder struct {
 	kind  bodyKind
 	stop  string // the first bad entity map: decoding stopped there
 	saved string // the first value of the wrong type, or unknown field
+	// Where the reader is, for the paths of unknown fields: in query qi
+	// when depth >= 1, in its candidate ci when depth == 2.
+	depth, qi, ci int
 }
 
 // decode decodes the body read into req. Errors wrap ErrBadRequest.
@@ -769,7 +772,7 @@ func (req *request) decode(kind bodyKind) error {
 	msg := d.body()
 	req.stack = d.r.stack
 	if msg != "" {
-		return fmt.Errorf("%w: %s", ErrBadRequest, msg)
+		return badRequest("%s", msg)
 	}
 	return nil
 }
@@ -850,11 +853,35 @@ func (d *decoder) wrong(path, typ string, c byte) bool {
 	return d.r.skip()
 }
 
+// unknown records an unknown field, named by its path
+// (queries[0].candidates[2].x), and reads over its value.
 func (d *decoder) unknown(key string) bool {
 	if d.saved == "" {
-		d.saved = "body: json: unknown field " + strconv.Quote(key)
+		var path string
+		switch d.depth {
+		case 1:
+			path = "queries[" + strconv.Itoa(d.qi) + "]."
+		case 2:
+			path = "queries[" + strconv.Itoa(d.qi) + "].candidates[" + strconv.Itoa(d.ci) + "]."
+		}
+		d.saved = path + fieldText(key) + ": unknown field"
 	}
 	return d.r.skip()
+}
+
+// fieldText writes a field name in a path: as it is when it is made of
+// letters, digits and underscores, else quoted.
+func fieldText(key string) string {
+	for i := range len(key) {
+		c := key[i]
+		if !(c == '_' || isDigit(c) || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
+			return strconv.Quote(key)
+		}
+	}
+	if key == "" {
+		return `""`
+	}
+	return key
 }
 
 // fieldName returns the one of names that key is, exactly or else as
@@ -926,7 +953,10 @@ func (d *decoder) queries() bool {
 			}
 			switch c := r.s[r.i]; c {
 			case '{':
-				return d.query(&req.queries[i])
+				d.depth, d.qi = 1, i
+				ok := d.query(&req.queries[i])
+				d.depth = 0
+				return ok
 			case 'n':
 				return r.literal()
 			default:
@@ -1010,7 +1040,10 @@ func (d *decoder) candidates(q *rawQuery) bool {
 			}
 			switch c := r.s[r.i]; c {
 			case '{':
-				return d.candidate(&q.cands[i])
+				d.depth, d.ci = 2, i
+				ok := d.candidate(&q.cands[i])
+				d.depth = 1
+				return ok
 			case 'n':
 				return r.literal()
 			default:
@@ -1290,7 +1323,7 @@ func (req *request) typed(p *features.Plan, m *map[string]features.Value, sp *sp
 			if j >= 0 {
 				where = fmt.Sprintf("queries[%d].candidates[%d].features", i, j)
 			}
-			err = fmt.Errorf("%w: %s.%s: %v", ErrBadRequest, where, in.Name, verr)
+			err = badRequest("%s.%s: %v", where, in.Name, verr)
 			continue
 		}
 		out[in.Name] = v

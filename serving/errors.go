@@ -3,6 +3,7 @@ package serving
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/seer-ml/seer/features"
@@ -75,3 +76,25 @@ var httpStatus = [...]int{
 // statusClientClosed is the status recorded for a request whose client
 // went away before it was answered (nginx's 499); nobody reads it.
 const statusClientClosed = 499
+
+// requestError is an error of a given kind (one of the sentinels above)
+// whose message is its own: the sentinel's name is for errors.Is, not
+// repeated in front of every message the client reads.
+type requestError struct {
+	kind error
+	err  error
+}
+
+func (e *requestError) Error() string   { return e.err.Error() }
+func (e *requestError) Unwrap() []error { return []error{e.kind, e.err} }
+
+// badRequest formats an error that wraps ErrBadRequest (and what format
+// wraps with %w).
+func badRequest(format string, args ...any) error {
+	return &requestError{ErrBadRequest, fmt.Errorf(format, args...)}
+}
+
+// kindError formats an error that wraps kind.
+func kindError(kind error, format string, args ...any) error {
+	return &requestError{kind, fmt.Errorf(format, args...)}
+}

@@ -174,12 +174,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if s.cfg.AdminToken == "" {
-			s.fail(w, r, fmt.Errorf("%w: admin endpoints need admin_token in the config or SEER_ADMIN_TOKEN", ErrDisabled))
+			s.fail(w, r, kindError(ErrDisabled, "admin endpoints need admin_token in the config or SEER_ADMIN_TOKEN"))
 			return
 		}
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
-			s.fail(w, r, fmt.Errorf("%w: want Authorization: Bearer <admin token>", ErrUnauthorized))
+			s.fail(w, r, kindError(ErrUnauthorized, "want Authorization: Bearer <admin token>"))
 			return
 		}
 		h(w, r)
@@ -335,7 +335,13 @@ func (s *Server) handleCacheFlags(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := s.cache.Update(u, "admin "+r.RemoteAddr); err != nil {
 		if errors.Is(err, retrieval.ErrFlags) {
-			err = fmt.Errorf("%w: %v", ErrBadRequest, err)
+			// Say what is wrong once: "body: mode: ...", not every layer's
+			// name for it.
+			msg := err.Error()
+			if _, after, ok := strings.Cut(msg, retrieval.ErrFlags.Error()+": "); ok {
+				msg = after
+			}
+			err = badRequest("body: %s", msg)
 		}
 		s.fail(w, r, err)
 		return
@@ -351,12 +357,12 @@ func decodeAdminBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			return fmt.Errorf("%w: body is over the limit of %d bytes", ErrTooLarge, tooBig.Limit)
+			return kindError(ErrTooLarge, "body is over the limit of %d bytes", tooBig.Limit)
 		}
-		return fmt.Errorf("%w: body: %v", ErrBadRequest, err)
+		return badRequest("body: %v", err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: body: data after the JSON object", ErrBadRequest)
+		return badRequest("body: data after the JSON object")
 	}
 	return nil
 }

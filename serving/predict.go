@@ -22,14 +22,14 @@ import (
 func (s *Server) checkShape(nqueries int, candidates func(i int) int) error {
 	lim := s.cfg.Predict
 	if nqueries == 0 {
-		return fmt.Errorf("%w: queries: none given", ErrBadRequest)
+		return badRequest("queries: none given")
 	}
 	if nqueries > lim.MaxQueries {
-		return fmt.Errorf("%w: queries: %d is over the limit of %d", ErrBadRequest, nqueries, lim.MaxQueries)
+		return badRequest("queries: %d is over the limit of %d", nqueries, lim.MaxQueries)
 	}
 	for i := range nqueries {
 		if n := candidates(i); n > lim.MaxCandidates {
-			return fmt.Errorf("%w: queries[%d].candidates: %d is over the limit of %d", ErrBadRequest, i, n, lim.MaxCandidates)
+			return badRequest("queries[%d].candidates: %d is over the limit of %d", i, n, lim.MaxCandidates)
 		}
 	}
 	return nil
@@ -38,7 +38,7 @@ func (s *Server) checkShape(nqueries int, candidates func(i int) int) error {
 // resolve finds a model version for a query.
 func (s *Server) resolve(ref string) (*registry.Version, error) {
 	if ref == "" {
-		return nil, fmt.Errorf("%w: model: missing", ErrBadRequest)
+		return nil, badRequest("missing")
 	}
 	return s.registry.Snapshot().Resolve(ref)
 }
@@ -197,11 +197,11 @@ func (s *Server) lookup(ctx context.Context, jobs []job, results []queryResult) 
 func (s *Server) displayPlan(i int, names []string) (*features.Plan, error) {
 	where := fmt.Sprintf("queries[%d]", i)
 	if len(names) == 0 {
-		return nil, fmt.Errorf("%w: %s.features: name at least one catalog feature", ErrBadRequest, where)
+		return nil, badRequest("%s.features: name at least one catalog feature", where)
 	}
 	plan, err := s.catalog.DisplayPlan(names)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s.features: %v", ErrBadRequest, where, err)
+		return nil, badRequest("%s.features: %v", where, err)
 	}
 	return plan, nil
 }

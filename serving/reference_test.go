@@ -90,10 +90,10 @@ func decodeJSON(data []byte, v any) error {
 	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %s", ErrBadRequest, describeJSONError(err))
+		return badRequest("%s", describeJSONError(err))
 	}
 	if len(bytes.TrimLeft(data[dec.InputOffset():], " \t\r\n")) > 0 {
-		return fmt.Errorf("%w: body: data after the JSON object", ErrBadRequest)
+		return badRequest("body: data after the JSON object")
 	}
 	return nil
 }
@@ -153,7 +153,7 @@ func typedFeatures(p *features.Plan, where string, raw map[string]any) (map[stri
 		}
 		v, err := features.Coerce(p.Inputs[k].Type, x)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %s.%s: %v", ErrBadRequest, where, name, err)
+			return nil, badRequest("%s.%s: %v", where, name, err)
 		}
 		out[name] = v
 	}

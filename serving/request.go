@@ -258,7 +258,7 @@ func typedQuery(p *features.Plan, i int, context map[string]string, feats map[st
 func checkIDs(where string, m map[string]string) error {
 	for entity, id := range m {
 		if id == "" {
-			return fmt.Errorf("%w: %s.%s: want a non-empty id", ErrBadRequest, where, entity)
+			return badRequest("%s.%s: want a non-empty id", where, entity)
 		}
 	}
 	return nil
@@ -276,7 +276,7 @@ func conform(p *features.Plan, where string, feats map[string]features.Value) (m
 		}
 		w, ok := convert(p.Inputs[k].Type, v)
 		if !ok {
-			return nil, fmt.Errorf("%w: %s.%s: want %s, got %s", ErrBadRequest, where, name, p.Inputs[k].Type, describeValue(v))
+			return nil, badRequest("%s.%s: want %s, got %s", where, name, p.Inputs[k].Type, describeValue(v))
 		}
 		if out == nil {
 			out = make(map[string]features.Value, len(feats))

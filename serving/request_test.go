@@ -142,7 +142,7 @@ func TestTypedErrors(t *testing.T) {
 		{"no queries", &PredictRequest{}, ErrBadRequest, "queries: none given"},
 		{"too many queries", &PredictRequest{Queries: make([]Query, 65)}, ErrBadRequest, "queries: 65 is over the limit of 64"},
 		{"too many candidates", one(Query{Model: "store_ranker", Candidates: make([]Candidate, 1001)}), ErrBadRequest, "queries[0].candidates: 1001 is over the limit of 1000"},
-		{"no model", one(Query{}), ErrBadRequest, "queries[0].model: bad request: model: missing"},
+		{"no model", one(Query{}), ErrBadRequest, "queries[0].model: missing"},
 		{"unknown model", one(Query{Model: "nope"}), registry.ErrUnknownModel, `queries[0].model: unknown model "nope"`},
 		{"unknown version", one(Query{Model: "store_ranker@9"}), registry.ErrUnknownVersion, `unknown model version "9"`},
 		{"unknown entity", one(Query{Model: "store_ranker", Context: map[string]string{"shop": "1"}}), features.ErrQuery, `unknown entity type "shop"`},

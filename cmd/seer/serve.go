@@ -22,7 +22,7 @@ import (
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
+	fs := newFlags("serve", stdout)
 	configPath := fs.String("config", "", "configuration file (YAML)")
 	listen := fs.String("listen", "", "address to listen on, overriding the config's listen")
 	grpcListen := fs.String("grpc-listen", "", "address of the gRPC API, overriding the config's grpc_listen")
@@ -31,8 +31,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
+	if fs.NArg() > 0 {
+		return usagef("serve takes no arguments, got %q", fs.Arg(0))
+	}
 	if *configPath == "" {
-		return fmt.Errorf("%w: serve needs --config FILE", errUsage)
+		return usagef("serve needs --config FILE")
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {

@@ -129,10 +129,12 @@ func readyz(url string) (int, bool, error) {
 
 const quickPredict = `{"queries": [{"model": "store_ranker", "context": {"consumer": 1001}, "candidates": [{"entities": {"store": 1426727}}]}]}`
 
-// TestShutdown runs the real binary and sends it real signals.
-func TestShutdown(t *testing.T) {
+// TestBinary runs the real binary: its command line, and the shutdown
+// sequence with real signals.
+func TestBinary(t *testing.T) {
 	bin := binary(t)
-	t.Run("sequence", func(t *testing.T) { testShutdownSequence(t, bin) })
+	t.Run("command line", func(t *testing.T) { testCommandLine(t, bin) })
+	t.Run("shutdown sequence", func(t *testing.T) { testShutdownSequence(t, bin) })
 	t.Run("second signal", func(t *testing.T) { testShutdownSecondSignal(t, bin) })
 }
 

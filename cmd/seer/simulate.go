@@ -20,7 +20,7 @@ import (
 // runSimulate replays a trace of feature reads through caches of several
 // sizes and prints the hit-rate curve, as an estimate before a rollout.
 func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("simulate", stderr)
+	fs := newFlags("simulate", stdout)
 	sizesFlag := fs.String("sizes", "1000,10000,100000", "cache sizes in entries (one entry per entity key and set of features), comma-separated; k and m suffixes")
 	points := fs.Int("points", 20, "points of the curve: the trace is cut into this many windows of equal reads")
 	cumulative := fs.Bool("cumulative", false, "print the hit rate from the start of the trace instead of within each window")
@@ -36,7 +36,7 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	sizes, err := parseSizes(*sizesFlag)
 	if err != nil {
-		return fmt.Errorf("%w: --sizes: %v", errUsage, err)
+		return usagef("--sizes: %v", err)
 	}
 	var trace []retrieval.SimRead
 	add := func(r retrieval.TraceRecord) error {
@@ -48,13 +48,13 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	switch {
 	case *zipf != "" && fs.NArg() > 0:
-		return fmt.Errorf("%w: simulate takes --zipf or trace files, not both", errUsage)
+		return usagef("simulate takes --zipf or trace files, not both")
 	case *zipf != "":
 		if err := generate(*zipf, *reads, *rate, *nfields, *seed, *write, add); err != nil {
 			return err
 		}
 	case fs.NArg() == 0:
-		return fmt.Errorf("%w: simulate needs trace files (JSON lines or redis-cli MONITOR output, - for stdin) or --zipf N,S", errUsage)
+		return usagef("simulate needs trace files (JSON lines or redis-cli MONITOR output, - for stdin) or --zipf N,S")
 	default:
 		for _, path := range fs.Args() {
 			if err := readTraceFile(path, *store, add); err != nil {
@@ -76,13 +76,13 @@ func generate(spec string, reads int, rate float64, nfields int, seed uint64, wr
 	n, err1 := strconv.Atoi(ns)
 	s, err2 := strconv.ParseFloat(ss, 64)
 	if !ok || err1 != nil || err2 != nil {
-		return fmt.Errorf("%w: --zipf %q: want N,S such as 100000,1.1", errUsage, spec)
+		return usagef("--zipf %q: want N,S such as 100000,1.1", spec)
 	}
 	if reads == 0 {
 		reads = 10 * n
 	}
 	if nfields <= 0 || nfields > 1000 {
-		return fmt.Errorf("%w: --fields %d: want 1 to 1000", errUsage, nfields)
+		return usagef("--fields %d: want 1 to 1000", nfields)
 	}
 	fields := make([]string, nfields)
 	for i := range fields {

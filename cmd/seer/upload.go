@@ -12,7 +12,7 @@ import (
 // runUpload validates feature files against the catalog and writes them to
 // the stores of their features, then bumps the features' upload markers.
 func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("upload", stderr)
+	fs := newFlags("upload", stdout)
 	configPath := fs.String("config", "", "configuration file (YAML)")
 	entity := fs.String("entity", "", "entity type the files describe")
 	batch := fs.Int("batch", 0, "rows per pipelined batch (0: the default)")
@@ -20,7 +20,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if *configPath == "" || *entity == "" || fs.NArg() == 0 {
-		return fmt.Errorf("%w: upload needs --config FILE, --entity NAME and at least one file", errUsage)
+		return usagef("upload needs --config FILE, --entity NAME and at least one file")
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {

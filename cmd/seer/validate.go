@@ -15,21 +15,21 @@ import (
 // it, and prints a one-line summary (and what the second evaluation
 // compared, for formats that have one) or every problem found.
 func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("validate", stderr)
+	fs := newFlags("validate", stdout)
 	catalogPath := fs.String("catalog", "", "catalog file the model's features come from")
 	configPath := fs.String("config", "", "configuration file naming the catalog (instead of --catalog)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: validate needs one model version directory", errUsage)
+		return usagef("validate needs one model version directory")
 	}
 	dir := fs.Arg(0)
 	catalog := &features.Catalog{}
 	var err error
 	switch {
 	case *catalogPath != "" && *configPath != "":
-		return fmt.Errorf("%w: give --catalog or --config, not both", errUsage)
+		return usagef("give --catalog or --config, not both")
 	case *catalogPath != "":
 		catalog, err = serving.LoadCatalog(*catalogPath, nil)
 	case *configPath != "":
