@@ -54,6 +54,15 @@ type lgbTree struct {
 	left, right []int32 // a child < 0 is the leaf ^child
 	catBounds   []uint32
 	catBits     []uint32
+	// A linear tree (is_linear=1) has per leaf a constant and a linear
+	// model of leafFeat[k]...leafFeat[k+numFeat[leaf]-1] (raw feature
+	// indexes) with their coefficients, k the sum of the previous leaves'
+	// counts.
+	linear    bool
+	leafConst []float64
+	numFeat   []int32
+	leafFeat  []int32
+	leafCoeff []float64
 }
 
 // lgbModel is a parsed and checked LightGBM text model.
@@ -188,6 +197,14 @@ func (lm *lgbModel) forest() (*Forest, error) {
 func (t *lgbTree) forestTree(i int) (Tree, error) {
 	n := len(t.feature)
 	tr := Tree{Nodes: make([]Node, n+len(t.leafValue)), Leaves: t.leafValue}
+	if t.linear {
+		tr.Linear = make([]LinearLeaf, len(t.leafValue))
+		k := 0
+		for l, c := range t.numFeat {
+			tr.Linear[l] = LinearLeaf{Const: t.leafConst[l], Features: t.leafFeat[k : k+int(c)], Coeffs: t.leafCoeff[k : k+int(c)]}
+			k += int(c)
+		}
+	}
 	for l := range t.leafValue {
 		tr.Nodes[n+l] = Node{Feature: -1, Left: int32(l)}
 	}
@@ -291,6 +308,11 @@ func (t lgbTree) clone() lgbTree {
 		right:     slices.Clone(t.right),
 		catBounds: slices.Clone(t.catBounds),
 		catBits:   slices.Clone(t.catBits),
+		linear:    t.linear,
+		leafConst: slices.Clone(t.leafConst),
+		numFeat:   slices.Clone(t.numFeat),
+		leafFeat:  slices.Clone(t.leafFeat),
+		leafCoeff: slices.Clone(t.leafCoeff),
 	}
 }
 
@@ -425,12 +447,6 @@ type lgbScratch struct {
 // reused for the next tree.
 func lgbCheckTree(i int, kv map[string]string, features int, sc *lgbScratch) (lgbTree, error) {
 	var t lgbTree
-	_, leafConst := kv["leaf_const"]
-	_, leafCoeff := kv["leaf_coeff"]
-	if kv["is_linear"] == "1" || leafConst || leafCoeff {
-		return t, lgbError("tree %d is a linear tree (a model trained with linear_tree=true): "+
-			"its leaves hold linear models, which this evaluator does not support; retrain with linear_tree=false", i)
-	}
 	where := "tree " + strconv.Itoa(i)
 	numLeaves, err := lgbInt(kv, "num_leaves", where)
 	if err != nil {
@@ -457,6 +473,9 @@ func lgbCheckTree(i int, kv map[string]string, features int, sc *lgbScratch) (lg
 			return t, lgbError("%s: leaf value %.40q", where, s)
 		}
 		t.leafValue[k] = v
+	}
+	if err := t.parseLinear(kv, i, features, sc); err != nil {
+		return t, err
 	}
 	if numLeaves == 1 {
 		return t, nil
@@ -574,6 +593,82 @@ func lgbCheckTree(i int, kv map[string]string, features int, sc *lgbScratch) (lg
 		return t, lgbError("%s: %d of %d nodes are reachable from the root", where, seen, nodes)
 	}
 	return t, nil
+}
+
+// parseLinear reads the linear models of a linear tree's leaves:
+// leaf_const, num_features, leaf_features and leaf_coeff, LightGBM 4's
+// layout (Tree::ToString when is_linear_).
+func (t *lgbTree) parseLinear(kv map[string]string, i int, features int, sc *lgbScratch) error {
+	where := "tree " + strconv.Itoa(i)
+	switch kv["is_linear"] {
+	case "", "0":
+		for _, key := range [...]string{"leaf_const", "num_features", "leaf_features", "leaf_coeff"} {
+			if _, ok := kv[key]; ok {
+				return lgbError("%s: %s in a tree that is not linear (is_linear=0)", where, key)
+			}
+		}
+		return nil
+	case "1":
+	default:
+		return lgbError("%s: is_linear=%.40q", where, kv["is_linear"])
+	}
+	st := &sc.tree
+	n := len(t.leafValue)
+	t.linear = true
+	t.leafConst = resize(&st.leafConst, n)
+	t.numFeat = resize(&st.numFeat, n)
+	consts, err := lgbValues(kv, "leaf_const", n, i, &sc.fields[6])
+	if err != nil {
+		return err
+	}
+	for k, s := range consts {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return lgbError("%s: leaf_const %.40q", where, s)
+		}
+		t.leafConst[k] = v
+	}
+	counts, err := lgbValues(kv, "num_features", n, i, &sc.fields[6])
+	if err != nil {
+		return err
+	}
+	total := 0
+	for k, s := range counts {
+		v, err := strconv.ParseUint(s, 10, 31)
+		if err != nil {
+			return lgbError("%s: num_features %.40q", where, s)
+		}
+		t.numFeat[k] = int32(v)
+		total += int(v) // capped below by the values present
+		if total > len(kv["leaf_features"]) {
+			return lgbError("%s: num_features add up to more than leaf_features holds", where)
+		}
+	}
+	feats, err := lgbValues(kv, "leaf_features", total, i, &sc.fields[6])
+	if err != nil {
+		return err
+	}
+	t.leafFeat = resize(&st.leafFeat, total)
+	for k, s := range feats {
+		v, err := strconv.ParseUint(s, 10, 32)
+		if err != nil || v >= uint64(features) {
+			return lgbError("%s: leaf_features %.40q (the model has %d features)", where, s, features)
+		}
+		t.leafFeat[k] = int32(v)
+	}
+	coeffs, err := lgbValues(kv, "leaf_coeff", total, i, &sc.fields[6])
+	if err != nil {
+		return err
+	}
+	t.leafCoeff = resize(&st.leafCoeff, total)
+	for k, s := range coeffs {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil || math.IsNaN(v) || math.IsInf(v, 0) {
+			return lgbError("%s: leaf_coeff %.40q", where, s)
+		}
+		t.leafCoeff[k] = v
+	}
+	return nil
 }
 
 // resize returns *s resized to n, keeping its array in *s for the next

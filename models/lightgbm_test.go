@@ -122,25 +122,23 @@ func compareScores(t *testing.T, got []float64, want *oracle.Table, tol float64)
 }
 
 // TestLightGBMOracles scores every case of every LightGBM release snapshot
-// and compares with the predictions LightGBM itself made. Linear-tree models
-// must be refused.
+// and compares with the predictions LightGBM itself made, linear trees
+// included; leaves, the second evaluation, must agree on the same rows
+// and on probe rows.
 func TestLightGBMOracles(t *testing.T) {
 	const tol = 1e-12
 	for _, rel := range lgbReleaseDirs(t) {
 		t.Run(rel, func(t *testing.T) {
-			passed, refused, worst := 0, 0, 0.0
+			passed, linear, worst := 0, 0, 0.0
 			for _, c := range lgbCases(t, rel) {
 				name := strings.TrimSuffix(c.Expected, ".expected.tsv")
 				data := readFile(t, oracle.Path(t, "lightgbm", rel, c.Model))
 				in := oracle.Read(t, oracle.Path(t, "lightgbm", rel, c.Input))
 				want := oracle.Read(t, oracle.Path(t, "lightgbm", rel, c.Expected))
 				m, err := Load(FormatLightGBM, data, Options{Iterations: c.NIter})
-				if bytes.Contains(data, []byte("\nis_linear=1")) {
-					if err == nil || !errors.Is(err, ErrArtifact) || !strings.Contains(err.Error(), "linear_tree") {
-						t.Errorf("%s: linear-tree model: got error %v, want a refusal naming linear_tree", name, err)
-					}
-					refused++
-					continue
+				isLinear := bytes.Contains(data, []byte("\nis_linear=1"))
+				if isLinear {
+					linear++
 				}
 				if err != nil {
 					t.Errorf("%s: %v", name, err)
@@ -158,16 +156,14 @@ func TestLightGBMOracles(t *testing.T) {
 				}
 				t.Run(name, func(t *testing.T) {
 					worst = max(worst, compareScores(t, got, want, tol))
-					// leaves, the second evaluation, agrees on the oracle's
-					// rows and on probe rows.
-					n, err := Verify(FormatLightGBM, data, Options{Iterations: c.NIter}, m, rowsOf(in), len(in.Rows))
-					if err != nil || n != len(in.Rows)+ProbeCount {
-						t.Errorf("verify: %d rows, %v", n, err)
+					v, err := Verify(FormatLightGBM, data, Options{Iterations: c.NIter}, m, rowsOf(in), len(in.Rows))
+					if err != nil || v.Rows != len(in.Rows)+ProbeCount || (v.Unchecked != "") != isLinear {
+						t.Errorf("verify: %+v, %v", v, err)
 					}
 				})
 				passed++
 			}
-			t.Logf("%s: %d cases reproduced, %d linear_tree models refused, max abs diff %.3g", rel, passed, refused, worst)
+			t.Logf("%s: %d cases reproduced (%d with linear trees), max abs diff %.3g", rel, passed, linear, worst)
 		})
 	}
 }
@@ -293,6 +289,60 @@ func TestLightGBMTiny(t *testing.T) {
 	}
 }
 
+// TestLightGBMLinearTree makes the tiny model's trees linear (LightGBM
+// 4's linear_tree): tree 1's leaves become 0.05 + 0.01*amount - 0.5*score
+// and -0.05 + 2*category, tree 2's 0.02 + 0.5*score; a leaf whose model
+// reads a missing input scores its constant leaf_value.
+func TestLightGBMLinearTree(t *testing.T) {
+	text := string(readFile(t, tinyLightGBM))
+	tree1 := "leaf_value=0.050000000000000003 -0.050000000000000003\n"
+	tree2 := "leaf_value=0.01\n"
+	text = strings.Replace(text, tree1+"leaf_weight=20 20\nleaf_count=20 20\ninternal_value=0\ninternal_weight=40\ninternal_count=40\nis_linear=0\n",
+		tree1+"is_linear=1\nleaf_const=0.05 -0.05\nnum_features=2 1\nleaf_features=0 2  1 \nleaf_coeff=0.01 -0.5  2 \n", 1)
+	text = strings.Replace(text, tree2+"leaf_weight=\nleaf_count=\ninternal_value=\ninternal_weight=\ninternal_count=\nis_linear=0\n",
+		tree2+"is_linear=1\nleaf_const=0.02\nnum_features=1\nleaf_features=2 \nleaf_coeff=0.5 \n", 1)
+	if strings.Count(text, "is_linear=1") != 2 {
+		t.Fatal("tiny model not edited")
+	}
+	m := loadTiny(t, text, Options{Raw: true})
+	nan := math.NaN()
+	cases := []struct {
+		x    [3]float64
+		want float64
+	}{
+		// tree 0 (as before) + tree 1 + tree 2
+		{[3]float64{0, 3, 1}, 0.1 + (0.05 + 0.01*0 - 0.5*1) + (0.02 + 0.5*1)},
+		{[3]float64{2, 0, 20}, -0.4 + (-0.05 + 2*0) + (0.02 + 0.5*20)},
+		{[3]float64{nan, 1, 4}, 0.1 + 0.05 + (0.02 + 0.5*4)},  // tree 1 leaf 0 reads amount: missing
+		{[3]float64{2, nan, 6}, 0.3 + -0.05 + (0.02 + 0.5*6)}, // tree 1 leaf 1 reads category: missing
+		{[3]float64{2, 0, nan}, 0.3 + -0.05 + 2*0 + 0.01},     // NaN score goes right in tree 1; tree 2 reads it
+		{[3]float64{0, 1, 3}, 0.1 + (0.05 + 0.01*0 - 0.5*3) + (0.02 + 1.5)},
+	}
+	for _, c := range cases {
+		got := predictAll(t, m, c.x[:])
+		if !closeTo(got[0], c.want, 1e-15) {
+			t.Errorf("row %v: got %.17g, want %.17g", c.x, got[0], c.want)
+		}
+	}
+	v, err := Verify(FormatLightGBM, []byte(text), Options{Raw: true}, m, nil, 0)
+	if err != nil || v.Unchecked == "" {
+		t.Errorf("verify: %+v, %v; want agreement on the constant leaves, the linear models unchecked", v, err)
+	}
+	for _, bad := range []struct{ old, new, want string }{
+		{"num_features=2 1", "num_features=2 2", "leaf_features has 3 values, want 4"},
+		{"num_features=2 1", "num_features=2", "num_features has 1 values, want 2"},
+		{"leaf_features=0 2  1", "leaf_features=0 3  1", "leaf_features"},
+		{"leaf_coeff=0.01 -0.5  2", "leaf_coeff=0.01 nan  2", "leaf_coeff"},
+		{"leaf_const=0.05 -0.05", "leaf_const=0.05 inf", "leaf_const"},
+		{"num_features=2 1", "num_features=2 99999999999", "num_features"},
+	} {
+		_, err := Load(FormatLightGBM, []byte(strings.Replace(text, bad.old, bad.new, 1)), Options{})
+		if !errors.Is(err, ErrArtifact) || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: got %v, want an error containing %q", bad.new, err, bad.want)
+		}
+	}
+}
+
 // TestLightGBMVerify checks that Verify catches a model that scores
 // otherwise than its artifact: here the model is loaded from a file whose
 // threshold was edited, as an evaluator bug would misread it.
@@ -324,8 +374,8 @@ func TestLightGBMVerify(t *testing.T) {
 	if _, err := Verify(FormatLightGBM, []byte("tree\nversion=v9\n"), Options{}, m, nil, 0); !errors.Is(err, ErrArtifact) {
 		t.Errorf("an unreadable reference: got %v, want an error wrapping ErrArtifact", err)
 	}
-	if n, err := Verify(FormatXGBoost, nil, Options{}, m, nil, 0); n != 0 || err != nil {
-		t.Errorf("a format without a reference evaluator: %d rows, %v", n, err)
+	if v, err := Verify(FormatXGBoost, nil, Options{}, m, nil, 0); v.Rows != 0 || err != nil {
+		t.Errorf("a format without a reference evaluator: %+v, %v", v, err)
 	}
 }
 
@@ -512,8 +562,9 @@ func TestLightGBMGuards(t *testing.T) {
 		{"empty", func(string) string { return "" }, Options{}, "not a LightGBM text model"},
 		{"JSON dump", func(string) string { return `{"name":"tree","version":"v4"}` }, Options{}, "not a LightGBM text model"},
 		{"XGBoost JSON", func(string) string { return `{"learner":{}}` }, Options{}, "an XGBoost JSON or UBJSON model (detected from its bytes)"},
-		{"linear tree", replace("is_linear=0", "is_linear=1"), Options{}, "linear_tree"},
-		{"linear leaf coefficients", replace("is_linear=0", "leaf_coeff=0.5 0.25"), Options{}, "linear_tree"},
+		{"linear tree without its models", replace("is_linear=0", "is_linear=1"), Options{}, "leaf_const has 0 values, want 4"},
+		{"linear leaf coefficients", replace("is_linear=0", "leaf_coeff=0.5 0.25"), Options{}, "leaf_coeff in a tree that is not linear"},
+		{"bad is_linear", replace("is_linear=0", "is_linear=yes"), Options{}, "is_linear"},
 		{"truncated in a tree", cutAt("Tree=1", 40), Options{}, "tree 1"},
 		{"truncated after the header", cutAt("Tree=0", 0), Options{}, "no trees"},
 		{"truncated between trees", cutAt("Tree=2", 0), Options{}, "tree_sizes lists 3 trees but the file holds 2"},

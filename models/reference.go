@@ -40,38 +40,63 @@ func Reference(format string, data []byte, opt Options) (m Model, err error) {
 	return loadLightGBMLeaves(data, opt)
 }
 
+// Verification is what Verify compared.
+type Verification struct {
+	// Rows is the number of rows compared (the rows given and ProbeCount
+	// probe rows); 0 when the format has no reference evaluator.
+	Rows int
+	// Reference names the reference evaluator.
+	Reference string
+	// Unchecked, when not empty, says what the reference evaluator cannot
+	// check, which golden rows alone then do (leaves ignores linear
+	// leaves: the trees' paths and constant leaves are compared).
+	Unchecked string
+}
+
 // Verify scores the rows of x (nrows of them, inputs in m's column
 // order) and ProbeCount probe rows (see ProbeRows) with m, the model Load
 // returned for the artifact, and with the artifact's Reference evaluator,
-// and returns an error wrapping ErrDisagree when a score differs. It
-// returns the number of rows compared, 0 when the format has no reference
-// evaluator.
-func Verify(format string, data []byte, opt Options, m Model, x []float64, nrows int) (int, error) {
+// and returns an error wrapping ErrDisagree when a score differs.
+//
+// leaves ignores the linear models of LightGBM's linear trees, so for
+// those the comparison is of m with each linear leaf replaced by its
+// constant value (the value LightGBM gives when an input of the leaf's
+// model is missing): the same walk through the same trees, checked; the
+// linear models themselves are only checked by golden rows.
+func Verify(format string, data []byte, opt Options, m Model, x []float64, nrows int) (Verification, error) {
+	var v Verification
 	ref, err := Reference(format, data, opt)
 	if err != nil {
-		return 0, fmt.Errorf("reference evaluator: %w", err)
+		return v, fmt.Errorf("reference evaluator: %w", err)
 	}
 	if ref == nil {
-		return 0, nil
+		return v, nil
 	}
+	v.Reference = ReferenceName(format)
 	nf := m.NumFeatures()
 	if ref.NumFeatures() != nf || ref.NumOutputs() != m.NumOutputs() {
-		return 0, fmt.Errorf("%w: %d features and %d outputs, the reference evaluator has %d and %d",
+		return v, fmt.Errorf("%w: %d features and %d outputs, the reference evaluator has %d and %d",
 			ErrDisagree, nf, m.NumOutputs(), ref.NumFeatures(), ref.NumOutputs())
 	}
 	if nrows < 0 || len(x) < nrows*nf {
-		return 0, fmt.Errorf("verify: %d inputs for %d rows of %d features", len(x), nrows, nf)
+		return v, fmt.Errorf("verify: %d inputs for %d rows of %d features", len(x), nrows, nf)
 	}
 	probes := ProbeRows(m, ProbeCount, 1)
+	if f, ok := m.(*Forest); ok && f.linear() {
+		if m, err = f.constantLeaves(); err != nil {
+			return v, err
+		}
+		v.Unchecked = "the linear models in the leaves of linear trees (leaves ignores them)"
+	}
 	rows := slices.Concat(x[:nrows*nf], probes)
 	n := nrows + len(probes)/nf
 	no := m.NumOutputs()
 	got, want := make([]float64, n*no), make([]float64, n*no)
 	if err := m.Predict(got, rows, n); err != nil {
-		return 0, err
+		return v, err
 	}
 	if err := ref.Predict(want, rows, n); err != nil {
-		return 0, fmt.Errorf("reference evaluator: %w", err)
+		return v, fmt.Errorf("reference evaluator: %w", err)
 	}
 	for r := range n {
 		for j := range no {
@@ -83,11 +108,12 @@ func Verify(format string, data []byte, opt Options, m Model, x []float64, nrows
 			if r >= nrows {
 				what = fmt.Sprintf("probe row %d %s", r-nrows+1, formatRow(rows[r*nf:(r+1)*nf]))
 			}
-			return n, fmt.Errorf("%w: %s, output %d: seer's evaluator gives %.17g, %s %.17g",
-				ErrDisagree, what, j, g, ReferenceName(format), w)
+			return v, fmt.Errorf("%w: %s, output %d: seer's evaluator gives %.17g, %s %.17g",
+				ErrDisagree, what, j, g, v.Reference, w)
 		}
 	}
-	return n, nil
+	v.Rows = n
+	return v, nil
 }
 
 // ReferenceName names the reference evaluator of a format.

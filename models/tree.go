@@ -74,6 +74,20 @@ type Tree struct {
 	Width  int
 	// Weight scales the tree's leaves (DART, averaging forests); 0 means 1.
 	Weight float64
+	// Linear, when not nil, holds a linear model per leaf value (LightGBM's
+	// linear trees): the leaf whose value is Leaves[k] scores Linear[k].
+	// Only in trees of Width 1 without Weight, in a forest without Sum32.
+	Linear []LinearLeaf
+}
+
+// LinearLeaf is a leaf whose value is a linear function of the inputs:
+// Const, plus each Coeffs[i] times input Features[i], added in order
+// (LightGBM's linear trees). When one of those inputs is missing, the leaf
+// scores its constant value in Tree.Leaves instead.
+type LinearLeaf struct {
+	Const    float64
+	Features []int32
+	Coeffs   []float64
 }
 
 // Forest is an ensemble of decision trees that tree formats load into: the
@@ -151,4 +165,29 @@ func (f *Forest) Predict(dst, x []float64, nrows int) error {
 	}
 	c.predict(f, dst, x, nrows)
 	return nil
+}
+
+// linear reports whether some leaves of f are linear.
+func (f *Forest) linear() bool {
+	for _, t := range f.Trees {
+		if t.Linear != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// constantLeaves returns a copy of f whose leaves are all constant: each
+// linear leaf scores its constant value.
+func (f *Forest) constantLeaves() (*Forest, error) {
+	g := &Forest{
+		Features: f.Features, Outputs: f.Outputs, Base: f.Base, Split: f.Split, Sum32: f.Sum32,
+		Link: f.Link, Argmax: f.Argmax, TruncCategories: f.TruncCategories,
+		Trees: make([]Tree, len(f.Trees)),
+	}
+	for i, t := range f.Trees {
+		t.Linear = nil
+		g.Trees[i] = t
+	}
+	return g, g.Check()
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // TestLess32 checks that the float64 threshold less32 derives reproduces
@@ -70,6 +71,18 @@ func refPredict(f *Forest, row []float64) []float64 {
 		w := max(t.Width, 1)
 		for k := range w {
 			v := t.Leaves[int(t.Nodes[i].Left)+k]
+			if t.Linear != nil {
+				l := t.Linear[t.Nodes[i].Left]
+				lv := l.Const
+				for j, feat := range l.Features {
+					if math.IsNaN(row[feat]) {
+						lv = v
+						break
+					}
+					lv += float64(l.Coeffs[j] * row[feat])
+				}
+				v = lv
+			}
 			if f.Sum32 {
 				v32 := float32(v)
 				if t.Weight != 0 {
@@ -218,6 +231,19 @@ func randomForest(rng *rand.Rand, split Split, sum32 bool, outputs, width int) *
 			t.Leaves = append(t.Leaves, make([]float64, width)...)
 			t.Nodes[len(t.Nodes)-1] = Node{Feature: -1, Left: int32(len(t.Leaves) - width)}
 		}
+		if width == 1 && !sum32 && t.Weight == 0 && rng.IntN(3) == 0 {
+			for range t.Leaves {
+				var l LinearLeaf
+				if rng.IntN(4) > 0 {
+					l.Const = math.Round(rng.NormFloat64()*1e4) / 1e4
+					for range rng.IntN(3) {
+						l.Features = append(l.Features, int32(rng.IntN(f.Features)))
+						l.Coeffs = append(l.Coeffs, rng.NormFloat64())
+					}
+				}
+				t.Linear = append(t.Linear, l)
+			}
+		}
 		f.Trees = append(f.Trees, t)
 	}
 	return f
@@ -292,7 +318,7 @@ func TestForestMatchesReference(t *testing.T) {
 		for r := range nrows {
 			want = append(want, refPredict(f, x[r*f.Features:(r+1)*f.Features])...)
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, got, cmpopts.EquateNaNs()); diff != "" {
 			t.Fatalf("forest %d (split %d, sum32 %v): prediction mismatch (-want +got):\n%s", it, split, sum32, diff)
 		}
 	}
@@ -549,7 +575,7 @@ func TestForestWideInputs(t *testing.T) {
 		for r := range nrows {
 			want = append(want, refPredict(f, x[r*f.Features:(r+1)*f.Features])...)
 		}
-		if diff := cmp.Diff(want, got); diff != "" {
+		if diff := cmp.Diff(want, got, cmpopts.EquateNaNs()); diff != "" {
 			t.Fatalf("forest %d (%d outputs, argmax %v): prediction mismatch (-want +got):\n%s", it, outputs, f.Argmax, diff)
 		}
 		if f.code.Load().slots*blockRows > stackKeys {

@@ -83,6 +83,9 @@ type forestCode struct {
 	width  int // values per leaf, the same for every tree
 	leaf64 []float64
 	leaf32 []float32
+	// lin, when some leaves are linear, holds per value of leaf64 its
+	// linear model (an empty one for a constant leaf).
+	lin    []linearLeaf
 	scalar bool // a single output, the common case Predict specializes
 
 	slots int       // keys per row
@@ -120,6 +123,30 @@ type wideCat struct {
 	feat int32
 	slot int32
 	cats catSplit
+}
+
+// linearLeaf is a compiled LinearLeaf.
+type linearLeaf struct {
+	konst  float64
+	feats  []int32
+	coeffs []float64
+	linear bool
+}
+
+// value returns the leaf's value for row, given its constant value v.
+func (l *linearLeaf) value(row []float64, v float64) float64 {
+	if !l.linear {
+		return v
+	}
+	out := l.konst
+	for i, f := range l.feats {
+		x := row[f]
+		if x != x {
+			return v
+		}
+		out += float64(l.coeffs[i] * x) // rounded before the sum, never fused
+	}
+	return out
 }
 
 // catSplit is a categorical split as a decision on one input.
@@ -261,6 +288,11 @@ func compileForest(f *Forest) (*forestCode, error) {
 		if math.IsNaN(t.Weight) || math.IsInf(t.Weight, 0) {
 			return nil, fmt.Errorf("%w: tree %d: weight %v", ErrArtifact, ti, t.Weight)
 		}
+		if t.Linear != nil {
+			if err := checkLinear(f, ti, t); err != nil {
+				return nil, err
+			}
+		}
 		total += len(t.Nodes)
 		if total > MaxForestNodes {
 			return nil, fmt.Errorf("%w: more than %d nodes", ErrArtifact, MaxForestNodes)
@@ -292,6 +324,9 @@ func compileForest(f *Forest) (*forestCode, error) {
 	if c.slots > maxSlots {
 		return nil, fmt.Errorf("%w: the trees read %d input keys; the limit is %d", ErrArtifact, c.slots, maxSlots)
 	}
+	if c.lin != nil { // constant leaves after the last linear one
+		c.lin = append(c.lin, make([]linearLeaf, len(c.leaf64)-len(c.lin))...)
+	}
 	if uint64(len(c.nodes))*uint64(nodeBytes) > math.MaxUint32 {
 		return nil, fmt.Errorf("%w: %d compiled nodes is too many", ErrArtifact, len(c.nodes))
 	}
@@ -319,6 +354,27 @@ func compileForest(f *Forest) (*forestCode, error) {
 
 // leafMark marks a leaf's right child until its offset is known.
 const leafMark = math.MaxUint32
+
+// checkLinear checks the linear leaves of tree ti.
+func checkLinear(f *Forest, ti int, t *Tree) error {
+	switch {
+	case len(t.Linear) != len(t.Leaves):
+		return fmt.Errorf("%w: tree %d: %d linear leaves for %d leaf values", ErrArtifact, ti, len(t.Linear), len(t.Leaves))
+	case max(t.Width, 1) != 1 || t.Weight != 0 || f.Sum32:
+		return fmt.Errorf("%w: tree %d: linear leaves need one value per leaf, no weight and float64 sums", ErrArtifact, ti)
+	}
+	for k, l := range t.Linear {
+		if len(l.Features) != len(l.Coeffs) {
+			return fmt.Errorf("%w: tree %d leaf %d: %d features, %d coefficients", ErrArtifact, ti, k, len(l.Features), len(l.Coeffs))
+		}
+		for _, feat := range l.Features {
+			if feat < 0 || int(feat) >= f.Features {
+				return fmt.Errorf("%w: tree %d leaf %d: feature %d of %d", ErrArtifact, ti, k, feat, f.Features)
+			}
+		}
+	}
+	return nil
+}
 
 // tree checks tree ti and appends its compiled nodes: depth first, left
 // subtree first, so that a split's left child follows it.
@@ -358,6 +414,11 @@ func (cp *compiler) tree(ti int, seen []bool) ([]bool, error) {
 				return seen, fmt.Errorf("%w: more than %d leaf values", ErrArtifact, MaxForestLeafValues)
 			}
 			v := c.addLeaf(cp.f, t, t.Leaves[n.Left:int(n.Left)+w])
+			if t.Linear != nil {
+				c.lin = append(c.lin, make([]linearLeaf, len(c.leaf64)-len(c.lin))...)
+				l := &t.Linear[n.Left]
+				c.lin[v] = linearLeaf{konst: l.Const, feats: l.Features, coeffs: l.Coeffs, linear: true}
+			}
 			c.nodes = append(c.nodes, codeNode{mask: uint64(v) + 1, right: leafMark})
 			ct.depth = max(ct.depth, fr.depth)
 			continue
@@ -564,8 +625,9 @@ func (c *forestCode) predict(f *Forest, dst, x []float64, nrows int) {
 	nf, nout := f.Features, f.NumOutputs()
 	for r0 := 0; r0 < nrows; r0 += blockRows {
 		n := min(blockRows, nrows-r0)
-		c.fillKeys(keys, x[r0*nf:(r0+n)*nf], nf, n)
-		c.scoreBlock(f, dst[r0*nout:(r0+n)*nout], margins, keys, n)
+		xb := x[r0*nf : (r0+n)*nf]
+		c.fillKeys(keys, xb, nf, n)
+		c.scoreBlock(f, dst[r0*nout:(r0+n)*nout], margins, keys, xb, n)
 	}
 }
 
@@ -633,9 +695,10 @@ func (c *forestCode) fillKeys(keys []uint64, x []float64, nf, n int) {
 }
 
 // scoreBlock scores n rows (n <= blockRows) whose keys are filled into
-// dst. An Argmax forest sums the margins in buf (Outputs*blockRows
-// values).
-func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, n int) {
+// dst; x holds the rows, which linear leaves read. An Argmax forest sums
+// the margins in buf (Outputs*blockRows values).
+func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x []float64, n int) {
+	nf := f.Features
 	k := f.Outputs
 	var idx [blockRows]uint32
 	np := unsafe.Pointer(unsafe.SliceData(c.nodes))
@@ -668,6 +731,13 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, n 
 			for t := range c.trees {
 				ct := &c.trees[t]
 				walk(np, kp, &idx, ct.root, ct.depth)
+				if c.lin != nil {
+					for r := range n {
+						l := c.nodes[idx[r]/nodeBytes].mask - 1
+						acc[r] += c.lin[l].value(x[r*nf:r*nf+nf], c.leaf64[l])
+					}
+					continue
+				}
 				for r := range n {
 					acc[r] += c.leaf64[c.nodes[idx[r]/nodeBytes].mask-1]
 				}
@@ -711,6 +781,8 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, n 
 				for j, v := range c.leaf32[l : l+uint64(w)] {
 					m[j] = float64(float32(m[j]) + v)
 				}
+			} else if c.lin != nil { // width 1
+				m[0] += c.lin[l].value(x[r*nf:r*nf+nf], c.leaf64[l])
 			} else {
 				for j, v := range c.leaf64[l : l+uint64(w)] {
 					m[j] += v

@@ -1,7 +1,6 @@
 package registry
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -405,7 +404,7 @@ func readJSON(t *testing.T, path string, v any) {
 }
 
 // TestLightGBMOraclesThroughRegistry runs every case of every LightGBM
-// release through the registry; linear_tree models must be refused.
+// release through the registry, linear-tree models included.
 func TestLightGBMOraclesThroughRegistry(t *testing.T) {
 	for _, rel := range lgbReleases(t) {
 		t.Run(rel, func(t *testing.T) {
@@ -418,29 +417,20 @@ func TestLightGBMOraclesThroughRegistry(t *testing.T) {
 			readJSON(t, oracle.Path(t, "lightgbm", rel, "cases.json"), &list)
 			var cases []oracleCase
 			for _, lc := range list {
-				model := oracle.Path(t, "lightgbm", rel, lc.Model)
-				data, err := os.ReadFile(model)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c := oracleCase{
+				cases = append(cases, oracleCase{
 					name:       modelName(rel + "_" + strings.TrimSuffix(lc.Expected, ".expected.tsv")),
 					format:     models.FormatLightGBM,
-					artifact:   model,
+					artifact:   oracle.Path(t, "lightgbm", rel, lc.Model),
 					input:      oracle.Path(t, "lightgbm", rel, lc.Input),
 					expected:   oracle.Path(t, "lightgbm", rel, lc.Expected),
 					iterations: lc.NIter,
-					check:      absRel(1e-9, 1e-9),
-				}
-				if bytes.Contains(data, []byte("\nis_linear=1")) {
-					c.refuse = "linear_tree"
-				}
-				cases = append(cases, c)
+					check:      absRel(1e-12, 1e-12),
+				})
 			}
 			passed, refused := runOracleSet(t, cases)
-			t.Logf("%s: %d of %d cases reproduced through the registry, %d linear_tree models refused", rel, passed, len(cases), refused)
-			if passed+refused != len(cases) {
-				t.Errorf("%d cases neither reproduced nor refused", len(cases)-passed-refused)
+			t.Logf("%s: %d of %d cases reproduced through the registry", rel, passed, len(cases))
+			if passed != len(cases) || refused != 0 {
+				t.Errorf("%d cases not reproduced", len(cases)-passed)
 			}
 		})
 	}

@@ -299,6 +299,9 @@ func (r *Registry) reload(strict bool) error {
 		} else if !strict {
 			r.log.Info("loaded model version", "model", nv.Name, "version", nv.Version)
 		}
+		for _, w := range nv.Warnings {
+			r.log.Warn("model version", "model", nv.Name, "version", nv.Version, "warning", w)
+		}
 		addVersion(next, nv)
 	}
 	for dir, v := range loaded {

@@ -25,10 +25,12 @@ type Version struct {
 	Manifest *models.Manifest
 	Model    models.Model
 	Plan     *features.Plan
-	// Verified is the number of rows (golden and probe rows) on which the
-	// artifact's reference evaluator agreed with Model; 0 when its format
-	// has none (see models.Verify).
-	Verified int
+	// Verified says on what the artifact's reference evaluator agreed with
+	// Model (see models.Verify); its Rows are 0 when the format has none.
+	Verified models.Verification
+	// Warnings are what validation could not check, for seer validate to
+	// print and the registry to log; they do not stop the version.
+	Warnings []string
 	LoadedAt time.Time
 	// stamp identifies the files the version was loaded from, so that a
 	// poll can tell whether they changed.
@@ -126,6 +128,10 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 	v.Verified, err = models.Verify(m.Format, art, m.Options(), v.Model, golden, ngolden)
 	if err != nil {
 		probs = append(probs, fmt.Errorf("%w: second evaluation: %v", ErrInvalid, err))
+	}
+	if u := v.Verified.Unchecked; u != "" && len(m.Golden) == 0 {
+		v.Warnings = append(v.Warnings, "the second evaluation does not check "+u+
+			"; only golden rows do, and the manifest has none")
 	}
 	if len(probs) > 0 {
 		return nil, probs

@@ -53,9 +53,16 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	m := v.Manifest
 	fmt.Fprintf(stdout, "ok: %s@%s (%s, %d inputs, %d outputs, %d golden rows)\n",
 		v.Name, v.Version, m.Format, len(m.Inputs), v.Model.NumOutputs(), len(m.Golden))
-	if v.Verified > 0 {
-		fmt.Fprintf(stdout, "second evaluation: %s agrees on the %d golden and %d probe rows\n",
-			models.ReferenceName(m.Format), v.Verified-models.ProbeCount, models.ProbeCount)
+	if ver := v.Verified; ver.Rows > 0 {
+		fmt.Fprintf(stdout, "second evaluation: %s agrees on the %d golden and %d probe rows",
+			ver.Reference, ver.Rows-models.ProbeCount, models.ProbeCount)
+		if ver.Unchecked != "" {
+			fmt.Fprintf(stdout, "; it does not check %s", ver.Unchecked)
+		}
+		fmt.Fprintln(stdout)
+	}
+	for _, w := range v.Warnings {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", dir, w)
 	}
 	return nil
 }

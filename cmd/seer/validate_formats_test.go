@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -180,6 +181,54 @@ func TestValidateRefusesMismatchedFormat(t *testing.T) {
 			want := fmt.Sprintf("the artifact is %s (detected from its bytes), but the format is %s", tt.detected, tt.format)
 			if !strings.Contains(errb.String(), want) {
 				t.Errorf("stderr %q does not say %q", errb.String(), want)
+			}
+		})
+	}
+}
+
+// TestValidateLinearTree validates a LightGBM linear-tree model: leaves,
+// the second evaluation, checks its trees' paths but not the linear models
+// in its leaves, so validate says so, and warns when no golden row checks
+// them either.
+func TestValidateLinearTree(t *testing.T) {
+	const rel = "lgbm-4.6.0-lineartree_1121ef5"
+	model, err := os.ReadFile(oracle.Path(t, "lightgbm", rel, "LinearTreeRegressionAutoNA.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := oracle.Read(t, oracle.Path(t, "lightgbm", rel, "LinearTreeRegressionAutoNA.input.tsv"))
+	want := oracle.Read(t, oracle.Path(t, "lightgbm", rel, "LinearTreeRegressionAutoNA.expected.tsv"))
+	inputs := map[string]any{}
+	for j, col := range in.Header {
+		if x := in.Rows[0][j]; !math.IsNaN(x) {
+			inputs[featureName(col)] = x
+		}
+	}
+	golden := []map[string]any{{"inputs": inputs, "scores": want.Rows[0], "tolerance": 1e-12}}
+	const note = "second evaluation: leaves (github.com/dmitryikh/leaves) agrees on the %d golden and 256 probe rows; " +
+		"it does not check the linear models in the leaves of linear trees (leaves ignores them)\n"
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name    string
+		golden  []map[string]any
+		stdout  string
+		warning bool
+	}{
+		{"with_golden", golden, fmt.Sprintf("ok: with_golden@1 (lightgbm, 7 inputs, 1 outputs, 1 golden rows)\n"+note, 1), false},
+		{"without_golden", nil, fmt.Sprintf("ok: without_golden@1 (lightgbm, 7 inputs, 1 outputs, 0 golden rows)\n"+note, 0), true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			vdir := writeValidateVersion(t, dir, c.name, validateVersion{format: "lightgbm", artName: "model.txt", data: model, columns: in.Header, golden: c.golden})
+			var out, errb bytes.Buffer
+			if err := run(context.Background(), []string{"validate", vdir}, &out, &errb); err != nil {
+				t.Fatalf("validate: %v\n%s", err, errb.String())
+			}
+			if out.String() != c.stdout {
+				t.Errorf("stdout %q, want %q", out.String(), c.stdout)
+			}
+			warned := strings.Contains(errb.String(), "warning: the second evaluation does not check the linear models in the leaves of linear trees (leaves ignores them); only golden rows do, and the manifest has none")
+			if warned != c.warning {
+				t.Errorf("stderr %q; want the warning: %v", errb.String(), c.warning)
 			}
 		})
 	}
