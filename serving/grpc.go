@@ -100,6 +100,9 @@ type grpcSeer struct {
 }
 
 func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seerv1.PredictResponse, error) {
+	if err := onDegraded(in.GetOnDegraded(), in.GetQueries()); err != nil {
+		return nil, g.s.grpcError(ctx, "Predict", err)
+	}
 	req := &PredictRequest{Debug: in.GetDebug(), Queries: make([]Query, len(in.GetQueries()))}
 	for i, q := range in.GetQueries() {
 		req.Queries[i] = Query{
@@ -123,6 +126,14 @@ func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seer
 }
 
 func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest) (*seerv1.GetFeaturesResponse, error) {
+	if in.GetOnDegraded() == seerv1.OnDegraded_ON_DEGRADED_FAIL {
+		return nil, g.s.grpcError(ctx, "GetFeatures", badRequest("on_degraded: FAIL is not served yet"))
+	}
+	for i, q := range in.GetQueries() {
+		if q.GetOnDegraded() == seerv1.OnDegraded_ON_DEGRADED_FAIL {
+			return nil, g.s.grpcError(ctx, "GetFeatures", badRequest("queries[%d].on_degraded: FAIL is not served yet", i))
+		}
+	}
 	req := &FeaturesRequest{Queries: make([]FeaturesQuery, len(in.GetQueries()))}
 	for i, q := range in.GetQueries() {
 		req.Queries[i] = FeaturesQuery{
@@ -142,6 +153,22 @@ func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest
 		}
 	}
 	return out, nil
+}
+
+// onDegraded is where a request's on_degraded reaches the request path.
+// Until the request path can fail a query whose stores degraded (the JSON
+// API's "on_degraded": "fail"), FAIL is refused rather than answered with
+// defaults the caller asked not to get.
+func onDegraded(req seerv1.OnDegraded, qs []*seerv1.Query) error {
+	if req == seerv1.OnDegraded_ON_DEGRADED_FAIL {
+		return badRequest("on_degraded: FAIL is not served yet")
+	}
+	for i, q := range qs {
+		if q.GetOnDegraded() == seerv1.OnDegraded_ON_DEGRADED_FAIL {
+			return badRequest("queries[%d].on_degraded: FAIL is not served yet", i)
+		}
+	}
+	return nil
 }
 
 func candidatesFromProto(cs []*seerv1.Candidate) []Candidate {

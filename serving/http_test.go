@@ -1,7 +1,10 @@
 package serving
 
 import (
+	"encoding/json"
 	"net/http/httptest"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -46,5 +49,26 @@ func TestRouteSets(t *testing.T) {
 		if w.Code != tt.want {
 			t.Errorf("%s: GET %s: %d, want %d", tt.name, tt.path, w.Code, tt.want)
 		}
+	}
+}
+
+// TestModelsRelativePaths: /v1/models names failed versions by their path
+// under the models root, never by where the server's files are.
+func TestModelsRelativePaths(t *testing.T) {
+	srv := testServer(t)
+	root := srv.cfg.Models
+	writeFiles(t, root, map[string]string{"store_ranker/2/manifest.yaml": "name: store_ranker\nversion: \"2\"\nformat: lightgbm\nartifact: model.txt\n"})
+	_ = srv.Registry().Reload()
+	w := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(w, httptest.NewRequest("GET", "/v1/models", nil))
+	var body struct{ Failures []struct{ Dir string } }
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body.Failures) != 1 || body.Failures[0].Dir != filepath.Join("store_ranker", "2") {
+		t.Fatalf("failures %+v", body.Failures)
+	}
+	if strings.Contains(w.Body.String(), root) {
+		t.Errorf("the answer shows the models root %s: %s", root, w.Body)
 	}
 }

@@ -2,6 +2,9 @@ package serving
 
 import (
 	"context"
+	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -110,9 +113,14 @@ type ModelList struct {
 // Models lists the current snapshot's models and failures.
 func (s *Server) Models() ModelList {
 	snap := s.registry.Snapshot()
-	body := ModelList{Models: []ModelInfo{}, Failures: snap.Failures()}
-	if body.Failures == nil {
-		body.Failures = []registry.Failure{}
+	body := ModelList{Models: []ModelInfo{}, Failures: make([]registry.Failure, 0, len(snap.Failures()))}
+	for _, f := range snap.Failures() {
+		f.Dir = s.relative(f.Dir)
+		f.Error = slices.Clone(f.Error)
+		for i, line := range f.Error {
+			f.Error[i] = s.relative(line)
+		}
+		body.Failures = append(body.Failures, f)
 	}
 	for _, m := range snap.Models() {
 		mi := ModelInfo{Name: m.Name, Aliases: m.Aliases}
@@ -143,6 +151,24 @@ func (s *Server) Models() ModelList {
 		body.Models = append(body.Models, mi)
 	}
 	return body
+}
+
+// relative rewrites the paths under the models root that text holds as
+// paths relative to the root, so that answers do not show where the
+// server's files are.
+func (s *Server) relative(text string) string {
+	root := filepath.Clean(s.cfg.Models)
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		abs = root
+	}
+	for _, r := range []string{abs, root} {
+		if text == r {
+			return "."
+		}
+		text = strings.ReplaceAll(text, r+string(filepath.Separator), "")
+	}
+	return text
 }
 
 // FeatureStats counts, for one catalog feature, the values that took its
