@@ -71,6 +71,7 @@ func (s *Server) routes(api, admin bool) http.Handler {
 		r.Get("/v1/models", s.handleModels)
 		r.Get("/healthz", s.handleHealth)
 		r.Get("/readyz", s.handleReady)
+		r.Get("/openapi.json", s.handleOpenAPI)
 	}
 	if admin {
 		r.Get("/v1/admin/features", s.admin(s.handleFeatureStats))

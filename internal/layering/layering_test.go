@@ -29,6 +29,8 @@ var allowed = map[string][]string{
 	"cmd/seer":    {"features", "models", "registry", "retrieval", "featurelog", "shadow", "guardrail", "serving"},
 	// Tools generate test and benchmark data from the documents alone.
 	"tools/uploadgen": {},
+	// The load generator speaks the gRPC API through its generated code.
+	"tools/grpcload": {"api/seer/v1"},
 }
 
 func TestImportDirection(t *testing.T) {

@@ -1,0 +1,181 @@
+// Command grpcload sends the same /v1/predict query to seer over HTTP/JSON
+// and over gRPC, alternating rounds of a fixed duration, and prints each
+// round's request rate and latency percentiles, then the medians. One
+// client process drives both transports the same way: c workers in a
+// closed loop, connections reused.
+//
+//	grpcload -http http://127.0.0.1:8080 -grpc 127.0.0.1:9090 -body body.json -c 8 -d 10s -rounds 3
+//
+// The body is a /v1/predict body whose queries name a model, a context and
+// candidates by entity (no request features); ids may be strings or
+// integers. Used by tools/bench_grpc.sh; docs/performance.md has figures.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	seerv1 "github.com/seer-ml/seer/api/seer/v1"
+)
+
+type body struct {
+	Queries []struct {
+		Model      string         `json:"model"`
+		Context    map[string]any `json:"context"`
+		Candidates []struct {
+			Entities map[string]any `json:"entities"`
+		} `json:"candidates"`
+	} `json:"queries"`
+}
+
+func ids(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// protoRequest is the body as a gRPC request.
+func protoRequest(b body) *seerv1.PredictRequest {
+	req := &seerv1.PredictRequest{}
+	for _, q := range b.Queries {
+		pq := &seerv1.Query{Model: q.Model, Context: ids(q.Context)}
+		for _, c := range q.Candidates {
+			pq.Candidates = append(pq.Candidates, &seerv1.Candidate{Entities: ids(c.Entities)})
+		}
+		req.Queries = append(req.Queries, pq)
+	}
+	return req
+}
+
+// result is one round of one transport.
+type result struct {
+	rate          float64
+	p50, p99      time.Duration
+	errors, total int
+}
+
+// drive runs do from c workers for d and measures it.
+func drive(c int, d time.Duration, do func() error) result {
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			var mine []time.Duration
+			bad := 0
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				if err := do(); err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat, errs = append(lat, mine...), errs+bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	r := result{errors: errs, total: len(lat)}
+	if len(lat) > 0 {
+		r.rate = float64(len(lat)) / elapsed.Seconds()
+		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+	}
+	return r
+}
+
+func main() {
+	httpURL := flag.String("http", "", "seer's HTTP base URL")
+	grpcAddr := flag.String("grpc", "", "seer's gRPC address")
+	bodyPath := flag.String("body", "", "a /v1/predict body (JSON)")
+	conc := flag.Int("c", 8, "concurrent workers")
+	dur := flag.Duration("d", 10*time.Second, "duration of each round of each transport")
+	rounds := flag.Int("rounds", 3, "rounds, each one HTTP then one gRPC")
+	flag.Parse()
+	if *httpURL == "" || *grpcAddr == "" || *bodyPath == "" {
+		fmt.Fprintln(os.Stderr, "grpcload: -http, -grpc and -body are required")
+		os.Exit(2)
+	}
+	raw, err := os.ReadFile(*bodyPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "grpcload:", err)
+		os.Exit(1)
+	}
+	var b body
+	if err := json.Unmarshal(raw, &b); err != nil {
+		fmt.Fprintln(os.Stderr, "grpcload: body:", err)
+		os.Exit(1)
+	}
+	preq := protoRequest(b)
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc, MaxConnsPerHost: *conc}}
+	httpDo := func() error {
+		resp, err := hc.Post(*httpURL+"/v1/predict", "application/json", bytes.NewReader(raw))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 || bytes.Contains(data, []byte(`"degraded"`)) {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+	conn, err := grpc.NewClient(*grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "grpcload:", err)
+		os.Exit(1)
+	}
+	defer conn.Close()
+	client := seerv1.NewSeerClient(conn)
+	grpcDo := func() error {
+		resp, err := client.Predict(context.Background(), preq)
+		if err == nil && resp.Results[0].Degraded {
+			err = fmt.Errorf("degraded")
+		}
+		return err
+	}
+	// Warm both up.
+	drive(*conc, time.Second, httpDo)
+	drive(*conc, time.Second, grpcDo)
+
+	fmt.Printf("%-6s %-5s %10s %9s %9s %7s %6s\n", "round", "api", "req/s", "p50 ms", "p99 ms", "errors", "load")
+	var rates = map[string][]float64{}
+	for i := range *rounds {
+		for _, t := range []struct {
+			name string
+			do   func() error
+		}{{"http", httpDo}, {"grpc", grpcDo}} {
+			r := drive(*conc, *dur, t.do)
+			load, _ := os.ReadFile("/proc/loadavg")
+			var l1 string
+			fmt.Sscan(string(load), &l1)
+			fmt.Printf("%-6d %-5s %10.0f %9.2f %9.2f %7d %6s\n", i+1, t.name, r.rate,
+				float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.errors, l1)
+			rates[t.name] = append(rates[t.name], r.rate)
+		}
+	}
+	med := func(xs []float64) float64 { slices.Sort(xs); return xs[len(xs)/2] }
+	h, g := med(rates["http"]), med(rates["grpc"])
+	fmt.Printf("median req/s: http %.0f, grpc %.0f (grpc/http %.2f)\n", h, g, g/h)
+}
