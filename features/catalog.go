@@ -78,6 +78,9 @@ type Spec struct {
 	// AllowNonFinite lets a float or vector feature hold NaN and ±Inf.
 	// Without it such a stored value is corrupt, and uploads refuse it.
 	AllowNonFinite bool
+	// Dim is a vector feature's length; 0 when not declared. A stored
+	// vector of another length counts as a value of the wrong type.
+	Dim int
 
 	stats *Stats
 }
@@ -87,7 +90,7 @@ type Spec struct {
 type Stats struct {
 	Defaults  atomic.Uint64 // rows that took the default
 	Corrupt   atomic.Uint64 // stored values that failed to decode, or non-finite ones the spec does not allow
-	WrongType atomic.Uint64 // stored values of another type
+	WrongType atomic.Uint64 // stored values of another type (or vector length)
 	Stale     atomic.Uint64 // stored values older than the max age
 }
 
@@ -103,6 +106,11 @@ func (s *Spec) CheckFinite(v Value) error {
 		what = fmt.Sprintf("vector item %d, %v,", i, v.vec[i])
 	}
 	return fmt.Errorf("%s is not a finite number (allow_non_finite in the catalog lets feature %s hold NaN and ±Inf)", what, s.Name)
+}
+
+// Fits reports whether v, of the feature's type, also has its dimension.
+func (s *Spec) Fits(v Value) bool {
+	return s.Dim == 0 || v.Type() != Vector || len(v.Vector()) == s.Dim
 }
 
 // Stats returns the feature's counters.
@@ -136,6 +144,7 @@ type catalogFile struct {
 		Cache       CachePolicy   `yaml:"cache"`
 		// AllowNonFinite lets a float or vector hold NaN and ±Inf.
 		AllowNonFinite bool `yaml:"allow_non_finite"`
+		Dim            int  `yaml:"dim"`
 	} `yaml:"features"`
 }
 
@@ -192,6 +201,14 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: default: %v", ErrCatalog, where, err)
 		}
+		switch {
+		case ff.Dim != 0 && t != Vector:
+			return nil, fmt.Errorf("%w: %s: dim is for vector features, not %s", ErrCatalog, where, t)
+		case ff.Dim < 0 || ff.Dim > MaxItems:
+			return nil, fmt.Errorf("%w: %s: dim %d (want 1 to %d)", ErrCatalog, where, ff.Dim, MaxItems)
+		case ff.Dim > 0 && def.Valid() && len(def.Vector()) != ff.Dim:
+			return nil, fmt.Errorf("%w: %s: default of %d values for dim %d", ErrCatalog, where, len(def.Vector()), ff.Dim)
+		}
 		switch ff.Cache.Mode {
 		case CacheDefault, CacheOff, CacheShadow, CacheLive:
 		default:
@@ -211,7 +228,7 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		s := &Spec{
 			Name: ff.Name, ID: id, Field: strconv.FormatUint(uint64(id), 10),
 			Entity: e, Type: t, Store: ff.Store, Default: def, MaxAge: ff.MaxAge,
-			Cache: ff.Cache, Index: len(c.Specs), AllowNonFinite: ff.AllowNonFinite, stats: new(Stats),
+			Cache: ff.Cache, Index: len(c.Specs), AllowNonFinite: ff.AllowNonFinite, Dim: ff.Dim, stats: new(Stats),
 		}
 		if err := s.CheckFinite(def); err != nil {
 			return nil, fmt.Errorf("%w: %s: default: %v", ErrCatalog, where, err)

@@ -31,6 +31,22 @@ type InputDecl struct {
 	Categories []string `yaml:"categories,omitempty" json:"categories,omitempty"` // string -> code
 	Transform  string   `yaml:"transform,omitempty" json:"transform,omitempty"`   // log1p
 	Tensor     string   `yaml:"tensor,omitempty" json:"tensor,omitempty"`         // the ONNX graph input it fills
+	// Dim is the length of a request-only vector input (a catalog
+	// vector's comes from the catalog).
+	Dim int `yaml:"dim,omitempty" json:"dim,omitempty"`
+	// DefaultCode is the code of an unknown or missing category, which
+	// an int64 tensor needs (without it the column is NaN: missing).
+	DefaultCode *int64 `yaml:"default_code,omitempty" json:"default_code,omitempty"`
+	// Derive makes the input one column computed from two vectors.
+	Derive *Derive `yaml:"derive,omitempty" json:"derive,omitempty"`
+}
+
+// Derive computes one model column from two vector features of the same
+// dimension, catalog features (or request values for them) that need not
+// be model inputs themselves. Exactly one of its fields is set.
+type Derive struct {
+	Dot    []string `yaml:"dot,omitempty" json:"dot,omitempty"`       // sum of products
+	Cosine []string `yaml:"cosine,omitempty" json:"cosine,omitempty"` // dot / (|a| |b|)
 }
 
 // Origin says where a value in a row came from.
@@ -42,9 +58,10 @@ const (
 	FromRequest
 	FromRedis
 	FromCache
+	FromDerived // computed from other inputs (Derive)
 )
 
-var originNames = [...]string{FromDefault: "default", FromRequest: "request", FromRedis: "redis", FromCache: "cache"}
+var originNames = [...]string{FromDefault: "default", FromRequest: "request", FromRedis: "redis", FromCache: "cache", FromDerived: "derived"}
 
 // String returns the origin's name as the API reports it.
 func (o Origin) String() string { return originNames[o] }
@@ -86,15 +103,50 @@ func (r Reason) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // Input is one compiled model input.
 type Input struct {
 	Name    string
-	Spec    *Spec // nil for request-only inputs
+	Spec    *Spec // nil for request-only and derived inputs
 	Type    Type
 	Default Value
+	// Width is how many model columns the input fills: a vector's
+	// dimension, else 1; 0 for an operand of a derived input that is not
+	// a model input itself (it is read, not scored).
+	Width int
+	// Dim is a vector input's length.
+	Dim int
 
+	col       int                // first model column
 	codes     map[string]float64 // categories: string -> code
+	code      float64            // the code of unknown categories: NaN without default_code
 	transform func(float64) float64
-	group     int // catalog inputs: index in Plan.Groups
-	pos       int // catalog inputs: index in the group's Specs
+	group     int    // catalog inputs: index in Plan.Groups
+	pos       int    // catalog inputs: index in the group's Specs
+	derive    int    // deriveDot or deriveCosine; 0 for other inputs
+	operands  [2]int // a derived input's operands: indices in Plan.Inputs
+	slot      int    // an operand's place in Assemble's scratch; -1 for others
 	defaults  atomic.Uint64
+}
+
+// How a derived input combines its operands.
+const (
+	deriveDot = iota + 1
+	deriveCosine
+)
+
+// Column returns the input's first model column.
+func (in *Input) Column() int { return in.col }
+
+// Derived reports whether the input is computed from other inputs.
+func (in *Input) Derived() bool { return in.derive != 0 }
+
+// Integer reports whether every column value the input gives is a whole
+// number: int and bool features, and categories with a default code.
+func (in *Input) Integer() bool {
+	switch {
+	case in.derive != 0 || in.transform != nil:
+		return false
+	case in.codes != nil:
+		return in.code == in.code
+	}
+	return in.Type == Int || in.Type == Bool
 }
 
 // DefaultsUsed returns how many rows this input filled with its default.
@@ -109,11 +161,11 @@ func (in *Input) float(v *Value) float64 {
 	var f float64
 	if in.codes != nil {
 		if v.t != String {
-			return math.NaN()
+			return in.code
 		}
 		code, ok := in.codes[v.s]
 		if !ok {
-			return math.NaN()
+			return in.code
 		}
 		f = code
 	} else {
@@ -137,10 +189,15 @@ type Group struct {
 // Plan is a model's inputs compiled against the catalog: the ordered columns
 // and, for each store and entity type, the features to read.
 type Plan struct {
+	// Inputs are the manifest's inputs in column order, then the operands
+	// of derived inputs that are not inputs themselves (Width 0).
 	Inputs  []*Input
 	Groups  []Group
 	catalog *Catalog
 	byName  map[string]int
+	columns int
+	derived []int // indices of derived inputs
+	slots   int   // operands kept while a row is assembled
 	rows    atomic.Uint64
 }
 
@@ -149,6 +206,10 @@ type Plan struct {
 // loads the defaults first and the rows second never sees more defaults
 // than rows.
 func (p *Plan) Rows() uint64 { return p.rows.Load() }
+
+// Columns returns the number of model columns of a row: the inputs'
+// widths added up.
+func (p *Plan) Columns() int { return p.columns }
 
 // Input returns the index of the input called name, or -1.
 func (p *Plan) Input(name string) int {
@@ -170,8 +231,9 @@ var transforms = map[string]func(float64) float64{
 }
 
 // Compile resolves a model's input declarations against the catalog. Every
-// input must become a number: strings need categories, and vectors and lists
-// are refused. Errors wrap ErrPlan and name the input.
+// input must become numbers: strings need categories, vectors need a dim
+// (they fill that many columns), derived inputs two vector operands of one
+// dim, and lists are refused. Errors wrap ErrPlan and name the input.
 func Compile(c *Catalog, decls []InputDecl) (*Plan, error) { return compile(c, decls, true) }
 
 // DisplayPlan returns a plan that reads the named catalog features as they
@@ -187,6 +249,27 @@ func (c *Catalog) DisplayPlan(names []string) (*Plan, error) {
 func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 	p := &Plan{catalog: c, byName: make(map[string]int, len(decls))}
 	groups := make(map[[2]string]int)
+	add := func(in *Input) {
+		p.byName[in.Name] = len(p.Inputs)
+		in.slot = -1
+		if s := in.Spec; s != nil {
+			k := [2]string{s.Store, s.Entity.Name}
+			g, ok := groups[k]
+			if !ok {
+				g = len(p.Groups)
+				groups[k] = g
+				p.Groups = append(p.Groups, Group{Store: s.Store, Entity: s.Entity})
+			}
+			in.group, in.pos = g, len(p.Groups[g].Specs)
+			p.Groups[g].Specs = append(p.Groups[g].Specs, s)
+			p.Groups[g].Inputs = append(p.Groups[g].Inputs, len(p.Inputs))
+		}
+		if in.Width > 0 {
+			in.col = p.columns
+			p.columns += in.Width
+		}
+		p.Inputs = append(p.Inputs, in)
+	}
 	var errs []error
 	for i, d := range decls {
 		if d.Name == "" {
@@ -200,22 +283,54 @@ func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 		in, err := compileInput(c, d, numeric)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%w: input %s: %v", ErrPlan, d.Name, err))
+			in = &Input{Name: d.Name, Width: 1} // keep the columns of the others where they are
+		}
+		add(in)
+	}
+	// Operands of derived inputs: inputs already, or catalog vectors read
+	// for the derivation alone.
+	for _, d := range decls {
+		k := p.Input(d.Name)
+		if d.Derive == nil || k < 0 || p.Inputs[k].derive == 0 {
 			continue
 		}
-		p.byName[d.Name] = len(p.Inputs)
-		if s := in.Spec; s != nil {
-			k := [2]string{s.Store, s.Entity.Name}
-			g, ok := groups[k]
-			if !ok {
-				g = len(p.Groups)
-				groups[k] = g
-				p.Groups = append(p.Groups, Group{Store: s.Store, Entity: s.Entity})
-			}
-			in.group, in.pos = g, len(p.Groups[g].Specs)
-			p.Groups[g].Specs = append(p.Groups[g].Specs, s)
-			p.Groups[g].Inputs = append(p.Groups[g].Inputs, len(p.Inputs))
+		in := p.Inputs[k]
+		names := d.Derive.Dot
+		if in.derive == deriveCosine {
+			names = d.Derive.Cosine
 		}
-		p.Inputs = append(p.Inputs, in)
+		dims := [2]int{}
+		for j, name := range names {
+			o := p.Input(name)
+			if o < 0 {
+				op, err := compileInput(c, InputDecl{Name: name}, false)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%w: input %s: operand %s: %v", ErrPlan, d.Name, name, err))
+					continue
+				}
+				op.Width = 0
+				o = len(p.Inputs)
+				add(op)
+			}
+			op := p.Inputs[o]
+			if op.Type != Vector || op.Dim == 0 {
+				errs = append(errs, fmt.Errorf("%w: input %s: operand %s is %s, want a vector with a dim", ErrPlan, d.Name, name, describeInput(op)))
+				continue
+			}
+			if op.derive != 0 {
+				errs = append(errs, fmt.Errorf("%w: input %s: operand %s is derived itself", ErrPlan, d.Name, name))
+				continue
+			}
+			if op.slot < 0 {
+				op.slot = p.slots
+				p.slots++
+			}
+			in.operands[j], dims[j] = o, op.Dim
+		}
+		if dims[0] != 0 && dims[1] != 0 && dims[0] != dims[1] {
+			errs = append(errs, fmt.Errorf("%w: input %s: operands of dims %d and %d", ErrPlan, d.Name, dims[0], dims[1]))
+		}
+		p.derived = append(p.derived, k)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -223,9 +338,19 @@ func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 	return p, nil
 }
 
+func describeInput(in *Input) string {
+	if in.Type == Vector {
+		return "a vector without a dim (give the catalog feature a dim)"
+	}
+	return in.Type.String()
+}
+
 // compileInput resolves one input declaration.
 func compileInput(c *Catalog, d InputDecl, numeric bool) (*Input, error) {
-	in := &Input{Name: d.Name}
+	in := &Input{Name: d.Name, Width: 1, code: math.NaN()}
+	if d.Derive != nil {
+		return compileDerived(d)
+	}
 	switch d.Source {
 	case SourceCatalog, "":
 		in.Spec = c.Spec(d.Name)
@@ -235,13 +360,23 @@ func compileInput(c *Catalog, d InputDecl, numeric bool) (*Input, error) {
 		if d.Type != "" && d.Type != in.Spec.Type.String() {
 			return nil, fmt.Errorf("type %s does not match the catalog's %s", d.Type, in.Spec.Type)
 		}
-		in.Type, in.Default = in.Spec.Type, in.Spec.Default
+		if d.Dim != 0 {
+			return nil, errors.New("dim: a catalog feature's dim is the catalog's")
+		}
+		in.Type, in.Default, in.Dim = in.Spec.Type, in.Spec.Default, in.Spec.Dim
 	case SourceRequest:
 		t, err := ParseType(d.Type)
 		if err != nil {
 			return nil, err
 		}
 		in.Type = t
+		switch {
+		case d.Dim != 0 && t != Vector:
+			return nil, fmt.Errorf("dim is for vector inputs, not %s", t)
+		case d.Dim < 0 || d.Dim > MaxItems:
+			return nil, fmt.Errorf("dim %d (want 1 to %d)", d.Dim, MaxItems)
+		}
+		in.Dim = d.Dim
 	default:
 		return nil, fmt.Errorf("source %q (want catalog or request)", d.Source)
 	}
@@ -249,6 +384,9 @@ func compileInput(c *Catalog, d InputDecl, numeric bool) (*Input, error) {
 		v, err := Coerce(in.Type, d.Default)
 		if err != nil {
 			return nil, fmt.Errorf("default: %v", err)
+		}
+		if in.Type == Vector && in.Dim > 0 && len(v.Vector()) != in.Dim {
+			return nil, fmt.Errorf("default of %d values for dim %d", len(v.Vector()), in.Dim)
 		}
 		in.Default = v
 	}
@@ -264,6 +402,12 @@ func compileInput(c *Catalog, d InputDecl, numeric bool) (*Input, error) {
 			in.codes[cat] = float64(code)
 		}
 	}
+	if d.DefaultCode != nil {
+		if in.codes == nil {
+			return nil, errors.New("default_code needs categories")
+		}
+		in.code = float64(*d.DefaultCode)
+	}
 	if d.Transform != "" {
 		f, ok := transforms[d.Transform]
 		if !ok {
@@ -271,13 +415,56 @@ func compileInput(c *Catalog, d InputDecl, numeric bool) (*Input, error) {
 		}
 		in.transform = f
 	}
+	if in.Type == Vector {
+		in.Width = in.Dim
+	}
 	if numeric {
 		switch {
 		case in.Type == String && in.codes == nil:
 			return nil, errors.New("a string input needs a categories list")
-		case in.Type == Vector || in.Type == List:
+		case in.Type == List:
 			return nil, fmt.Errorf("%s inputs cannot feed a model column", in.Type)
+		case in.Type == Vector && in.Dim == 0:
+			return nil, errors.New("a vector input needs a dim: the catalog feature's, or dim: N for a request input")
+		case in.Type == Vector && in.transform != nil:
+			return nil, errors.New("a vector input takes no transform")
 		}
+	}
+	return in, nil
+}
+
+// compileDerived resolves a derived input; its operands are resolved by
+// compile, once every input is known.
+func compileDerived(d InputDecl) (*Input, error) {
+	in := &Input{Name: d.Name, Type: Float, Width: 1, code: math.NaN()}
+	switch {
+	case d.Source != "" || d.Type != "" || len(d.Categories) > 0 || d.Dim != 0 || d.DefaultCode != nil:
+		return nil, errors.New("a derived input takes only a name, a default, a transform and a tensor")
+	case len(d.Derive.Dot) > 0 && len(d.Derive.Cosine) > 0:
+		return nil, errors.New("derive: dot or cosine, not both")
+	case len(d.Derive.Dot) > 0:
+		in.derive = deriveDot
+	case len(d.Derive.Cosine) > 0:
+		in.derive = deriveCosine
+	default:
+		return nil, errors.New("derive: want dot: [a, b] or cosine: [a, b]")
+	}
+	if ops := append(d.Derive.Dot, d.Derive.Cosine...); len(ops) != 2 || ops[0] == "" || ops[1] == "" {
+		return nil, fmt.Errorf("derive: want two vector features, got %q", ops)
+	}
+	if d.Default != nil {
+		v, err := Coerce(Float, d.Default)
+		if err != nil {
+			return nil, fmt.Errorf("default: %v", err)
+		}
+		in.Default = v
+	}
+	if d.Transform != "" {
+		f, ok := transforms[d.Transform]
+		if !ok {
+			return nil, fmt.Errorf("unknown transform %q (want log1p, log or identity)", d.Transform)
+		}
+		in.transform = f
 	}
 	return in, nil
 }
@@ -523,11 +710,12 @@ func (s Stamp) AppendText(b []byte) ([]byte, error) {
 // MarshalText encodes the stamp in RFC 3339.
 func (s Stamp) MarshalText() ([]byte, error) { return s.AppendText(nil) }
 
-// Assemble writes every row of q into dst, row-major with len(p.Inputs)
+// Assemble writes every row of q into dst, row-major with p.Columns()
 // columns, after the lookups of b were filled. When cells is not nil it also
 // receives each value, its origin, and why it defaulted or when it was
-// written. Values come from the candidate, then the query, then the
-// lookup, then the input's default.
+// written: len(p.Inputs) cells a row, operands of derived inputs included.
+// Values come from the candidate, then the query, then the lookup, then
+// the input's default.
 func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 	rows, ng, ni := q.Rows(), len(p.Groups), len(p.Inputs)
 	p.rows.Add(uint64(rows))
@@ -546,8 +734,17 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 			query[k] = q.Features[in.Name]
 		}
 	}
+	// The operands of derived inputs, kept while a row is assembled.
+	var localOps [8]Value
+	var ops []Value
+	if p.slots <= len(localOps) {
+		ops = localOps[:p.slots]
+	} else {
+		ops = make([]Value, p.slots)
+	}
+	nc := p.columns
 	for r := range rows {
-		row := dst[r*ni : (r+1)*ni]
+		row := dst[r*nc : (r+1)*nc]
 		var cellRow []Cell
 		if cells != nil {
 			cellRow = cells[r*ni : (r+1)*ni]
@@ -557,6 +754,9 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 			candFeatures = q.Candidates[r].Features
 		}
 		for k, in := range p.Inputs {
+			if in.derive != 0 {
+				continue // once the row's other inputs are known
+			}
 			// Values are large; work with pointers to them.
 			var v *Value
 			origin := FromRequest
@@ -579,9 +779,38 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 					defaults[k]++
 				}
 			}
-			row[k] = in.float(v)
+			if !in.fits(v) && origin != FromDefault {
+				// A vector of another length (from the request: the
+				// stores count theirs as of the wrong type).
+				v, origin, why, stamp = &in.Default, FromDefault, ReasonWrongType, 0
+				defaults[k]++
+			}
+			if in.slot >= 0 {
+				ops[in.slot] = *v
+			}
+			in.put(row, v)
 			if cellRow != nil {
 				cellRow[k] = Cell{Value: *v, Source: origin, Why: why, Updated: Stamp(stamp)}
+			}
+		}
+		for _, k := range p.derived {
+			in := p.Inputs[k]
+			a, b := p.Inputs[in.operands[0]], p.Inputs[in.operands[1]]
+			f, ok := in.combine(&ops[a.slot], &ops[b.slot])
+			if !ok {
+				row[in.col] = in.float(&in.Default)
+				defaults[k]++
+				if cellRow != nil {
+					cellRow[k] = Cell{Value: in.Default, Source: FromDefault, Why: ReasonAbsent}
+				}
+				continue
+			}
+			if in.transform != nil {
+				f = in.transform(f)
+			}
+			row[in.col] = f
+			if cellRow != nil {
+				cellRow[k] = Cell{Value: FloatValue(f), Source: FromDerived}
 			}
 		}
 	}
@@ -595,6 +824,57 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 			in.Spec.stats.Defaults.Add(uint64(n))
 		}
 	}
+}
+
+// fits reports whether v has the input's dimension, when it has one.
+func (in *Input) fits(v *Value) bool {
+	return v.t != Vector || in.Dim == 0 || len(v.vec) == in.Dim
+}
+
+// put writes the columns of value v of the input into row: a vector's
+// values, NaN (missing) for a vector of another length, or one number.
+func (in *Input) put(row []float64, v *Value) {
+	switch {
+	case in.Width == 0:
+	case in.Type == Vector:
+		dst := row[in.col : in.col+in.Width]
+		if len(v.vec) != len(dst) {
+			for i := range dst {
+				dst[i] = math.NaN()
+			}
+			return
+		}
+		for i, x := range v.vec {
+			dst[i] = float64(x)
+		}
+	default:
+		row[in.col] = in.float(v)
+	}
+}
+
+// combine derives the input's value from its operands' values, in float64;
+// false when an operand has no vector of the dimension, or a cosine has a
+// zero vector.
+func (in *Input) combine(a, b *Value) (float64, bool) {
+	if a.t != Vector || b.t != Vector || len(a.vec) != len(b.vec) || len(a.vec) == 0 {
+		return 0, false
+	}
+	y := b.vec[:len(a.vec)]
+	var dot, na, nb float64
+	for i, x := range a.vec {
+		dot += float64(x) * float64(y[i])
+	}
+	if in.derive == deriveDot {
+		return dot, true
+	}
+	for i, x := range a.vec {
+		na += float64(x) * float64(x)
+		nb += float64(y[i]) * float64(y[i])
+	}
+	if na == 0 || nb == 0 {
+		return 0, false
+	}
+	return dot / math.Sqrt(na*nb), true
 }
 
 // stored returns the value the lookups hold for catalog input in of the

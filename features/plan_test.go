@@ -64,7 +64,16 @@ func TestCompileErrors(t *testing.T) {
 		{"category twice", []InputDecl{{Name: "store_cuisine", Categories: []string{"a", "b", "a"}}}, `category "a" listed twice`},
 		{"unknown transform", []InputDecl{{Name: "store_rating", Transform: "sqrt"}}, `unknown transform "sqrt"`},
 		{"string without categories", []InputDecl{{Name: "store_cuisine"}}, "a string input needs a categories list"},
-		{"vector input", []InputDecl{{Name: "store_embedding"}}, "vector inputs cannot feed a model column"},
+		{"vector without a dim", []InputDecl{{Name: "store_embedding"}}, "a vector input needs a dim"},
+		{"dim on a catalog input", []InputDecl{{Name: "store_rating", Dim: 3}}, "dim: a catalog feature's dim is the catalog's"},
+		{"dim on a float", []InputDecl{{Name: "x", Source: SourceRequest, Type: "float", Dim: 3}}, "dim is for vector inputs, not float"},
+		{"default code without categories", []InputDecl{{Name: "store_rating", DefaultCode: new(int64)}}, "default_code needs categories"},
+		{"derive both", []InputDecl{{Name: "a", Derive: &Derive{Dot: []string{"u", "v"}, Cosine: []string{"u", "v"}}}}, "dot or cosine, not both"},
+		{"derive one operand", []InputDecl{{Name: "a", Derive: &Derive{Dot: []string{"u"}}}}, "want two vector features"},
+		{"derive typed", []InputDecl{{Name: "a", Type: "float", Derive: &Derive{Dot: []string{"u", "v"}}}}, "a derived input takes only"},
+		{"derive unknown operand", []InputDecl{{Name: "a", Derive: &Derive{Dot: []string{"nope", "store_embedding"}}}}, "operand nope: not in the catalog"},
+		{"derive from a float", []InputDecl{{Name: "a", Derive: &Derive{Cosine: []string{"store_rating", "store_rating"}}}}, "operand store_rating is float, want a vector"},
+		{"derive without dims", []InputDecl{{Name: "a", Derive: &Derive{Dot: []string{"store_embedding", "store_embedding"}}}}, "operand store_embedding is a vector without a dim"},
 		{"list request input", []InputDecl{{Name: "tags", Source: SourceRequest, Type: "list"}}, "list inputs cannot feed"},
 	}
 	for _, tt := range tests {
@@ -451,5 +460,112 @@ func TestPrepareAssembleAllocs(t *testing.T) {
 	})
 	if got > float64(keys) {
 		t.Errorf("Prepare+Assemble of 200 candidates: %v allocs, want at most %d", got, keys)
+	}
+}
+
+const vectorCatalog = `
+entities:
+  store: {key: "st_{id}"}
+  consumer: {key: "cx_{id}"}
+features:
+  - {name: store_emb, entity: store, type: vector, store: main, dim: 3}
+  - {name: consumer_emb, entity: consumer, type: vector, store: main, dim: 3, default: [0, 0, 1]}
+  - {name: consumer_wide, entity: consumer, type: vector, store: main, dim: 4}
+  - {name: store_rating, entity: store, type: float, store: main, default: 4.0}
+  - {name: store_cuisine, entity: store, type: string, store: main}
+`
+
+func TestCatalogDim(t *testing.T) {
+	for _, tt := range []struct{ yaml, want string }{
+		{"  - {name: x, entity: s, type: float, store: main, dim: 3}", "dim is for vector features, not float"},
+		{"  - {name: x, entity: s, type: vector, store: main, dim: -1}", "dim -1"},
+		{"  - {name: x, entity: s, type: vector, store: main, dim: 2, default: [1, 2, 3]}", "default of 3 values for dim 2"},
+	} {
+		_, err := ParseCatalog([]byte("entities:\n  s: {key: \"s_{id}\"}\nfeatures:\n"+tt.yaml+"\n"), nil)
+		if !errors.Is(err, ErrCatalog) || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: got %v, want %q", tt.yaml, err, tt.want)
+		}
+	}
+}
+
+// TestAssembleVectors: a vector fills as many columns as its dim, derived
+// inputs compute dot products and cosines of catalog vectors that are no
+// columns themselves, request values count for operands, and a vector of
+// another length takes the default.
+func TestAssembleVectors(t *testing.T) {
+	c := mustCatalog(t, vectorCatalog)
+	code := int64(7)
+	p := mustCompile(t, c, []InputDecl{
+		{Name: "store_rating"},
+		{Name: "consumer_emb"},
+		{Name: "affinity", Derive: &Derive{Dot: []string{"consumer_emb", "store_emb"}}},
+		{Name: "similar", Derive: &Derive{Cosine: []string{"store_emb", "consumer_emb"}}, Default: -2},
+		{Name: "cuisine", Source: SourceRequest, Type: "string", Categories: []string{"thai", "pizza"}, DefaultCode: &code},
+		{Name: "query_emb", Source: SourceRequest, Type: "vector", Dim: 2},
+	})
+	if got, want := p.Columns(), 1+3+1+1+1+2; got != want {
+		t.Fatalf("Columns() = %d, want %d", got, want)
+	}
+	if n := len(p.Inputs); n != 7 {
+		t.Fatalf("%d inputs, want the 6 declared and store_emb as an operand", n)
+	}
+	if op := p.Inputs[6]; op.Name != "store_emb" || op.Width != 0 {
+		t.Fatalf("operand input %+v", op)
+	}
+	if !p.Inputs[4].Integer() || p.Inputs[0].Integer() || p.Inputs[2].Integer() {
+		t.Errorf("Integer: cuisine %v, store_rating %v, affinity %v", p.Inputs[4].Integer(), p.Inputs[0].Integer(), p.Inputs[2].Integer())
+	}
+	q := &Query{
+		Context: map[string]string{"consumer": "c1"},
+		Candidates: []Candidate{
+			{Entities: map[string]string{"store": "s1"}, Features: map[string]Value{"cuisine": StringValue("pizza"), "query_emb": VectorValue([]float32{1, 2})}},
+			{Entities: map[string]string{"store": "s2"}, Features: map[string]Value{"cuisine": StringValue("sushi")}},
+			{Features: map[string]Value{"store_emb": VectorValue([]float32{2, 0, 0}), "query_emb": VectorValue([]float32{1, 2, 3})}},
+		},
+	}
+	var b Batch
+	if err := p.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range b.Lookups {
+		l := &b.Lookups[i]
+		for k, s := range l.Specs {
+			switch {
+			case l.Key == "cx_c1" && s.Name == "consumer_emb":
+				l.Values[k], l.Origins[k] = VectorValue([]float32{1, 2, 2}), FromRedis
+			case l.Key == "st_s1" && s.Name == "store_emb":
+				l.Values[k], l.Origins[k] = VectorValue([]float32{3, 0, 4}), FromRedis
+			case l.Key == "st_s2" && s.Name == "store_emb":
+				l.Values[k], l.Origins[k] = VectorValue([]float32{0, 0, 0}), FromRedis
+			}
+		}
+	}
+	x := make([]float64, 3*p.Columns())
+	cells := make([]Cell, 3*len(p.Inputs))
+	p.Assemble(q, &b, x, cells)
+	nan := math.NaN()
+	want := []float64{
+		// store_rating, consumer_emb (3), affinity, similar, cuisine, query_emb (2)
+		4, 1, 2, 2, 3 + 8, 11.0 / 15, 1, 1, 2,
+		4, 1, 2, 2, 0, -2, 7, nan, nan, // a zero vector has no cosine: the default
+		4, 1, 2, 2, 2, 2.0 / 6, 7, nan, nan, // store_emb from the request; query_emb of another length
+	}
+	if diff := cmp.Diff(want, x, cmp.Comparer(func(a, b float64) bool {
+		return a == b || (a != a && b != b) || math.Abs(a-b) < 1e-12
+	})); diff != "" {
+		t.Errorf("rows (-want +got):\n%s", diff)
+	}
+	ni := len(p.Inputs)
+	if got := cells[2].Source; got != FromDerived {
+		t.Errorf("affinity's source %v, want derived", got)
+	}
+	if got := cells[ni+3].Source; got != FromDefault {
+		t.Errorf("similar of a zero vector: source %v, want default", got)
+	}
+	if got := cells[2*ni+5].Source; got != FromDefault {
+		t.Errorf("query_emb of 3 values for dim 2: source %v, want default", got)
+	}
+	if got := p.Inputs[5].DefaultsUsed(); got != 2 {
+		t.Errorf("query_emb defaults %d, want 2", got)
 	}
 }

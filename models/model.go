@@ -94,6 +94,10 @@ type Options struct {
 	// Tensors names, per input, the ONNX graph input it fills ("" when
 	// the graph has one input).
 	Tensors []string
+	// Integer, when not nil, says per input whether its columns are
+	// always whole numbers (int features, categories with a default
+	// code), which an ONNX int64 graph input needs.
+	Integer []bool
 	// OutputTensor names the ONNX graph output to score; "" is the first.
 	OutputTensor string
 }

@@ -107,6 +107,9 @@ func (m *onnxModel) bind(opt Options) error {
 			m.columns += width
 			continue
 		}
+		if ins[k].Type == onnx.Int64 && i < len(opt.Integer) && !opt.Integer[i] {
+			errs = append(errs, fmt.Sprintf("input %s: graph input %s is int64, which takes int features and categories with a default_code", name, ins[k].Name))
+		}
 		for range width {
 			m.cols[k] = append(m.cols[k], m.columns)
 			m.columns++

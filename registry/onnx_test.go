@@ -208,10 +208,21 @@ func TestONNXRefused(t *testing.T) {
 		{"raw output", func(man map[string]any) {
 			man["output"] = "raw"
 		}, "output raw: an ONNX model scores the graph output it names"},
+		{"floats for int64 ids", func(man map[string]any) {
+			for _, in := range man["inputs"].([]any) {
+				if in := in.(map[string]any); in["tensor"] == "user" {
+					in["tensor"] = "ids"
+				}
+			}
+		}, "graph input ids is int64, which takes int features and categories with a default_code"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			name := modelName(tt.name)
-			dir := writeONNXVersion(t, root, name, artifact, in.Header, "")
+			art := artifact
+			if strings.Contains(tt.refuse, "int64") {
+				art = filepath.Join(onnxOracles, "embedding_ids.opset17.onnx")
+			}
+			dir := writeONNXVersion(t, root, name, art, in.Header, "")
 			path := filepath.Join(dir, ManifestFile)
 			text, err := os.ReadFile(path)
 			if err != nil {

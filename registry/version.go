@@ -102,12 +102,24 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 	if err != nil {
 		return fail(err)
 	}
-	v.Model, err = models.Load(m.Format, art, m.Options())
+	opt := m.Options()
+	columns := len(m.Inputs)
+	if v.Plan != nil {
+		// What the inputs fill, so that a format that checks widths
+		// (ONNX graph inputs) can.
+		opt.Widths, opt.Integer = make([]int, len(m.Inputs)), make([]bool, len(m.Inputs))
+		for i := range m.Inputs {
+			in := v.Plan.Inputs[i]
+			opt.Widths[i], opt.Integer[i] = in.Width, in.Integer()
+		}
+		columns = v.Plan.Columns()
+	}
+	v.Model, err = models.Load(m.Format, art, opt)
 	if err != nil {
 		return fail(fmt.Errorf("load %s: %w", m.Artifact, err))
 	}
-	if n := v.Model.NumFeatures(); n != len(m.Inputs) {
-		probs = append(probs, fmt.Errorf("%w: the model reads %d columns but the manifest lists %d inputs", ErrInvalid, n, len(m.Inputs)))
+	if n := v.Model.NumFeatures(); n != columns {
+		probs = append(probs, fmt.Errorf("%w: the model reads %d columns but the manifest's inputs fill %d", ErrInvalid, n, columns))
 	}
 	if len(probs) > 0 {
 		return nil, probs
@@ -125,7 +137,7 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 			probs = append(probs, fmt.Errorf("%w: golden row %d: %v", ErrInvalid, i+1, err))
 		}
 	}
-	v.Verified, err = models.Verify(m.Format, art, m.Options(), v.Model, golden, ngolden)
+	v.Verified, err = models.Verify(m.Format, art, opt, v.Model, golden, ngolden)
 	if err != nil {
 		probs = append(probs, fmt.Errorf("%w: second evaluation: %v", ErrInvalid, err))
 	}
@@ -163,27 +175,35 @@ func artifact(fr *fileReader, dir string, m *models.Manifest) ([]byte, error) {
 	return b, nil
 }
 
-// goldenRow assembles the model inputs of a golden row; inputs it leaves
-// out take their defaults.
+// goldenRow assembles the model columns of a golden row as a request with
+// these features would: inputs it leaves out take their defaults, vectors
+// fill their columns, derived inputs come from their operands.
 func goldenRow(p *features.Plan, g models.Golden) ([]float64, error) {
-	row := make([]float64, len(p.Inputs))
-	for k, in := range p.Inputs {
-		x, ok := g.Inputs[in.Name]
-		if !ok || x == nil {
-			row[k] = in.Float(in.Default)
+	q := &features.Query{Features: make(map[string]features.Value, len(g.Inputs))}
+	for name, x := range g.Inputs {
+		k := p.Input(name)
+		if k < 0 {
+			return nil, fmt.Errorf("input %s is not a model input", name)
+		}
+		in := p.Inputs[k]
+		if x == nil {
 			continue
+		}
+		if in.Derived() {
+			return nil, fmt.Errorf("input %s is derived: give its operands", name)
 		}
 		val, err := features.Coerce(in.Type, x)
 		if err != nil {
 			return nil, fmt.Errorf("input %s: %v", in.Name, err)
 		}
-		row[k] = in.Float(val)
+		q.Features[name] = val
 	}
-	for name := range g.Inputs {
-		if p.Input(name) < 0 {
-			return nil, fmt.Errorf("input %s is not a model input", name)
-		}
+	var b features.Batch
+	if err := p.Prepare(q, &b); err != nil {
+		return nil, err
 	}
+	row := make([]float64, p.Columns())
+	p.Assemble(q, &b, row, nil)
 	return row, nil
 }
 

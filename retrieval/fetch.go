@@ -579,7 +579,7 @@ func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 				s.Stats().Corrupt.Add(1)
 				c.corrupt++
 				why = features.ReasonCorrupt
-			case v.Type() != s.Type:
+			case v.Type() != s.Type || !s.Fits(v):
 				s.Stats().WrongType.Add(1)
 				c.wrongType++
 				why = features.ReasonWrongType

@@ -227,7 +227,7 @@ func (s *Server) runShadow(ctx context.Context, t *shadowTask, run *shadowRun, x
 	v := run.version
 	q := run.query.query()
 	rows := q.Rows()
-	x, out = resize(x, rows*len(v.Plan.Inputs)), resize(out, rows*v.Model.NumOutputs())
+	x, out = resize(x, rows*v.Plan.Columns()), resize(out, rows*v.Model.NumOutputs())
 	j := job{plan: v.Plan, model: v.Model, version: v, query: q, x: x, out: out}
 	if _, err := s.assemble(ctx, &j); err != nil {
 		fail(err)

@@ -58,7 +58,7 @@ type job struct {
 	model   models.Model      // nil for /v1/features
 	version *registry.Version // nil for /v1/features
 	query   features.Query
-	x       []float64       // rows × inputs
+	x       []float64       // rows × columns (an input may fill several)
 	out     []float64       // rows × outputs
 	cells   []features.Cell // rows × inputs, when debugging or logging
 	debug   bool            // the answer shows the cells
@@ -78,7 +78,7 @@ func carve(jobs []job, debug func(i int) bool, floats []float64, cells []feature
 	for i := range jobs {
 		j := &jobs[i]
 		rows, ni := j.query.Rows(), len(j.plan.Inputs)
-		nf += rows * ni
+		nf += rows * j.plan.Columns()
 		if j.model != nil {
 			nf += rows * j.model.NumOutputs()
 		}
@@ -91,8 +91,8 @@ func carve(jobs []job, debug func(i int) bool, floats []float64, cells []feature
 	f, c := floats, cells
 	for i := range jobs {
 		j := &jobs[i]
-		rows, ni := j.query.Rows(), len(j.plan.Inputs)
-		j.x, f = f[:rows*ni:rows*ni], f[rows*ni:]
+		rows, ni, nc := j.query.Rows(), len(j.plan.Inputs), j.plan.Columns()
+		j.x, f = f[:rows*nc:rows*nc], f[rows*nc:]
 		if j.model != nil {
 			n := rows * j.model.NumOutputs()
 			j.out, f = f[:n:n], f[n:]

@@ -135,8 +135,8 @@ func (s *Server) Models() ModelList {
 				Version: v.Version, Format: v.Manifest.Format, Output: v.Manifest.Output,
 				Outputs: v.Model.NumOutputs(), LoadedAt: v.LoadedAt,
 			}
-			for k, in := range v.Plan.Inputs {
-				decl := v.Manifest.Inputs[k]
+			for k, decl := range v.Manifest.Inputs {
+				in := v.Plan.Inputs[k]
 				ii := InputInfo{
 					Name: in.Name, Source: features.SourceRequest, Type: in.Type.String(), Default: in.Default,
 					Categories: decl.Categories, Transform: decl.Transform, DefaultsUsed: in.DefaultsUsed(),
