@@ -229,8 +229,17 @@ func (l *Logger) Close() error {
 func (l *Logger) loop() {
 	defer close(l.done)
 	var buf []byte
+	keys := make(map[*features.Plan]planKeys) // plans are immutable
 	write := func(e *entry) {
-		buf = e.appendJSON(buf[:0])
+		k, ok := keys[e.plan]
+		if !ok {
+			if len(keys) >= maxPlans {
+				clear(keys) // versions come and go: forget the old ones
+			}
+			k = newPlanKeys(e.plan)
+			keys[e.plan] = k
+		}
+		buf = e.appendJSON(buf[:0], k)
 		buf = append(buf, '\n')
 		l.queued.Add(-e.size)
 		l.release(e)
@@ -288,6 +297,7 @@ func (l *Logger) account(r result) {
 const (
 	maxKeptLine  = 1 << 20
 	maxKeptCells = 16 << 10
+	maxPlans     = 256 // plans whose quoted input names are kept
 )
 
 func (l *Logger) release(e *entry) {

@@ -575,9 +575,10 @@ func BenchmarkEncode(b *testing.B) {
 	var e entry
 	e.fill(hundredRows(p))
 	var buf []byte
+	keys := newPlanKeys(p)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = e.appendJSON(buf[:0])
+		buf = e.appendJSON(buf[:0], keys)
 	}
 	b.SetBytes(int64(len(buf)))
 }

@@ -110,8 +110,21 @@ func (e *entry) reset() {
 	}
 }
 
-// appendJSON appends the entry's line, without the newline.
-func (e *entry) appendJSON(b []byte) []byte {
+// planKeys are a plan's input names as JSON object keys, quoted once for
+// every line of the plan: `"name":`.
+type planKeys []string
+
+func newPlanKeys(p *features.Plan) planKeys {
+	keys := make(planKeys, len(p.Inputs))
+	for k, in := range p.Inputs {
+		keys[k] = string(append(appendString(nil, in.Name), ':'))
+	}
+	return keys
+}
+
+// appendJSON appends the entry's line, without the newline; keys are its
+// plan's (newPlanKeys).
+func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","request_id":`...)
@@ -123,8 +136,7 @@ func (e *entry) appendJSON(b []byte) []byte {
 	b = append(b, `,"version":`...)
 	b = appendString(b, e.str(e.meta[3]))
 	b = append(b, `,"rows":[`...)
-	inputs := e.plan.Inputs
-	ni := len(inputs)
+	ni := len(keys)
 	var merged []pair
 	for r := range e.rows {
 		if r > 0 {
@@ -142,21 +154,20 @@ func (e *entry) appendJSON(b []byte) []byte {
 		}
 		cells := e.cells[r*ni : (r+1)*ni]
 		b = append(b, `},"inputs":{`...)
-		for k, in := range inputs {
+		for k, key := range keys {
 			if k > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, in.Name)
-			b = append(b, ':')
+			b = append(b, key...)
 			b = appendValue(b, &cells[k].Value)
 		}
 		b = append(b, `},"sources":{`...)
-		for k, in := range inputs {
+		for k, key := range keys {
 			if k > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, in.Name)
-			b = append(b, `:"`...)
+			b = append(b, key...)
+			b = append(b, '"')
 			b = append(b, cells[k].Source.String()...)
 			b = append(b, '"')
 		}
