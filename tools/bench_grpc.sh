@@ -89,8 +89,9 @@ EOF
 "$SEER" upload --config seer.yaml --entity store stores.csv >/dev/null
 "$SEER" upload --config seer.yaml --entity consumer consumers.jsonl >/dev/null
 "$SEER" serve --config seer.yaml --shutdown-delay 0s >/dev/null 2>serve.log &
-PIDS+=($!)
+SPID=$!
+PIDS+=($SPID)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$HP/readyz" >/dev/null && break; sleep 0.05; done
 echo "uptime at start: $(uptime)"
-"$LOAD" -http "http://127.0.0.1:$HP" -grpc "127.0.0.1:$GP" -body body.json -c "$CONC" -d "${DURATION}s" -rounds "$ROUNDS"
+"$LOAD" -http "http://127.0.0.1:$HP" -grpc "127.0.0.1:$GP" -body body.json -c "$CONC" -d "${DURATION}s" -rounds "$ROUNDS" -pid "$SPID"
 echo "uptime at end: $(uptime)"

@@ -6,6 +6,11 @@
 //
 //	grpcload -http http://127.0.0.1:8080 -grpc 127.0.0.1:9090 -body body.json -c 8 -d 10s -rounds 3
 //
+// Both clients send bytes encoded once (the JSON body as read, the gRPC
+// request marshalled once), so that the client's own encoding does not
+// weigh on one side; with -pid, each round also reports the CPU time the
+// server process spent per request (from /proc/PID/stat).
+//
 // The body is a /v1/predict body whose queries name a model, a context and
 // candidates by entity (no request features); ids may be strings or
 // integers. Used by tools/bench_grpc.sh; docs/performance.md has figures.
@@ -21,11 +26,14 @@ import (
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 )
@@ -66,6 +74,37 @@ type result struct {
 	rate          float64
 	p50, p99      time.Duration
 	errors, total int
+	cpu           time.Duration // the server's CPU time per request, with -pid
+}
+
+// rawCodec sends a message marshalled beforehand as it is, and decodes
+// answers as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if b, ok := v.(*[]byte); ok {
+		return *b, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+
+func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+func (rawCodec) Name() string                       { return "proto" }
+
+// cpuTime returns the user and system time of process pid so far.
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
 
 // drive runs do from c workers for d and measures it.
@@ -111,6 +150,7 @@ func main() {
 	conc := flag.Int("c", 8, "concurrent workers")
 	dur := flag.Duration("d", 10*time.Second, "duration of each round of each transport")
 	rounds := flag.Int("rounds", 3, "rounds, each one HTTP then one gRPC")
+	pid := flag.Int("pid", 0, "the server's process id, to report its CPU time per request")
 	flag.Parse()
 	if *httpURL == "" || *grpcAddr == "" || *bodyPath == "" {
 		fmt.Fprintln(os.Stderr, "grpcload: -http, -grpc and -body are required")
@@ -126,7 +166,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "grpcload: body:", err)
 		os.Exit(1)
 	}
-	preq := protoRequest(b)
+	preq, err := proto.Marshal(protoRequest(b))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "grpcload:", err)
+		os.Exit(1)
+	}
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc, MaxConnsPerHost: *conc}}
 	httpDo := func() error {
@@ -147,9 +191,9 @@ func main() {
 		os.Exit(1)
 	}
 	defer conn.Close()
-	client := seerv1.NewSeerClient(conn)
 	grpcDo := func() error {
-		resp, err := client.Predict(context.Background(), preq)
+		resp := new(seerv1.PredictResponse)
+		err := conn.Invoke(context.Background(), seerv1.Seer_Predict_FullMethodName, &preq, resp, grpc.ForceCodec(rawCodec{}))
 		if err == nil && resp.Results[0].Degraded {
 			err = fmt.Errorf("degraded")
 		}
@@ -159,19 +203,23 @@ func main() {
 	drive(*conc, time.Second, httpDo)
 	drive(*conc, time.Second, grpcDo)
 
-	fmt.Printf("%-6s %-5s %10s %9s %9s %7s %6s\n", "round", "api", "req/s", "p50 ms", "p99 ms", "errors", "load")
+	fmt.Printf("%-6s %-5s %10s %9s %9s %11s %7s %6s\n", "round", "api", "req/s", "p50 ms", "p99 ms", "server µs", "errors", "load")
 	var rates = map[string][]float64{}
 	for i := range *rounds {
 		for _, t := range []struct {
 			name string
 			do   func() error
 		}{{"http", httpDo}, {"grpc", grpcDo}} {
+			before := cpuTime(*pid)
 			r := drive(*conc, *dur, t.do)
+			if r.total > 0 {
+				r.cpu = (cpuTime(*pid) - before) / time.Duration(r.total)
+			}
 			load, _ := os.ReadFile("/proc/loadavg")
 			var l1 string
 			fmt.Sscan(string(load), &l1)
-			fmt.Printf("%-6d %-5s %10.0f %9.2f %9.2f %7d %6s\n", i+1, t.name, r.rate,
-				float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.errors, l1)
+			fmt.Printf("%-6d %-5s %10.0f %9.2f %9.2f %11d %7d %6s\n", i+1, t.name, r.rate,
+				float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.cpu.Microseconds(), r.errors, l1)
 			rates[t.name] = append(rates[t.name], r.rate)
 		}
 	}
