@@ -7,12 +7,15 @@ import (
 	"net/http"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/models"
 	"github.com/seer-ml/seer/registry"
 )
 
 // Errors of the request path. Predict and Features wrap one of these, or a
 // sentinel of the package at fault (registry.ErrUnknownModel,
-// registry.ErrUnknownVersion, features.ErrQuery), with a message naming
+// registry.ErrUnknownVersion, features.ErrQuery, models.ErrInput: values a
+// model cannot score, such as an id outside an ONNX embedding table), with
+// a message naming
 // the field; errors.Is tells them apart.
 var (
 	// ErrBadRequest marks a request that is malformed or breaks a limit.
@@ -45,7 +48,7 @@ func classify(err error) class {
 	switch {
 	case errors.Is(err, ErrTooLarge):
 		return classTooLarge
-	case errors.Is(err, ErrBadRequest), errors.Is(err, features.ErrQuery):
+	case errors.Is(err, ErrBadRequest), errors.Is(err, features.ErrQuery), errors.Is(err, models.ErrInput):
 		return classInvalid
 	case errors.Is(err, registry.ErrUnknownModel), errors.Is(err, registry.ErrUnknownVersion):
 		return classNotFound

@@ -222,6 +222,19 @@ predict:
 		})
 	}
 
+	t.Run("id out of range", func(t *testing.T) {
+		// embedding_ids has 50 users: an id of 50 given in the request is
+		// refused with what is wrong, not clamped.
+		k := k0(cases, "embedding_ids")
+		body := fmt.Sprintf(`{"queries": [{"model": "embedding_ids_%d", "candidates": [
+			{"entities": {"row": "%d"}},
+			{"entities": {"row": "%d"}, "features": {"embedding_ids_ids_0": 50}}]}]}`, k, rowID(k, 0), rowID(k, 1))
+		var ans predictAnswer
+		if code := post(t, inst.url+"/v1/predict", body, &ans); code != http.StatusBadRequest || !strings.Contains(ans.Error, "index 50 is out of range [-50, 50)") {
+			t.Fatalf("status %d: %q, want 400 naming the index", code, ans.Error)
+		}
+	})
+
 	t.Run("derived", func(t *testing.T) {
 		in := inputs["two_tower"]
 		k := k0(cases, "two_tower")
