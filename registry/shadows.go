@@ -23,8 +23,12 @@ import (
 //	  - store_ranker_nn
 const ShadowFile = "shadows.yaml"
 
-// maxShadowFileSize caps the bytes of a shadow list.
-const maxShadowFileSize = 64 << 10
+// Caps on a shadow list: its bytes, and its shadows (each scores every
+// query of the model again).
+const (
+	maxShadowFileSize = 64 << 10
+	maxShadows        = 16
+)
 
 // Model returns the model called name, or nil.
 func (s *Snapshot) Model(name string) *Model { return s.models[name] }
@@ -39,6 +43,11 @@ func readShadows(fr *fileReader, path string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseShadows(data)
+}
+
+// parseShadows parses a shadow list.
+func parseShadows(data []byte) ([]string, error) {
 	var file struct {
 		Shadows []string `yaml:"shadows"`
 	}
@@ -46,6 +55,9 @@ func readShadows(fr *fileReader, path string) ([]string, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&file); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%s: %w", ShadowFile, err)
+	}
+	if len(file.Shadows) > maxShadows {
+		return nil, fmt.Errorf("%s: %d shadows, at most %d", ShadowFile, len(file.Shadows), maxShadows)
 	}
 	for i, ref := range file.Shadows {
 		name, ver, pinned := strings.Cut(ref, "@")

@@ -93,3 +93,35 @@ func TestShadows(t *testing.T) {
 		t.Errorf("open with a bad list: %v, want an error naming %s", err, ShadowFile)
 	}
 }
+
+func TestParseShadowsLimit(t *testing.T) {
+	many := "shadows: [" + strings.Repeat("m@1, ", maxShadows) + "m@2]\n"
+	if _, err := parseShadows([]byte(many)); err == nil || !strings.Contains(err.Error(), "at most 16") {
+		t.Errorf("%d shadows: %v", maxShadows+1, err)
+	}
+	refs, err := parseShadows(nil)
+	if err != nil || refs != nil {
+		t.Errorf("empty file: %v %v", refs, err)
+	}
+}
+
+func FuzzParseShadows(f *testing.F) {
+	f.Add([]byte("shadows: [a, b@1, c@canary]\n"))
+	f.Add([]byte("shadows:\n  - x@\n"))
+	f.Add([]byte("shadows: {a: 1}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		refs, err := parseShadows(data)
+		if err != nil {
+			return
+		}
+		if len(refs) > maxShadows {
+			t.Fatalf("%d shadows accepted", len(refs))
+		}
+		for _, ref := range refs {
+			name, ver, pinned := strings.Cut(ref, "@")
+			if name == "" || (pinned && (ver == "" || strings.Contains(ver, "@"))) {
+				t.Fatalf("accepted %q", ref)
+			}
+		}
+	})
+}
