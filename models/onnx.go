@@ -63,7 +63,8 @@ func loadONNX(data []byte, opt Options) (Model, error) {
 
 // bind lays the manifest's inputs out as columns and assigns them to the
 // graph inputs: all of them to a graph of one input, and by their tensor
-// name to a graph of several. Without inputs (a tool reading the bare
+// name (by default their own name, when the graph has an input of that
+// name) to a graph of several. Without inputs (a tool reading the bare
 // artifact) the graph inputs take the columns in graph order.
 func (m *onnxModel) bind(opt Options) error {
 	ins := m.g.Inputs()
@@ -92,6 +93,9 @@ func (m *onnxModel) bind(opt Options) error {
 		tensor := ""
 		if i < len(opt.Tensors) {
 			tensor = opt.Tensors[i]
+		}
+		if _, ok := byName[name]; ok && tensor == "" && len(ins) > 1 {
+			tensor = name // an input named like a graph input fills it
 		}
 		k := 0
 		switch {

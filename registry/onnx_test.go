@@ -246,3 +246,62 @@ func TestONNXRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestONNXVectorInputsByName: request vector inputs named like the graph's
+// inputs fill them without tensor:, in either order, and reproduce
+// PyTorch's outputs.
+func TestONNXVectorInputsByName(t *testing.T) {
+	cat := emptyCatalog(t)
+	root := t.TempDir()
+	in := oracle.Read(t, filepath.Join(onnxOracles, "two_tower.input.tsv"))
+	want := oracle.Read(t, filepath.Join(onnxOracles, "two_tower.expected.tsv"))
+	dir := filepath.Join(root, "two_tower", "1")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(onnxOracles, "two_tower.opset17.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	man := `name: two_tower
+version: "1"
+format: onnx
+artifact: model.onnx
+inputs:
+  - {name: item, source: request, type: vector, dim: 16}
+  - {name: user, source: request, type: vector, dim: 16}
+`
+	if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(man), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	v, err := LoadVersion(dir, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := &features.Query{Candidates: make([]features.Candidate, len(in.Rows))}
+	for r, row := range in.Rows {
+		user, item := make([]float32, 16), make([]float32, 16)
+		for j := range 16 {
+			user[j], item[j] = float32(row[j]), float32(row[16+j])
+		}
+		q.Candidates[r].Features = map[string]features.Value{"user": features.VectorValue(user), "item": features.VectorValue(item)}
+	}
+	var b features.Batch
+	if err := v.Plan.Prepare(q, &b); err != nil {
+		t.Fatal(err)
+	}
+	x := make([]float64, len(in.Rows)*v.Plan.Columns())
+	v.Plan.Assemble(q, &b, x, nil)
+	out := make([]float64, len(in.Rows))
+	if err := v.Model.Predict(out, x, len(in.Rows)); err != nil {
+		t.Fatal(err)
+	}
+	for r, row := range want.Rows {
+		if d := math.Abs(out[r]-row[0]) / max(1, math.Abs(row[0])); !(d <= 1e-5) {
+			t.Errorf("row %d: got %.9g, PyTorch %.9g", r+1, out[r], row[0])
+		}
+	}
+}
