@@ -130,3 +130,20 @@ func (m *onnxModel) bind(opt Options) error {
 	}
 	return nil
 }
+
+// InputNames returns the name of each column when ONNX gives every column
+// one: when each graph input is a single column ([batch, 1]), the column's
+// name is its graph input's. Columns inside a wider tensor have no names in
+// ONNX, and then it returns nil.
+func (m *onnxModel) InputNames() []string {
+	names := make([]string, m.columns)
+	for k, p := range m.g.Inputs() {
+		if p.Width != 1 {
+			return nil
+		}
+		for _, c := range m.cols[k] {
+			names[c] = p.Name
+		}
+	}
+	return names
+}

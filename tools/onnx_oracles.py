@@ -42,6 +42,8 @@ deterministic for a given torch, numpy and scikit-learn. The cases:
                      Exp, Abs, Log, Reciprocal, MatMul of a batch by a matrix,
                      ReduceSum and ReduceMean over inner axes, And, Or, Not,
                      Where, Cast from bool: [batch, 3] and [batch, 29]
+  named_columns      three graph inputs of one column each ([batch, 1]), so
+                     that the graph names every column: [batch, 1] (opset 17)
   mlp_64_256_128_1   the speed case: Gemm, Relu, Gemm, Relu, Gemm: [batch, 1]
                      (opsets 13 and 17 only)
 
@@ -186,6 +188,15 @@ class MiscOps(nn.Module):
         return self.fc(out), out
 
 
+class NamedColumns(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, age, income, tenure):
+        return torch.sigmoid(self.fc(torch.cat([age, income / 1000, tenure], dim=1)))
+
+
 class MLPSpeed(nn.Module):
     def __init__(self):
         super().__init__()
@@ -252,6 +263,10 @@ def cases():
     torch.manual_seed(8)
     x = rng.randn(50, 9).astype(np.float32)
     yield "misc_ops", MiscOps(), ["x"], [x], ["score", "features"], OPSETS
+
+    torch.manual_seed(9)
+    cols = [rng.uniform(18, 80, (40, 1)), rng.uniform(0, 2e5, (40, 1)), rng.randint(0, 30, (40, 1))]
+    yield "named_columns", NamedColumns(), ["age", "income", "tenure"], [c.astype(np.float32) for c in cols], ["probability"], [17]
 
 
 def write_tsv(path, header, columns):
