@@ -345,7 +345,7 @@ func TestReloadEndToEnd(t *testing.T) {
 	// counted once more, and not served, while 2 keeps serving.
 	refused := func(reason string, failedBefore int) {
 		t.Helper()
-		dir3 := filepath.Join(s.root, "cancer", "3")
+		dir3 := filepath.Join("cancer", "3") // relative to the models root
 		waitFor(t, "version 3 to be refused", func() (bool, string) {
 			for _, f := range s.models(t).Failures {
 				if f.Dir == dir3 && strings.Contains(strings.Join(f.Error, "; "), reason) {
