@@ -183,6 +183,67 @@ func DecodeStamped(b []byte) (Value, int64, error) {
 	return v, unix, err
 }
 
+// DecodeScalar decodes an encoded float, int or bool without making a
+// Value: it returns the type, the bits as Value and Got hold them, and the
+// stamp (0 for none). For a value of another type it returns the type and
+// its stamp but no bits: DecodeStamped decodes those. Errors wrap
+// ErrCorrupt; a valid scalar costs no allocation.
+func DecodeScalar(b []byte) (t Type, bits uint64, stamp int64, err error) {
+	if len(b) == 0 {
+		return Invalid, 0, 0, errEmpty
+	}
+	head := b[0]
+	t = Type(head & maskType)
+	if head&maskZero != 0 || t == Invalid || t > List {
+		return Invalid, 0, 0, fmt.Errorf("%w: bad header byte 0x%02x", ErrCorrupt, head)
+	}
+	p := b[1:]
+	if head&flagStamp != 0 {
+		u, n := binary.Uvarint(p)
+		if n <= 0 || u > math.MaxInt64 {
+			return Invalid, 0, 0, errStamp
+		}
+		stamp, p = int64(u), p[n:]
+	}
+	if !t.Scalar() {
+		return t, 0, stamp, nil
+	}
+	if head&flagSnappy != 0 {
+		// Writers need not compress a scalar, but may.
+		var buf [binary.MaxVarintLen64]byte
+		if n, err := snappy.DecodedLen(p); err != nil || n > len(buf) {
+			return Invalid, 0, 0, fmt.Errorf("%w: compressed %s of %d bytes", ErrCorrupt, t, n)
+		}
+		if p, err = snappy.Decode(buf[:], p); err != nil {
+			return Invalid, 0, 0, fmt.Errorf("%w: snappy: %v", ErrCorrupt, err)
+		}
+	}
+	switch t {
+	case Float:
+		if len(p) != 8 {
+			return Invalid, 0, 0, fmt.Errorf("%w: float of %d bytes", ErrCorrupt, len(p))
+		}
+		return t, binary.LittleEndian.Uint64(p), stamp, nil
+	case Int:
+		i, n := binary.Varint(p)
+		if n <= 0 || n != len(p) {
+			return Invalid, 0, 0, errInt
+		}
+		return t, uint64(i), stamp, nil
+	}
+	if len(p) != 1 || p[0] > 1 {
+		return Invalid, 0, 0, errBool
+	}
+	return t, uint64(p[0]), stamp, nil
+}
+
+var (
+	errEmpty = fmt.Errorf("%w: empty", ErrCorrupt)
+	errStamp = fmt.Errorf("%w: bad time stamp", ErrCorrupt)
+	errInt   = fmt.Errorf("%w: bad int", ErrCorrupt)
+	errBool  = fmt.Errorf("%w: bad bool", ErrCorrupt)
+)
+
 func decodePayload(t Type, p []byte) (Value, error) {
 	switch t {
 	case Float:

@@ -262,8 +262,21 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{0x84, 0x00})
 	f.Add([]byte{0x06, 0x03, 0x00, 0x00})
+	f.Add([]byte{0x81, 0x08, 0x1c, 0, 0, 0, 0, 0, 0, 0x12, 0x40}) // a compressed float
 	f.Fuzz(func(t *testing.T, b []byte) {
 		v, unix, err := DecodeStamped(b)
+		// DecodeScalar agrees with DecodeStamped on every scalar.
+		st, bits, sunix, serr := DecodeScalar(b)
+		switch {
+		case serr != nil && !errors.Is(serr, ErrCorrupt):
+			t.Fatalf("DecodeScalar error %v does not wrap ErrCorrupt", serr)
+		case serr != nil && err == nil:
+			t.Fatalf("DecodeScalar refused %v: %v", v, serr)
+		case serr == nil && st.Scalar() && (err != nil || st != v.Type() || bits != v.bits || sunix != unix):
+			t.Fatalf("DecodeScalar = %v %x %d; DecodeStamped = %v %d, %v", st, bits, sunix, v, unix, err)
+		case serr == nil && !st.Scalar() && err == nil && (st != v.Type() || sunix != unix):
+			t.Fatalf("DecodeScalar of a %v = %v at %d", v.Type(), st, sunix)
+		}
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not wrap ErrCorrupt", err)
@@ -283,6 +296,34 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("stamped round trip: %v at %d != %v at %d", got, gotUnix, v, unix)
 		}
 	})
+}
+
+// TestDecodeScalar checks DecodeScalar beyond what FuzzDecode compares:
+// compressed scalars, and no allocation.
+func TestDecodeScalar(t *testing.T) {
+	for _, v := range []Value{FloatValue(-2.5), IntValue(-300), IntValue(1 << 62), BoolValue(true), BoolValue(false)} {
+		b := EncodeStamped(nil, v, 1700000000)
+		// The same payload compressed, as another writer may store it.
+		packed := append([]byte{b[0] | flagSnappy}, b[1:len(b)-payloadSize(v)]...)
+		packed = append(packed, snappy.Encode(nil, b[len(b)-payloadSize(v):])...)
+		for _, enc := range [][]byte{b, packed} {
+			typ, bits, stamp, err := DecodeScalar(enc)
+			if err != nil || typ != v.Type() || bits != v.bits || stamp != 1700000000 {
+				t.Errorf("DecodeScalar(% x) = %v %x %d %v, want %v", enc, typ, bits, stamp, err, v)
+			}
+		}
+		if n := testing.AllocsPerRun(100, func() { _, _, _, _ = DecodeScalar(b) }); n != 0 {
+			t.Errorf("DecodeScalar of %v: %v allocations", v, n)
+		}
+	}
+	if typ, _, stamp, err := DecodeScalar(EncodeStamped(nil, StringValue("x"), 7)); typ != String || stamp != 7 || err != nil {
+		t.Errorf("DecodeScalar of a string = %v %d %v", typ, stamp, err)
+	}
+	for _, b := range [][]byte{nil, {0x01, 1, 2}, {0x02, 0x80}, {0x03, 2}, {0x41, 0x80}, {0x81, 0x40, 0}} {
+		if _, _, _, err := DecodeScalar(b); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("DecodeScalar(% x) = %v, want ErrCorrupt", b, err)
+		}
+	}
 }
 
 func BenchmarkEncode(b *testing.B) {

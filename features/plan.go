@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 )
 
 // ErrPlan is wrapped by every error that rejects a model's inputs.
@@ -157,6 +160,26 @@ func (in *Input) DefaultsUsed() uint64 { return in.defaults.Load() }
 // declared transform.
 func (in *Input) Float(v Value) float64 { return in.float(&v) }
 
+// scalar converts a found scalar of the input's type, given by its bits
+// (see Got), into a model column value.
+func (in *Input) scalar(bits uint64) float64 {
+	var f float64
+	switch in.Type {
+	case Float:
+		f = math.Float64frombits(bits)
+	case Int:
+		f = float64(int64(bits))
+	case Bool:
+		f = float64(bits)
+	default:
+		return math.NaN()
+	}
+	if in.transform != nil {
+		f = in.transform(f)
+	}
+	return f
+}
+
 func (in *Input) float(v *Value) float64 {
 	var f float64
 	if in.codes != nil {
@@ -184,6 +207,10 @@ type Group struct {
 	Entity *Entity
 	Specs  []*Spec
 	Inputs []int // the input index of each spec
+	// objects is set when some spec is not a scalar: its lookups keep
+	// Values.
+	objects bool
+	all     uint64 // allBits(len(Specs)): a lookup that reads them all
 }
 
 // Plan is a model's inputs compiled against the catalog: the ordered columns
@@ -263,6 +290,7 @@ func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 			in.group, in.pos = g, len(p.Groups[g].Specs)
 			p.Groups[g].Specs = append(p.Groups[g].Specs, s)
 			p.Groups[g].Inputs = append(p.Groups[g].Inputs, len(p.Inputs))
+			p.Groups[g].objects = p.Groups[g].objects || !s.Type.Scalar()
 		}
 		if in.Width > 0 {
 			in.col = p.columns
@@ -334,6 +362,9 @@ func compile(c *Catalog, decls []InputDecl, numeric bool) (*Plan, error) {
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	for g := range p.Groups {
+		p.Groups[g].all = allBits(len(p.Groups[g].Specs))
 	}
 	return p, nil
 }
@@ -488,24 +519,91 @@ type Candidate struct {
 // Rows returns how many rows the query scores.
 func (q *Query) Rows() int { return max(1, len(q.Candidates)) }
 
-// Lookup is one entity hash to read: the retrieval layer fills Values and
-// Origins, aligned with Specs. A value left invalid takes the default.
+// Lookup is one entity hash to read. Prepare fills Store, Key and Specs and
+// gives Got (and, when some spec is a string, vector or list, Values) their
+// memory; the retrieval layer fills them, aligned with Specs.
 type Lookup struct {
-	Store   string
-	Key     string
-	Specs   []*Spec
-	Values  []Value
-	Origins []Origin
-	// Reasons, when not nil, says why each value left invalid is: Prepare
-	// sets every one to ReasonStoreDegraded (not read), and the retrieval
-	// layer sets ReasonNone for the values it found and the reason for
-	// the others.
-	Reasons []Reason
-	// Stamps, when not nil, receives the unix seconds each value found was
-	// stamped with by its upload (0 for none). Prepare provides it; the
-	// retrieval layer's cache also uses it to expire values before they
-	// outgrow their max age.
-	Stamps []int64
+	Store string
+	Key   string
+	Specs []*Spec
+	// Got says, for each spec, whether and where its value was found (with
+	// a scalar's bits, its stamp) or why not. Prepare sets every Why to
+	// ReasonStoreDegraded: a value the retrieval layer does not reach was
+	// not read.
+	Got []Got
+	// Values holds the values found of the specs that are not scalars;
+	// nil when every spec of the lookup's group is a scalar.
+	Values []Value
+}
+
+// Got is what the retrieval layer found for one value of a lookup. A
+// scalar (float, int, bool) is kept as its bits, straight from its
+// encoding, and goes into a model's row from here; only strings, vectors
+// and lists become Values (in Lookup.Values).
+type Got struct {
+	// Bits holds a found scalar as Value does: math.Float64bits of a
+	// float, an int's 64 bits, 1 or 0 for a bool.
+	Bits uint64
+	// Stamp is the unix seconds the value's upload stamped it with; 0 for
+	// none.
+	Stamp int64
+	// Origin is FromRedis or FromCache for a value found, FromDefault for
+	// one that was not.
+	Origin Origin
+	// Why is the reason a value was not found; ReasonNone when it was.
+	Why Reason
+}
+
+// NewLookup returns a lookup of specs in the hash key of store, with the
+// memory the retrieval layer fills, for reads without a plan.
+func NewLookup(store, key string, specs []*Spec) Lookup {
+	l := Lookup{Store: store, Key: key, Specs: specs, Got: make([]Got, len(specs))}
+	for j, s := range specs {
+		l.Got[j].Why = ReasonStoreDegraded
+		if !s.Type.Scalar() && l.Values == nil {
+			l.Values = make([]Value, len(specs))
+		}
+	}
+	return l
+}
+
+// Found reports whether the value was found.
+func (g *Got) Found() bool { return g.Origin != FromDefault }
+
+// Set records that value j is v, from origin o, stamped stamp.
+func (l *Lookup) Set(j int, v Value, stamp int64, o Origin) {
+	if v.t.Scalar() {
+		l.SetScalar(j, v.bits, stamp, o)
+		return
+	}
+	l.Values[j] = v
+	l.Got[j] = Got{Stamp: stamp, Origin: o}
+}
+
+// SetScalar records that value j, a scalar of its spec's type, has the
+// given bits (see Got), from origin o, stamped stamp.
+func (l *Lookup) SetScalar(j int, bits uint64, stamp int64, o Origin) {
+	l.Got[j] = Got{Bits: bits, Stamp: stamp, Origin: o}
+}
+
+// Miss records that value j was not found, and why.
+func (l *Lookup) Miss(j int, why Reason) {
+	l.Got[j] = Got{Why: why}
+	if l.Values != nil {
+		l.Values[j] = Value{}
+	}
+}
+
+// Value returns value j as a Value: invalid when it was not found.
+func (l *Lookup) Value(j int) Value {
+	g := &l.Got[j]
+	switch t := l.Specs[j].Type; {
+	case !g.Found():
+		return Value{}
+	case t.Scalar():
+		return Value{t: t, bits: g.Bits}
+	}
+	return l.Values[j]
 }
 
 // Batch is the working set of one query: the lookups it needs and which
@@ -513,17 +611,15 @@ type Lookup struct {
 // it first and keeps its memory.
 type Batch struct {
 	Lookups []Lookup
-	slots   []int32 // row*len(Groups)+group -> lookup, -1 none
-	full    []bool  // lookup reads all of its group's specs
+	slots   []int32  // row*len(Groups)+group -> lookup, -1 none
+	need    []uint64 // per lookup: bit j set when spec j of its group is read; all ones when every spec is
+	got     []Got
 	values  []Value
-	origins []Origin
-	reasons []Reason
-	stamps  []int64
-	specs   []*Spec           // backing array of narrowed lookups' Specs
-	needs   []uint64          // per lookup of a group: bit j set when spec j must be read
-	keys    map[string]int32  // key -> lookup, within one group
-	names   map[string]string // key bytes -> key string, across groups
-	key     []byte
+	specs   []*Spec             // backing array of narrowed lookups' Specs
+	keys    []byte              // every distinct key, one after the other
+	keySpan [][2]int32          // per lookup: where its key is in keys
+	byHash  map[uint64]int32    // within one group: key hash -> lookup
+	keyHash map[uint64][2]int32 // across groups: key hash -> where in keys
 }
 
 // Reset empties the batch for reuse, keeping its memory.
@@ -532,15 +628,15 @@ func (b *Batch) Reset() {
 	b.Lookups = b.Lookups[:0]
 	clear(b.values)
 	b.values = b.values[:0]
-	b.origins = b.origins[:0]
-	b.reasons = b.reasons[:0]
-	b.stamps = b.stamps[:0]
+	b.got = b.got[:0]
 	b.slots = b.slots[:0]
-	b.full = b.full[:0]
+	b.need = b.need[:0]
 	clear(b.specs)
 	b.specs = b.specs[:0]
-	clear(b.keys)
-	clear(b.names)
+	b.keys = b.keys[:0]
+	b.keySpan = b.keySpan[:0]
+	clear(b.byHash)
+	clear(b.keyHash)
 }
 
 // Prepare empties b and fills it with the lookups q needs: per group, one
@@ -554,18 +650,15 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 	}
 	rows, ng := q.Rows(), len(p.Groups)
 	b.slots = grow(b.slots, rows*ng)
-	if b.keys == nil {
-		b.keys = make(map[string]int32)
-		b.names = make(map[string]string)
+	if b.byHash == nil {
+		b.byHash = make(map[uint64]int32)
+		b.keyHash = make(map[uint64][2]int32)
 	}
 	for g := range p.Groups {
 		grp := &p.Groups[g]
-		clear(b.keys)
+		clear(b.byHash)
 		ctxID := q.Context[grp.Entity.Name]
-		first := int32(len(b.Lookups))
-		b.needs = b.needs[:0]
-		all := allBits(len(grp.Specs))
-		base := all &^ supplied(q.Features, grp)
+		base := grp.all &^ supplied(q.Features, grp)
 		for r := range rows {
 			id := ctxID
 			var cand *Candidate
@@ -579,70 +672,98 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 				b.slots[r*ng+g] = -1
 				continue
 			}
-			b.key = grp.Entity.AppendKey(b.key[:0], id)
-			li, ok := b.keys[string(b.key)]
-			if !ok {
-				li = int32(len(b.Lookups))
-				// Groups of one entity in several stores share key strings.
-				key, ok := b.names[string(b.key)]
-				if !ok {
-					key = string(b.key)
-					b.names[key] = key
-				}
-				b.keys[key] = li
-				b.Lookups = append(b.Lookups, Lookup{Store: grp.Store, Key: key, Specs: grp.Specs})
-				b.needs = append(b.needs, 0)
-			}
+			li := b.lookup(grp, id)
 			b.slots[r*ng+g] = li
 			need := base
 			if cand != nil && len(cand.Features) > 0 {
 				need &^= supplied(cand.Features, grp)
 			}
-			b.needs[li-first] |= need
-		}
-		// Narrow each lookup of this group to the specs some row needs.
-		for i, need := range b.needs {
-			l := &b.Lookups[int(first)+i]
-			if need == all {
-				b.full = append(b.full, true)
-				continue
-			}
-			b.full = append(b.full, false)
-			start := len(b.specs)
-			for j, s := range grp.Specs {
-				if need&(1<<j) != 0 {
-					b.specs = append(b.specs, s)
-				}
-			}
-			l.Specs = b.specs[start:len(b.specs):len(b.specs)]
+			b.need[li] |= need
 		}
 	}
-	// Lay out the value, origin, reason and stamp slices in one backing
-	// array each. Until the retrieval layer says otherwise, a value was not
-	// read: its store failed.
-	n := 0
+	// The keys become one string, which each lookup's Key is a part of.
+	keys := string(b.keys)
+	for i := range b.Lookups {
+		b.Lookups[i].Key = keys[b.keySpan[i][0]:b.keySpan[i][1]]
+	}
+	// Narrow each lookup to the specs some row needs.
+	for i := range b.Lookups {
+		l := &b.Lookups[i]
+		need, all := b.need[i], allBits(len(l.Specs))
+		if need == all {
+			continue
+		}
+		from := len(b.specs)
+		for j, s := range l.Specs {
+			if need&(1<<j) != 0 {
+				b.specs = append(b.specs, s)
+			}
+		}
+		l.Specs = b.specs[from:len(b.specs):len(b.specs)]
+	}
+	// Lay out Got and Values in one backing array each. Until the
+	// retrieval layer says otherwise, a value was not read: its store
+	// failed.
+	n, nv := 0, 0
 	for i := range b.Lookups {
 		n += len(b.Lookups[i].Specs)
+		if b.Lookups[i].Values != nil {
+			nv += len(b.Lookups[i].Specs)
+		}
 	}
-	b.values = grow(b.values, n)
-	b.origins = grow(b.origins, n)
-	b.reasons = grow(b.reasons, n)
-	b.stamps = grow(b.stamps, n)
-	for i := range b.reasons {
-		b.reasons[i] = ReasonStoreDegraded
+	b.got = grow(b.got, n)
+	for i := range b.got {
+		b.got[i] = Got{Why: ReasonStoreDegraded}
 	}
-	clear(b.stamps)
-	off := 0
+	b.values = grow(b.values, nv)
+	off, voff := 0, 0
 	for i := range b.Lookups {
 		l := &b.Lookups[i]
 		end := off + len(l.Specs)
-		l.Values = b.values[off:end:end]
-		l.Origins = b.origins[off:end:end]
-		l.Reasons = b.reasons[off:end:end]
-		l.Stamps = b.stamps[off:end:end]
+		l.Got = b.got[off:end:end]
 		off = end
+		if l.Values != nil {
+			vend := voff + len(l.Specs)
+			l.Values = b.values[voff:vend:vend]
+			voff = vend
+		}
 	}
 	return nil
+}
+
+// lookup returns the lookup of group grp for entity id, adding it when the
+// group has none yet. Keys are told apart by their hashes, checked against
+// the keys' bytes; two keys whose hashes collide are both read, and one of
+// them is stored twice.
+func (b *Batch) lookup(grp *Group, id string) int32 {
+	start := int32(len(b.keys))
+	b.keys = grp.Entity.AppendKey(b.keys, id)
+	key := b.keys[start:]
+	h := xxhash.Sum64(key)
+	if li, ok := b.byHash[h]; ok {
+		if sp := b.keySpan[li]; string(b.keys[sp[0]:sp[1]]) == string(key) {
+			b.keys = b.keys[:start]
+			return li
+		}
+	}
+	span := [2]int32{start, int32(len(b.keys))}
+	if sp, ok := b.keyHash[h]; ok && string(b.keys[sp[0]:sp[1]]) == string(key) {
+		// The same entity in another store: the key is there already.
+		span = sp
+		b.keys = b.keys[:start]
+	} else {
+		b.keyHash[h] = span
+	}
+	li := int32(len(b.Lookups))
+	b.byHash[h] = li
+	b.keySpan = append(b.keySpan, span)
+	b.need = append(b.need, 0)
+	l := Lookup{Store: grp.Store, Specs: grp.Specs}
+	if grp.objects {
+		l.Values = []Value{} // not nil: Prepare gives it its memory
+	}
+	b.Lookups = append(b.Lookups, l)
+	return li
 }
 
 // supplied returns the bits of the group's specs that features holds.
@@ -729,9 +850,11 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 		defaults, query = make([]uint32, ni), make([]Value, ni)
 	}
 	// Query-level values, looked up once for all rows.
+	queryValues := false
 	if len(q.Features) > 0 {
 		for k, in := range p.Inputs {
 			query[k] = q.Features[in.Name]
+			queryValues = queryValues || query[k].Valid()
 		}
 	}
 	// The operands of derived inputs, kept while a row is assembled.
@@ -753,26 +876,52 @@ func (p *Plan) Assemble(q *Query, b *Batch, dst []float64, cells []Cell) {
 		if len(q.Candidates) > 0 {
 			candFeatures = q.Candidates[r].Features
 		}
+		slots := b.slots[r*ng : (r+1)*ng]
 		for k, in := range p.Inputs {
 			if in.derive != 0 {
 				continue // once the row's other inputs are known
 			}
 			// Values are large; work with pointers to them.
 			var v *Value
-			origin := FromRequest
-			if len(candFeatures) > 0 {
+			origin, why, stamp := FromRequest, ReasonNone, int64(0)
+			if len(candFeatures) > 0 || queryValues {
 				if cv, ok := candFeatures[in.Name]; ok && cv.Valid() {
 					v = &cv
+				} else if query[k].Valid() {
+					v = &query[k]
 				}
 			}
-			if v == nil && query[k].Valid() {
-				v = &query[k]
-			}
-			why, stamp := ReasonNone, int64(0)
 			if v == nil {
 				why = ReasonAbsent // a request input the request did not give
 				if in.Spec != nil {
-					v, origin, why, stamp = p.stored(b, r*ng, in)
+					why = ReasonNoEntity
+					if li := slots[in.group]; li >= 0 {
+						l := &b.Lookups[li]
+						j := in.pos
+						if need := b.need[li]; need != p.Groups[in.group].all {
+							j = bits.OnesCount64(need & (1<<j - 1))
+							if need&(1<<in.pos) == 0 {
+								j = -1 // every row of the key gave it in the request
+							}
+						}
+						why = ReasonAbsent
+						if j >= 0 {
+							switch g := &l.Got[j]; {
+							case g.Found() && in.Type.Scalar() && in.slot < 0:
+								// A stored number: from its slot into its
+								// column, without a Value.
+								row[in.col] = in.scalar(g.Bits)
+								if cellRow != nil {
+									cellRow[k] = Cell{Value: l.Value(j), Source: g.Origin, Updated: Stamp(g.Stamp)}
+								}
+								continue
+							case g.Found():
+								v, origin, why, stamp = &l.Values[j], g.Origin, ReasonNone, g.Stamp
+							case g.Why != ReasonNone:
+								why = g.Why
+							}
+						}
+					}
 				}
 				if v == nil {
 					v, origin = &in.Default, FromDefault
@@ -875,40 +1024,6 @@ func (in *Input) combine(a, b *Value) (float64, bool) {
 		return 0, false
 	}
 	return dot / math.Sqrt(na*nb), true
-}
-
-// stored returns the value the lookups hold for catalog input in of the
-// row whose slots start at base and its stamp, or nil and why there is
-// none.
-func (p *Plan) stored(b *Batch, base int, in *Input) (*Value, Origin, Reason, int64) {
-	li := b.slots[base+in.group]
-	if li < 0 {
-		return nil, FromDefault, ReasonNoEntity, 0
-	}
-	l := &b.Lookups[li]
-	j := in.pos
-	if !b.full[li] {
-		j = -1
-		for jj, s := range l.Specs {
-			if s == in.Spec {
-				j = jj
-				break
-			}
-		}
-	}
-	switch {
-	case j < 0:
-		return nil, FromDefault, ReasonAbsent, 0
-	case l.Values[j].Valid():
-		var stamp int64
-		if l.Stamps != nil {
-			stamp = l.Stamps[j]
-		}
-		return &l.Values[j], l.Origins[j], ReasonNone, stamp
-	case l.Reasons != nil && l.Reasons[j] != ReasonNone:
-		return nil, FromDefault, l.Reasons[j], 0
-	}
-	return nil, FromDefault, ReasonAbsent, 0
 }
 
 func grow[T any](s []T, n int) []T {

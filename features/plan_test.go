@@ -154,7 +154,9 @@ func (s store) fill(b *Batch) (reads []string) {
 		for j, spec := range l.Specs {
 			names = append(names, spec.Name)
 			if v, ok := s[l.Key][spec.Name]; ok {
-				l.Values[j], l.Origins[j] = v, FromRedis
+				l.Set(j, v, 0, FromRedis)
+			} else {
+				l.Miss(j, ReasonAbsent)
 			}
 		}
 		reads = append(reads, l.Store+" "+l.Key+" "+strings.Join(names, ","))
@@ -441,7 +443,7 @@ func BenchmarkPrepareAssemble(b *testing.B) {
 }
 
 // TestPrepareAssembleAllocs pins the allocations of a reused Batch: one
-// string per distinct entity key, nothing else.
+// string holding every entity key, nothing else.
 func TestPrepareAssembleAllocs(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocation counts")
@@ -453,13 +455,67 @@ func TestPrepareAssembleAllocs(t *testing.T) {
 	}
 	redis.fill(&b)
 	dst := make([]float64, q.Rows()*len(p.Inputs))
-	keys := 200 + 1
 	got := testing.AllocsPerRun(20, func() {
 		_ = p.Prepare(q, &b)
 		p.Assemble(q, &b, dst, nil)
 	})
-	if got > float64(keys) {
-		t.Errorf("Prepare+Assemble of 200 candidates: %v allocs, want at most %d", got, keys)
+	if got > 1 {
+		t.Errorf("Prepare+Assemble of 200 candidates: %v allocs, want at most 1", got)
+	}
+}
+
+// TestLookupGot checks how a lookup keeps what was found: scalars as bits,
+// other values as Values, with stamps, origins and reasons.
+func TestLookupGot(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	specs := []*Spec{c.Spec("store_rating"), c.Spec("store_orders"), c.Spec("store_open"), c.Spec("store_cuisine"), c.Spec("store_embedding")}
+	l := NewLookup("main", "st_1", specs)
+	if len(l.Got) != 5 || len(l.Values) != 5 {
+		t.Fatalf("NewLookup: %d got, %d values", len(l.Got), len(l.Values))
+	}
+	for j := range specs {
+		if l.Got[j].Found() || l.Got[j].Why != ReasonStoreDegraded || l.Value(j).Valid() {
+			t.Errorf("new lookup, value %d: %+v", j, l.Got[j])
+		}
+	}
+	want := []Value{FloatValue(-2.5), IntValue(-7), BoolValue(true), StringValue("thai"), VectorValue([]float32{1, 2})}
+	for j, v := range want {
+		l.Set(j, v, int64(100+j), FromRedis)
+	}
+	l.SetScalar(1, uint64(1<<63), 7, FromCache) // math.MinInt64
+	want[1] = IntValue(math.MinInt64)
+	for j, v := range want {
+		if got := l.Value(j); !got.Equal(v) {
+			t.Errorf("value %d = %v, want %v", j, got, v)
+		}
+		if g := l.Got[j]; !g.Found() || g.Why != ReasonNone {
+			t.Errorf("value %d: %+v", j, g)
+		}
+	}
+	if l.Got[0].Stamp != 100 || l.Got[1].Stamp != 7 || l.Got[1].Origin != FromCache || l.Got[3].Stamp != 103 {
+		t.Errorf("stamps and origins: %+v", l.Got)
+	}
+	l.Miss(3, ReasonWrongType)
+	if g := l.Got[3]; g.Found() || g.Why != ReasonWrongType || l.Value(3).Valid() || l.Values[3].Valid() {
+		t.Errorf("missed value: %+v %v", g, l.Values[3])
+	}
+	// Scalars only: no Values.
+	if l := NewLookup("main", "st_1", specs[:3]); l.Values != nil {
+		t.Errorf("a lookup of scalars has Values")
+	}
+}
+
+// TestPlanColumns checks each input's columns and the plan's width.
+func TestPlanColumns(t *testing.T) {
+	c := mustCatalog(t, planCatalog)
+	p := mustCompile(t, c, []InputDecl{{Name: "store_rating"}, {Name: "hour", Source: SourceRequest, Type: "int"}, {Name: "consumer_orders"}})
+	for k, in := range p.Inputs {
+		if in.Column() != k || in.Width != 1 {
+			t.Errorf("input %s: columns %d+%d", in.Name, in.Column(), in.Width)
+		}
+	}
+	if p.Columns() != 3 {
+		t.Errorf("columns %d", p.Columns())
 	}
 }
 
@@ -532,11 +588,11 @@ func TestAssembleVectors(t *testing.T) {
 		for k, s := range l.Specs {
 			switch {
 			case l.Key == "cx_c1" && s.Name == "consumer_emb":
-				l.Values[k], l.Origins[k] = VectorValue([]float32{1, 2, 2}), FromRedis
+				l.Set(k, VectorValue([]float32{1, 2, 2}), 0, FromRedis)
 			case l.Key == "st_s1" && s.Name == "store_emb":
-				l.Values[k], l.Origins[k] = VectorValue([]float32{3, 0, 4}), FromRedis
+				l.Set(k, VectorValue([]float32{3, 0, 4}), 0, FromRedis)
 			case l.Key == "st_s2" && s.Name == "store_emb":
-				l.Values[k], l.Origins[k] = VectorValue([]float32{0, 0, 0}), FromRedis
+				l.Set(k, VectorValue([]float32{0, 0, 0}), 0, FromRedis)
 			}
 		}
 	}

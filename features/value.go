@@ -41,6 +41,10 @@ func (t Type) String() string {
 	return "type(" + strconv.Itoa(int(t)) + ")"
 }
 
+// Scalar reports whether values of the type are numbers a model reads as
+// they are: float, int and bool.
+func (t Type) Scalar() bool { return t == Float || t == Int || t == Bool }
+
 // ParseType returns the type named s ("float", "int", "bool", "string",
 // "vector" or "list").
 func ParseType(s string) (Type, error) {

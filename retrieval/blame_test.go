@@ -169,8 +169,7 @@ func TestFetchCancelled(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetchAll(t, r, c, []string{"1"}, []string{"store_rating"}, 5*time.Second) // connect first
-	lookups := []features.Lookup{{Store: "main", Key: "st_1", Specs: []*features.Spec{c.Spec("store_rating")},
-		Values: make([]features.Value, 1), Origins: make([]features.Origin, 1)}}
+	lookups := []features.Lookup{features.NewLookup("main", "st_1", []*features.Spec{c.Spec("store_rating")})}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(30*time.Millisecond, cancel)
 	start := time.Now()

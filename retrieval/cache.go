@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -601,47 +602,25 @@ func (e *entry) stamp(j int) int64 {
 }
 
 // fill writes the entry's values into l at the given positions, with
-// their stamps and reasons when l keeps them: a cached absent value is
-// absent.
+// their stamps: a cached absent value is absent.
 func (e *entry) fill(l *features.Lookup, pos []int16) {
 	if e.words == nil {
 		for _, p := range pos {
-			l.Values[p], l.Origins[p] = features.Value{}, features.FromCache
-			if l.Reasons != nil {
-				l.Reasons[p] = features.ReasonAbsent
-			}
-			if l.Stamps != nil {
-				l.Stamps[p] = 0
-			}
+			l.Miss(int(p), features.ReasonAbsent)
 		}
 		return
 	}
 	words := e.words[int(e.n+7)/8:]
 	words = words[:len(pos)]
 	for j, p := range pos {
-		if l.Reasons != nil {
-			l.Reasons[p] = features.ReasonNone
-			if features.Type(e.words[j/8]>>(8*(j%8))) == features.Invalid {
-				l.Reasons[p] = features.ReasonAbsent
-			}
-		}
-		if l.Stamps != nil {
-			l.Stamps[p] = e.stamp(j)
-		}
-		v := &l.Values[p]
-		switch w := words[j]; features.Type(e.words[j/8] >> (8 * (j % 8))) {
-		case features.Float:
-			*v = features.FloatValue(math.Float64frombits(w))
-		case features.Int:
-			*v = features.IntValue(int64(w))
-		case features.Bool:
-			*v = features.BoolValue(w != 0)
+		switch w, t := words[j], features.Type(e.words[j/8]>>(8*(j%8))); t {
+		case features.Float, features.Int, features.Bool:
+			l.SetScalar(int(p), w, e.stamp(j), features.FromCache)
 		case features.String, features.Vector, features.List:
-			*v = e.refs[w]
+			l.Set(int(p), e.refs[w], e.stamp(j), features.FromCache)
 		default:
-			*v = features.Value{}
+			l.Miss(int(p), features.ReasonAbsent)
 		}
-		l.Origins[p] = features.FromCache
 	}
 }
 
@@ -692,9 +671,11 @@ func allocSize(n int) int {
 	return sizeClasses[i]
 }
 
-// set stores an entry, unless its lifetime is over.
+// set stores an entry, unless its lifetime is over. The key is copied: a
+// lookup's key is part of a string holding every key of its query.
 func (c *Cache) set(k ckey, e entry) {
 	if e.ttl > 0 {
+		k.key = strings.Clone(k.key)
 		c.values.Set(k, e)
 	}
 }

@@ -669,10 +669,17 @@ func TestEntryRoundTrip(t *testing.T) {
 	stamps[1] = 0
 	pos := []int16{9, 0, 5, 1}
 	e = newEntry(vals, stamps, pos, time.Minute)
-	l := features.Lookup{
-		Values: make([]features.Value, 10), Origins: make([]features.Origin, 10),
-		Reasons: make([]features.Reason, 10), Stamps: make([]int64, 10),
+	// A lookup whose specs have the types of the values at pos (a float
+	// for the absent one).
+	var specs []*features.Spec
+	for _, p := range pos {
+		typ := vals[p].Type()
+		if typ == features.Invalid {
+			typ = features.Float
+		}
+		specs = append(specs, &features.Spec{Type: typ})
 	}
+	l := features.NewLookup("main", "k", specs)
 	e.fill(&l, []int16{0, 1, 2, 3})
 	for j, p := range pos {
 		if got := e.value(j); !got.Equal(vals[p]) {
@@ -681,15 +688,15 @@ func TestEntryRoundTrip(t *testing.T) {
 		if got := e.stamp(j); got != stamps[p] {
 			t.Errorf("position %d: stamp %d, want %d", p, got, stamps[p])
 		}
-		if !l.Values[j].Equal(vals[p]) || l.Stamps[j] != stamps[p] || l.Origins[j] != features.FromCache {
-			t.Errorf("filled %d: %v stamp %d origin %v, want %v %d cache", j, l.Values[j], l.Stamps[j], l.Origins[j], vals[p], stamps[p])
-		}
-		want := features.ReasonNone
+		g, want := l.Got[j], features.ReasonNone
 		if !vals[p].Valid() {
 			want = features.ReasonAbsent
 		}
-		if l.Reasons[j] != want {
-			t.Errorf("filled %d: reason %v, want %v", j, l.Reasons[j], want)
+		switch {
+		case !vals[p].Valid() && (g.Found() || g.Why != want || g.Stamp != 0):
+			t.Errorf("filled %d: %+v, want absent", j, g)
+		case vals[p].Valid() && (!l.Value(j).Equal(vals[p]) || g.Stamp != stamps[p] || g.Origin != features.FromCache || g.Why != want):
+			t.Errorf("filled %d: %v %+v, want %v stamp %d from the cache", j, l.Value(j), g, vals[p], stamps[p])
 		}
 	}
 	// One stamp for all: one word.
@@ -713,8 +720,8 @@ func TestEntryRoundTrip(t *testing.T) {
 	e = newEntry(make([]features.Value, 3), stamps, nil, time.Minute)
 	e.fill(&l, []int16{0, 1, 2})
 	for j := range 3 {
-		if l.Values[j].Valid() || l.Reasons[j] != features.ReasonAbsent || l.Stamps[j] != 0 {
-			t.Errorf("absent %d: %v %v %d", j, l.Values[j], l.Reasons[j], l.Stamps[j])
+		if g := l.Got[j]; g.Found() || g.Why != features.ReasonAbsent || g.Stamp != 0 || l.Value(j).Valid() {
+			t.Errorf("absent %d: %v %+v", j, l.Value(j), g)
 		}
 	}
 }

@@ -43,13 +43,15 @@ func TestFetchCacheHot(t *testing.T) {
 	c := f.withLiveCache(t)
 	want := make([][]features.Value, len(f.batch.Lookups))
 	for i, l := range f.batch.Lookups {
-		want[i] = append([]features.Value(nil), l.Values...)
+		for j := range l.Specs {
+			want[i] = append(want[i], l.Value(j))
+		}
 	}
 	f.fetch(t)
 	for i, l := range f.batch.Lookups {
-		for j, v := range l.Values {
-			if l.Origins[j] != features.FromCache || !v.Equal(want[i][j]) {
-				t.Fatalf("%s %s: %v from %v, want %v from the cache", l.Key, l.Specs[j].Name, v, l.Origins[j], want[i][j])
+		for j, g := range l.Got {
+			if v := l.Value(j); g.Origin != features.FromCache || !v.Equal(want[i][j]) {
+				t.Fatalf("%s %s: %v from %v, want %v from the cache", l.Key, l.Specs[j].Name, v, g.Origin, want[i][j])
 			}
 		}
 	}

@@ -37,11 +37,13 @@ type cacheFetch struct {
 	recs  []lookupRec
 
 	// Scratch backing the narrowed lookups' slices.
-	specs   []*features.Spec
-	vals    []features.Value
-	origins []features.Origin
-	reasons []features.Reason
-	stamps  []int64
+	specs []*features.Spec
+	got   []features.Got
+	vals  []features.Value
+
+	// Scratch for the values of one entry.
+	entryVals   []features.Value
+	entryStamps []int64
 
 	failed []uint8 // by store: 0 not checked, 1 answered, 2 degraded
 
@@ -90,13 +92,10 @@ type lookupRec struct {
 	fl       *flight
 	h        uint64 // the flight's shard hash
 
-	// The lookup's own slices while it is narrowed, or while the cache
-	// lends it stamps.
-	specs   []*features.Spec
-	vals    []features.Value
-	origins []features.Origin
-	reasons []features.Reason
-	stamps  []int64
+	// The lookup's own slices while it is narrowed.
+	specs []*features.Spec
+	got   []features.Got
+	vals  []features.Value
 }
 
 // before runs at the start of a Fetch; nil means the cache takes no part.
@@ -130,7 +129,7 @@ func (c *Cache) before(lookups []features.Lookup) *cacheFetch {
 			continue
 		}
 		d := &cf.descs[di]
-		rec := lookupRec{li: int32(i), desc: int32(di), reasons: l.Reasons, stamps: l.Stamps}
+		rec := lookupRec{li: int32(i), desc: int32(di)}
 		if len(d.live) > 0 {
 			k := ckey{key: l.Key, set: d.liveSet}
 			if e, ok := c.values.GetIfPresent(k); ok && int(e.n) == len(d.live) {
@@ -156,11 +155,6 @@ func (c *Cache) before(lookups []features.Lookup) *cacheFetch {
 		if len(d.shadow) > 0 {
 			cf.shadowItems++
 			cf.shadowVals += len(d.shadow)
-		}
-		if l.Stamps == nil && ((len(d.shadow) > 0 && d.shadowAges) || (rec.live == liveLeader && d.liveAges)) {
-			off := len(cf.stamps)
-			cf.stamps = append(cf.stamps, make([]int64, len(l.Specs))...)
-			l.Stamps = cf.stamps[off:len(cf.stamps):len(cf.stamps)]
 		}
 		cf.recs = append(cf.recs, rec)
 	}
@@ -260,7 +254,7 @@ func finishSet(h uint64, n int) uint64 {
 // narrow points l at scratch slices holding only the features Redis must
 // still read after its live part was served or joined.
 func (cf *cacheFetch) narrow(l *features.Lookup, d *setDesc, rec *lookupRec) {
-	rec.specs, rec.vals, rec.origins = l.Specs, l.Values, l.Origins
+	rec.specs, rec.got, rec.vals = l.Specs, l.Got, l.Values
 	if len(d.rest) == 0 {
 		rec.view = viewEmpty
 		l.Specs = l.Specs[:0]
@@ -270,23 +264,14 @@ func (cf *cacheFetch) narrow(l *features.Lookup, d *setDesc, rec *lookupRec) {
 	off, n := len(cf.specs), len(d.rest)
 	for _, p := range d.rest {
 		cf.specs = append(cf.specs, l.Specs[p])
+		cf.got = append(cf.got, l.Got[p])
 	}
-	cf.vals = append(cf.vals, make([]features.Value, n)...)
-	cf.origins = append(cf.origins, make([]features.Origin, n)...)
 	l.Specs = cf.specs[off : off+n : off+n]
-	l.Values = cf.vals[off : off+n : off+n]
-	l.Origins = cf.origins[off : off+n : off+n]
-	if l.Reasons != nil {
-		ro := len(cf.reasons)
-		for _, p := range d.rest {
-			cf.reasons = append(cf.reasons, l.Reasons[p])
-		}
-		l.Reasons = cf.reasons[ro : ro+n : ro+n]
-	}
-	if l.Stamps != nil {
-		so := len(cf.stamps)
-		cf.stamps = append(cf.stamps, make([]int64, n)...)
-		l.Stamps = cf.stamps[so : so+n : so+n]
+	l.Got = cf.got[off : off+n : off+n]
+	if l.Values != nil {
+		vo := len(cf.vals)
+		cf.vals = append(cf.vals, make([]features.Value, n)...)
+		l.Values = cf.vals[vo : vo+n : vo+n]
 	}
 }
 
@@ -298,40 +283,36 @@ func (c *Cache) after(ctx context.Context, cf *cacheFetch, lookups []features.Lo
 		rec := &cf.recs[ri]
 		l := &lookups[rec.li]
 		d := &cf.descs[rec.desc]
-		stamps := l.Stamps // narrowed like the values, or lent by the cache
 		if rec.view != viewFull {
 			if rec.view == viewRest {
 				for k, p := range d.rest {
-					rec.vals[p], rec.origins[p] = l.Values[k], l.Origins[k]
-					if rec.reasons != nil {
-						rec.reasons[p] = l.Reasons[k]
-					}
-					if rec.stamps != nil {
-						rec.stamps[p] = l.Stamps[k]
+					rec.got[p] = l.Got[k]
+					if rec.vals != nil {
+						rec.vals[p] = l.Values[k]
 					}
 				}
 			}
-			l.Specs, l.Values, l.Origins, l.Reasons = rec.specs, rec.vals, rec.origins, rec.reasons
+			l.Specs, l.Got, l.Values = rec.specs, rec.got, rec.vals
 		}
-		l.Stamps = rec.stamps
 		failed := cf.storeFailed(c, d.store, degraded)
 		if rec.live == liveLeader {
 			k := ckey{key: l.Key, set: d.liveSet}
 			if failed {
 				c.land(k, rec.h, rec.fl, entry{}, false)
 			} else {
-				ttl := cf.entryTTL(d.liveTTL, l, d.live, stamps, nil)
-				e := newEntry(l.Values, stamps, d.live, ttl)
+				ttl := cf.entryTTL(d.liveTTL, l, d.live)
+				cf.entryVals, cf.entryStamps = cf.entryVals[:0], cf.entryStamps[:0]
+				for _, p := range d.live {
+					cf.entryVals = append(cf.entryVals, l.Value(int(p)))
+					cf.entryStamps = append(cf.entryStamps, l.Got[p].Stamp)
+				}
+				e := newEntry(cf.entryVals, cf.entryStamps, nil, ttl)
 				c.set(k, e)
 				c.land(k, rec.h, rec.fl, e, true)
 			}
 		}
 		if len(d.shadow) > 0 && !failed {
-			var idx []int16
-			if rec.view == viewRest {
-				idx = d.restIdx
-			}
-			ttl := cf.entryTTL(d.shadowTTL, l, d.shadow, stamps, idx)
+			ttl := cf.entryTTL(d.shadowTTL, l, d.shadow)
 			if task == nil {
 				task = c.shadowTasks.Get().(*shadowTask)
 				task.items = slices.Grow(task.items, cf.shadowItems)
@@ -408,22 +389,16 @@ func (cf *cacheFetch) storeFailed(c *Cache, si int, degraded []string) bool {
 // entryTTL returns how long the values at pos of l may stay cached: the
 // features' TTL, the negative TTL when all of them are absent, and never
 // past the moment a value would grow older than its feature's max age.
-// stamps is indexed through idx when the lookup was narrowed.
-func (cf *cacheFetch) entryTTL(ttl time.Duration, l *features.Lookup, pos []int16, stamps []int64, idx []int16) time.Duration {
+func (cf *cacheFetch) entryTTL(ttl time.Duration, l *features.Lookup, pos []int16) time.Duration {
 	absent := true
 	for _, p := range pos {
-		if !l.Values[p].Valid() {
+		g := &l.Got[p]
+		if !g.Found() {
 			continue
 		}
 		absent = false
-		if age := l.Specs[p].MaxAge; age > 0 && stamps != nil {
-			k := int(p)
-			if idx != nil {
-				k = int(idx[p])
-			}
-			if st := stamps[k]; st > 0 {
-				ttl = min(ttl, time.Unix(st, 0).Add(age).Sub(cf.now))
-			}
+		if age := l.Specs[p].MaxAge; age > 0 && g.Stamp > 0 {
+			ttl = min(ttl, time.Unix(g.Stamp, 0).Add(age).Sub(cf.now))
 		}
 	}
 	if absent {
@@ -442,12 +417,8 @@ func (cf *cacheFetch) addShadow(t *shadowTask, l *features.Lookup, d *setDesc, t
 	}
 	off := len(t.vals)
 	for _, p := range d.shadow {
-		t.vals = append(t.vals, l.Values[p])
-		var st int64
-		if l.Stamps != nil {
-			st = l.Stamps[p]
-		}
-		t.stamps = append(t.stamps, st)
+		t.vals = append(t.vals, l.Value(int(p)))
+		t.stamps = append(t.stamps, l.Got[p].Stamp)
 	}
 	t.items = append(t.items, shadowItem{
 		key: ckey{key: l.Key, set: d.shadowSet}, store: int32(d.store),
@@ -460,11 +431,13 @@ func (cf *cacheFetch) addShadow(t *shadowTask, l *features.Lookup, d *setDesc, t
 func (c *Cache) release(cf *cacheFetch) {
 	clear(cf.specs)
 	clear(cf.vals)
+	clear(cf.entryVals)
 	clear(cf.recs)
 	for i := range cf.descs {
 		cf.descs[i].specs, cf.descs[i].data, cf.descs[i].shadowFeats = nil, nil, nil
 	}
-	cf.specs, cf.vals, cf.origins, cf.reasons, cf.stamps = cf.specs[:0], cf.vals[:0], cf.origins[:0], cf.reasons[:0], cf.stamps[:0]
+	cf.specs, cf.got, cf.vals = cf.specs[:0], cf.got[:0], cf.vals[:0]
+	cf.entryVals, cf.entryStamps = cf.entryVals[:0], cf.entryStamps[:0]
 	cf.recs, cf.descs = cf.recs[:0], cf.descs[:0]
 	cf.snap = nil
 	cf.shadowItems, cf.shadowVals = 0, 0

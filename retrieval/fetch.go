@@ -340,11 +340,15 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	cmds := j.cmds[p.lo:p.hi]
 	sent := time.Now()
 	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.nodeTimeout)
+	var broke error // the last attempt's broken connection, if one broke
 	for attempt := 0; ; attempt++ {
 		pipe := p.client.Pipeline()
 		_ = pipe.BatchProcess(nctx, cmds...)
 		_, _ = pipe.Exec(nctx) // errors are read per command below
 		err := firstError(cmds)
+		if err != nil && retryable(err) {
+			broke = err
+		}
 		if err == nil || attempt >= st.retries || !retryable(err) || !sleep(nctx, backoff(attempt)) {
 			break
 		}
@@ -361,6 +365,11 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	cancel()
 	p.node.releaseSlot()
 	p.err = j.partError(p)
+	if broke != nil && isTimeout(p.err) {
+		// The node's deadline passed while seer tried again after the
+		// connection broke: the node's failure is the broken connection.
+		p.err = broke
+	}
 	switch {
 	case p.err == nil:
 		p.node.brk.success()
@@ -398,8 +407,9 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 				s.Stats().Corrupt.Add(1)
 			}
 			c.corrupt += len(l.Specs)
-			clear(l.Values)
-			setReasons(l, features.ReasonCorrupt)
+			for k := range l.Specs {
+				l.Miss(k, features.ReasonCorrupt)
+			}
 			continue
 		}
 		decode(l, vals, now, &c)
@@ -552,58 +562,56 @@ type counts struct {
 	found, absent, corrupt, wrongType, stale int
 }
 
-// setReasons gives every value of l the same reason, when l keeps them.
-func setReasons(l *features.Lookup, r features.Reason) {
-	for k := range l.Reasons {
-		l.Reasons[k] = r
-	}
-}
-
-// decode fills one lookup from the values of its HMGET reply, with their
-// stamps and, for the values left invalid, why.
+// decode fills one lookup from the values of its HMGET reply: a scalar's
+// bits straight from its encoding, strings, vectors and lists as Values,
+// each with its stamp; for the values it leaves out, why.
 func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 	for k, s := range l.Specs {
-		l.Values[k] = features.Value{}
-		if l.Stamps != nil {
-			l.Stamps[k] = 0
-		}
-		why := features.ReasonNone
 		b := vals[k]
 		if b == nil {
 			c.absent++ // no such key or field
-			why = features.ReasonAbsent
-		} else {
-			v, stamp, err := features.DecodeStamped(b)
-			switch {
-			case err != nil:
-				s.Stats().Corrupt.Add(1)
-				c.corrupt++
-				why = features.ReasonCorrupt
-			case v.Type() != s.Type || !s.Fits(v):
-				s.Stats().WrongType.Add(1)
-				c.wrongType++
-				why = features.ReasonWrongType
-			case !s.AllowNonFinite && !v.Finite():
-				s.Stats().Corrupt.Add(1) // NaN and ±Inf only where the catalog allows them
-				c.corrupt++
-				why = features.ReasonCorrupt
-			case s.MaxAge > 0 && stamp > 0 && time.Duration(now-stamp)*time.Second > s.MaxAge:
-				s.Stats().Stale.Add(1)
-				c.stale++
-				why = features.ReasonStale
-			default:
-				l.Values[k], l.Origins[k] = v, features.FromRedis
-				if l.Stamps != nil {
-					l.Stamps[k] = stamp
-				}
-				c.found++
-			}
+			l.Miss(k, features.ReasonAbsent)
+			continue
 		}
-		if l.Reasons != nil {
-			l.Reasons[k] = why
+		t, bits, stamp, err := features.DecodeScalar(b)
+		var v features.Value
+		if err == nil && t == s.Type && !t.Scalar() {
+			v, stamp, err = features.DecodeStamped(b)
 		}
+		var why features.Reason
+		switch {
+		case err != nil:
+			s.Stats().Corrupt.Add(1)
+			c.corrupt++
+			why = features.ReasonCorrupt
+		case t != s.Type || !s.Fits(v):
+			s.Stats().WrongType.Add(1) // another type, or a vector of another dim
+			c.wrongType++
+			why = features.ReasonWrongType
+		case !s.AllowNonFinite && (t == features.Float && !finite(bits) || t == features.Vector && !v.Finite()):
+			s.Stats().Corrupt.Add(1) // NaN and ±Inf only where the catalog allows them
+			c.corrupt++
+			why = features.ReasonCorrupt
+		case s.MaxAge > 0 && stamp > 0 && time.Duration(now-stamp)*time.Second > s.MaxAge:
+			s.Stats().Stale.Add(1)
+			c.stale++
+			why = features.ReasonStale
+		case t.Scalar():
+			l.SetScalar(k, bits, stamp, features.FromRedis)
+			c.found++
+			continue
+		default:
+			l.Set(k, v, stamp, features.FromRedis)
+			c.found++
+			continue
+		}
+		l.Miss(k, why)
 	}
 }
+
+// finite reports whether the float whose bits are b is neither NaN nor
+// infinite.
+func finite(b uint64) bool { return b&0x7ff0000000000000 != 0x7ff0000000000000 }
 
 // failResult is the metrics result of a store's part of a Fetch that
 // failed with err: cancelled when its caller went away, timeout when a

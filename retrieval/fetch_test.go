@@ -108,9 +108,9 @@ func TestFetchFixture(t *testing.T) {
 	}
 	f.fetch(t)
 	for _, l := range f.batch.Lookups {
-		for j, v := range l.Values {
-			if !v.Valid() || l.Origins[j] != features.FromRedis {
-				t.Fatalf("%s %s: %v from %v", l.Key, l.Specs[j].Name, v, l.Origins[j])
+		for j, g := range l.Got {
+			if g.Origin != features.FromRedis {
+				t.Fatalf("%s %s: %v from %v", l.Key, l.Specs[j].Name, l.Value(j), g.Origin)
 			}
 		}
 	}

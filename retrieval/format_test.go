@@ -145,10 +145,7 @@ func TestPythonWriter(t *testing.T) {
 	r := New([]*Store{st}, Options{})
 	var lookups []features.Lookup
 	for _, v := range rep.Values {
-		lookups = append(lookups, features.Lookup{
-			Store: "main", Key: v.Key, Specs: []*features.Spec{c.Spec(v.Feature)},
-			Values: make([]features.Value, 1), Origins: make([]features.Origin, 1),
-		})
+		lookups = append(lookups, features.NewLookup("main", v.Key, []*features.Spec{c.Spec(v.Feature)}))
 	}
 	// The script's stamps are from `now`; judge max ages from then, not
 	// from the wall clock.
@@ -160,7 +157,7 @@ func TestPythonWriter(t *testing.T) {
 	for i, l := range lookups {
 		v := rep.Values[i]
 		stale := v.Stamp != nil
-		if got := l.Values[0].Valid(); got == stale {
+		if got := l.Got[0].Found(); got == stale {
 			t.Errorf("%s %s: valid %v; stamped values of 2023 are older than 48h and unstamped ones never expire", v.Key, v.Feature, got)
 		}
 	}

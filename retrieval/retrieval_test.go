@@ -348,7 +348,7 @@ func TestFetchFrozenStore(t *testing.T) {
 	}
 
 	// Cancelled without a deadline, Fetch gives up at once too.
-	q := []features.Lookup{{Store: "main", Key: "st_1", Specs: []*features.Spec{c.Spec("store_rating")}, Values: make([]features.Value, 1), Origins: make([]features.Origin, 1)}}
+	q := []features.Lookup{features.NewLookup("main", "st_1", []*features.Spec{c.Spec("store_rating")})}
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(100*time.Millisecond, cancel)
 	start = time.Now()
@@ -475,7 +475,7 @@ func TestFetchUnknownAndClosedStores(t *testing.T) {
 	main, _ := openStore(t, "main", ModeEmbedded)
 	r := New([]*Store{main}, Options{})
 	lookup := func(store string) features.Lookup {
-		return features.Lookup{Store: store, Key: "st_1", Specs: []*features.Spec{c.Spec("store_rating")}, Values: make([]features.Value, 1), Origins: make([]features.Origin, 1)}
+		return features.NewLookup(store, "st_1", []*features.Spec{c.Spec("store_rating")})
 	}
 	lookups := []features.Lookup{lookup("main"), lookup("search"), lookup("search"), {Store: "other"}}
 	if got := r.Fetch(context.Background(), lookups); !slices.Equal(got, []string{"search"}) {

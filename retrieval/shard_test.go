@@ -1179,8 +1179,8 @@ func BenchmarkFetchModes(b *testing.B) {
 			f := newModeFixture(b, mode)
 			f.fetch(b)
 			for _, l := range f.batch.Lookups {
-				for k, v := range l.Values {
-					if !v.Valid() {
+				for k, g := range l.Got {
+					if !g.Found() {
 						b.Fatalf("%s %s missing", l.Key, l.Specs[k].Name)
 					}
 				}
