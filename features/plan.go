@@ -42,6 +42,9 @@ type InputDecl struct {
 	DefaultCode *int64 `yaml:"default_code,omitempty" json:"default_code,omitempty"`
 	// Derive makes the input one column computed from two vectors.
 	Derive *Derive `yaml:"derive,omitempty" json:"derive,omitempty"`
+	// Column is the artifact's name for the input's model column, when it
+	// is not Name (a name a manifest cannot spell, a transformed input).
+	Column string `yaml:"column,omitempty" json:"column,omitempty"`
 }
 
 // Derive computes one model column from two vector features of the same

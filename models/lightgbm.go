@@ -163,6 +163,10 @@ func (lm *lgbModel) forest() (*Forest, error) {
 		TruncCategories: true,
 		Link:            lm.link,
 		Trees:           make([]Tree, lm.iterations*k),
+		Names:           lm.h.names,
+	}
+	if lgbDefaultNames(f.Names) {
+		f.Names = nil // trained without names
 	}
 	for i := range f.Trees {
 		t, err := lm.trees[i].forestTree(i)
@@ -385,6 +389,17 @@ func lgbParseHeader(kv map[string]string, size int) (lgbHeader, error) {
 	}
 	_, h.averageOutput = kv["average_output"]
 	return h, nil
+}
+
+// lgbDefaultNames reports whether names are LightGBM's own for a model
+// trained without feature names: Column_0, Column_1, ...
+func lgbDefaultNames(names []string) bool {
+	for i, n := range names {
+		if n != "Column_"+strconv.Itoa(i) {
+			return false
+		}
+	}
+	return true
 }
 
 // lgbCount counts the space-separated values of s without allocating.

@@ -29,9 +29,13 @@ type linearModel struct {
 	coef      []float64 // margins rows of len(cols) values
 	intercept []float64
 	link      link
+	names     []string // the artifact's names of the input columns (scikit-learn), or nil
 }
 
 var _ Model = (*linearModel)(nil)
+
+// InputNames returns the artifact's names of the input columns, or nil.
+func (m *linearModel) InputNames() []string { return m.names }
 
 // NumFeatures returns the number of input columns.
 func (m *linearModel) NumFeatures() int { return m.features }

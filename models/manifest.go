@@ -127,6 +127,9 @@ func (m *Manifest) Options() Options {
 	var tensors []string
 	for i, in := range m.Inputs {
 		names[i] = in.Name
+		if in.Column != "" {
+			names[i] = in.Column
+		}
 		if in.Tensor != "" {
 			if tensors == nil {
 				tensors = make([]string, len(m.Inputs))

@@ -274,6 +274,7 @@ func (d *sklearnDoc) linear(nf, outputs int, l link) (Model, error) {
 		coef:      make([]float64, 0, outputs*nf),
 		intercept: floats(d.Intercept),
 		link:      l,
+		names:     d.FeatureNames,
 	}
 	for j, row := range d.Coef {
 		if len(row) != nf {
@@ -291,7 +292,7 @@ func (d *sklearnDoc) forest(kind sklearnKind, nf, outputs int, l link, opt Optio
 	if len(d.Trees) == 0 || len(d.Trees) > maxSklearnTrees {
 		return nil, fmt.Errorf("%s: %d trees (want 1 to %d)", d.Kind, len(d.Trees), maxSklearnTrees)
 	}
-	f := &Forest{Features: nf, Outputs: outputs, Split: SplitLess32}
+	f := &Forest{Features: nf, Outputs: outputs, Split: SplitLess32, Names: d.FeatureNames}
 	width := 1
 	trees := d.Trees
 	switch kind.family {
@@ -519,6 +520,9 @@ func (p *preprocessed) NumFeatures() int { return p.nf }
 
 // NumOutputs returns the number of scores per row.
 func (p *preprocessed) NumOutputs() int { return p.inner.NumOutputs() }
+
+// InputNames returns the estimator's input names, or nil.
+func (p *preprocessed) InputNames() []string { return InputNames(p.inner) }
 
 // Predict scales and checks the rows, then scores them with the estimator.
 func (p *preprocessed) Predict(dst, x []float64, nrows int) error {

@@ -118,6 +118,9 @@ type Forest struct {
 	// truncation toward zero (LightGBM: -0.5 is code 0); otherwise
 	// negative inputs are unknown codes.
 	TruncCategories bool
+	// Names are the artifact's names of the input columns, in column
+	// order; nil when it names none.
+	Names []string
 
 	code atomic.Pointer[forestCode]
 }
@@ -126,6 +129,9 @@ var _ Model = (*Forest)(nil)
 
 // NumFeatures returns the number of input columns.
 func (f *Forest) NumFeatures() int { return f.Features }
+
+// InputNames returns the artifact's names of the input columns, or nil.
+func (f *Forest) InputNames() []string { return f.Names }
 
 // NumOutputs returns the number of scores per row.
 func (f *Forest) NumOutputs() int {
@@ -182,7 +188,7 @@ func (f *Forest) linear() bool {
 func (f *Forest) constantLeaves() (*Forest, error) {
 	g := &Forest{
 		Features: f.Features, Outputs: f.Outputs, Base: f.Base, Split: f.Split, Sum32: f.Sum32,
-		Link: f.Link, Argmax: f.Argmax, TruncCategories: f.TruncCategories,
+		Link: f.Link, Argmax: f.Argmax, TruncCategories: f.TruncCategories, Names: f.Names,
 		Trees: make([]Tree, len(f.Trees)),
 	}
 	for i, t := range f.Trees {

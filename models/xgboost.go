@@ -106,6 +106,7 @@ type xgbDoc struct {
 	gbtree     *xgbTrees
 	weightDrop []float32 // DART tree weights beside the tree model (older versions)
 	linear     []float32 // gblinear weights
+	names      []string  // feature_names; empty when trained without names
 }
 
 // xgbTrees is a tree model: gbtree's, or the one inside a dart booster.
@@ -266,6 +267,16 @@ func (doc *xgbDoc) parseLearner(d decoder) error {
 			})
 		},
 		"gradient_booster": func() error { return doc.parseBooster(d, false) },
+		"feature_names": func() error {
+			return d.array(func() error {
+				if len(doc.names) >= maxXGBFeatures {
+					return fmt.Errorf("feature_names: more than %d names", maxXGBFeatures)
+				}
+				name, err := d.str()
+				doc.names = append(doc.names, name)
+				return err
+			})
+		},
 	})
 }
 

@@ -125,6 +125,13 @@ func (doc *xgbDoc) model(opt Options) (Model, error) {
 	if opt.Inputs != nil && len(opt.Inputs) != doc.numFeature {
 		return nil, fmt.Errorf("the model reads %d features, the manifest names %d inputs", doc.numFeature, len(opt.Inputs))
 	}
+	if len(doc.names) > 0 && len(doc.names) != doc.numFeature {
+		return nil, fmt.Errorf("feature_names lists %d names for %d features", len(doc.names), doc.numFeature)
+	}
+	var names []string
+	if len(doc.names) > 0 {
+		names = doc.names
+	}
 	outputs := max(doc.numTarget, 1)
 	if doc.numClass > 0 {
 		outputs = doc.numClass
@@ -162,7 +169,7 @@ func (doc *xgbDoc) model(opt Options) (Model, error) {
 		if len(doc.linear) != (doc.numFeature+1)*outputs {
 			return nil, fmt.Errorf("gblinear: %d weights for %d features and %d outputs", len(doc.linear), doc.numFeature, outputs)
 		}
-		return &xgbLinear{features: doc.numFeature, outputs: outputs, weights: doc.linear, base: base, link: link, argmax: argmax}, nil
+		return &xgbLinear{features: doc.numFeature, outputs: outputs, weights: doc.linear, base: base, link: link, argmax: argmax, names: names}, nil
 	case "gbtree", "dart":
 	default:
 		return nil, fmt.Errorf("unsupported booster %q", doc.booster)
@@ -183,6 +190,7 @@ func (doc *xgbDoc) model(opt Options) (Model, error) {
 		Sum32:    true,
 		Link:     link,
 		Argmax:   argmax,
+		Names:    names,
 	}
 	if err := f.Check(); err != nil {
 		return nil, err
@@ -456,9 +464,13 @@ type xgbLinear struct {
 	base              []float64
 	link              func(row []float64)
 	argmax            bool
+	names             []string // nil when the artifact names no features
 }
 
 var _ Model = (*xgbLinear)(nil)
+
+// InputNames returns the artifact's feature names, or nil.
+func (m *xgbLinear) InputNames() []string { return m.names }
 
 func (m *xgbLinear) NumFeatures() int { return m.features }
 

@@ -47,9 +47,16 @@ func writeONNXVersion(t *testing.T, root, name, artifact string, header []string
 		t.Fatal(err)
 	}
 	cols, tensors := onnxColumns(header)
+	width := map[string]int{}
+	for _, c := range cols {
+		width[c.tensor]++
+	}
 	inputs := make([]map[string]string, len(cols))
 	for i, c := range cols {
 		in := map[string]string{"name": c.input, "source": features.SourceRequest, "type": "float"}
+		if width[c.tensor] == 1 && c.input != c.tensor {
+			in["column"] = c.tensor // a one-column graph input names its column
+		}
 		if c.integer {
 			in["type"] = "int"
 		}

@@ -108,6 +108,9 @@ func writeOracleVersion(t *testing.T, root string, c *oracleCase, header []strin
 	inputs := make([]map[string]string, len(header))
 	for i, n := range inputNames(header) {
 		inputs[i] = map[string]string{"name": n, "source": features.SourceRequest, "type": "float"}
+		if n != header[i] {
+			inputs[i]["column"] = header[i] // the artifact's name for the column
+		}
 	}
 	man := map[string]any{
 		"name":    c.name,
@@ -581,8 +584,8 @@ func TestLinearThroughRegistry(t *testing.T) {
 			t.Fatalf("%s: not a plain linear model", stem)
 		}
 		in := oracle.Read(t, filepath.Join(dir, stem+".input.tsv"))
-		weights := make(map[string]any)
-		for i, name := range inputNames(in.Header) {
+		weights := make(map[string]any) // by the artifact's column names
+		for i, name := range in.Header {
 			if len(sk.Coef) == 1 {
 				weights[name] = sk.Coef[0][i]
 				continue

@@ -54,7 +54,8 @@ func (p Problems) Unwrap() []error { return p }
 // LoadVersion loads and validates the model version in dir against the
 // catalog: the manifest parses, names the directory's model and version,
 // every input resolves, the artifact parses and has as many columns as the
-// manifest has inputs, the golden rows reproduce, and where the format has
+// manifest has inputs, with the same names in the same order when the
+// artifact names them, the golden rows reproduce, and where the format has
 // a second, independent evaluator (LightGBM: leaves) it agrees with the
 // model on the golden rows and on probe rows. On failure the error is
 // Problems, listing everything found.
@@ -118,8 +119,24 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 	if err != nil {
 		return fail(fmt.Errorf("load %s: %w", m.Artifact, err))
 	}
-	if n := v.Model.NumFeatures(); n != columns {
+	switch n := v.Model.NumFeatures(); {
+	case n != columns:
 		probs = append(probs, fmt.Errorf("%w: the model reads %d columns but the manifest's inputs fill %d", ErrInvalid, n, columns))
+	case m.Format == models.FormatLinear:
+		// A linear model's weights are matched to the inputs by name.
+	case columns != len(m.Inputs):
+		// An input fills several columns: the artifact's names, one per
+		// column, cannot be the manifest's.
+		v.Warnings = append(v.Warnings, "an input fills several columns, so the artifact's column names are not checked: "+
+			"only golden rows can catch inputs listed in the wrong order")
+	default:
+		named, err := models.CheckInputNames(v.Model, opt.Inputs)
+		if err != nil {
+			probs = append(probs, fmt.Errorf("%w: %v", ErrInvalid, err))
+		} else if !named {
+			v.Warnings = append(v.Warnings, "the artifact does not name its input columns: "+
+				"only golden rows can catch inputs listed in the wrong order")
+		}
 	}
 	if len(probs) > 0 {
 		return nil, probs
