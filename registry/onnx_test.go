@@ -25,14 +25,23 @@ type onnxColumn struct {
 }
 
 // onnxColumns reads an input header of "tensor[j]" columns. ids and flags
-// are the int64 graph inputs of the oracles.
+// are the int64 graph inputs of the oracles. A tensor of one column gives
+// its input its own name, which fills it without tensor: and is the
+// column's name in the artifact.
 func onnxColumns(header []string) ([]onnxColumn, int) {
 	cols := make([]onnxColumn, len(header))
-	tensors := map[string]bool{}
+	tensors := map[string]int{}
+	for _, h := range header {
+		tensor, _, _ := strings.Cut(h, "[")
+		tensors[tensor]++
+	}
 	for i, h := range header {
 		tensor, _, _ := strings.Cut(h, "[")
-		tensors[tensor] = true
-		cols[i] = onnxColumn{input: inputNames(header)[i], tensor: tensor, integer: tensor == "ids" || tensor == "flags"}
+		name := inputNames(header)[i]
+		if tensors[tensor] == 1 {
+			name = tensor
+		}
+		cols[i] = onnxColumn{input: name, tensor: tensor, integer: tensor == "ids" || tensor == "flags"}
 	}
 	return cols, len(tensors)
 }
@@ -60,7 +69,7 @@ func writeONNXVersion(t *testing.T, root, name, artifact string, header []string
 		if c.integer {
 			in["type"] = "int"
 		}
-		if tensors > 1 {
+		if tensors > 1 && c.input != c.tensor {
 			in["tensor"] = c.tensor
 		}
 		inputs[i] = in
