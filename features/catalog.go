@@ -48,6 +48,25 @@ func (e *Entity) AppendKey(dst []byte, id string) []byte {
 // Template returns the key template the entity was declared with.
 func (e *Entity) Template() string { return e.prefix + "{id}" + e.suffix }
 
+// Pattern returns a glob pattern, as Redis's SCAN MATCH reads it, that
+// matches every key of the entity type (and possibly others).
+func (e *Entity) Pattern() string {
+	return globEscape(e.prefix) + "*" + globEscape(e.suffix)
+}
+
+// globEscape escapes the characters Redis's glob patterns give a meaning.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch c {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
 // Cache modes of a feature (see CachePolicy).
 const (
 	CacheDefault = ""       // follow the service-wide mode

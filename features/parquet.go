@@ -41,13 +41,13 @@ type pqState struct {
 	r       io.ReaderAt
 	dataEnd int64 // where the footer starts
 	file    *parquet.File
-	cols   []pqColumn // by leaf column index
-	group  int        // the next row group to open
-	rows   parquet.Rows
-	buf    []parquet.Row
-	n, at  int   // rows in buf, and the next one to return
-	row    int64 // rows returned so far
-	total  int64
+	cols    []pqColumn // by leaf column index
+	group   int        // the next row group to open
+	rows    parquet.Rows
+	buf     []parquet.Row
+	n, at   int   // rows in buf, and the next one to return
+	row     int64 // rows returned so far
+	total   int64
 }
 
 // NewParquetReader returns a reader of the Parquet file r, of size bytes,

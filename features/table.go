@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/csv"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -108,9 +107,13 @@ type TableReader struct {
 	idCol   int
 
 	// JSON Lines
-	lines *bufio.Scanner
-	line  int
-	seen  map[string]bool
+	lines  *bufio.Scanner
+	line   int
+	seen   map[string]bool
+	seenAt []int // by catalog index: the seq of the last line the feature was on
+	seq    int   // lines parsed
+	scan   jsonScan
+	hasID  bool
 
 	// Parquet
 	pq *pqState
@@ -140,6 +143,7 @@ func newTableReader(r io.Reader, name, format string, c *Catalog, entity string,
 		t.lines = bufio.NewScanner(r)
 		t.lines.Buffer(make([]byte, 0, min(64<<10, maxLine+1)), maxLine+1)
 		t.seen = make(map[string]bool)
+		t.seenAt = make([]int, len(c.Specs))
 	case FormatParquet:
 		return nil, &TableError{File: name, Err: errors.New("a parquet file needs NewParquetReader")}
 	default:
@@ -312,95 +316,8 @@ func (t *TableReader) nextJSON() error {
 		if len(line) == 0 {
 			continue
 		}
-		return t.parseJSON(line)
+		return t.parseJSONLine(line)
 	}
-}
-
-// parseJSON reads one object token by token, so that duplicate keys are
-// caught and every value is checked against its feature.
-func (t *TableReader) parseJSON(line []byte) error {
-	t.row.Line = t.line
-	t.row.ID = ""
-	t.row.Specs, t.row.Values = t.row.Specs[:0], t.row.Values[:0]
-	clear(t.seen)
-	if !utf8.Valid(line) {
-		return t.fail(t.line, "", errors.New("line is not valid UTF-8"))
-	}
-	dec := json.NewDecoder(bytes.NewReader(line))
-	dec.UseNumber()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return t.fail(t.line, "", errors.New("want a JSON object"))
-	}
-	hasID := false
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return t.fail(t.line, "", fmt.Errorf("bad JSON: %v", err))
-		}
-		key, _ := tok.(string)
-		if t.seen[key] {
-			return t.fail(t.line, key, errors.New("listed twice"))
-		}
-		t.seen[key] = true
-		var x any
-		if err := dec.Decode(&x); err != nil {
-			return t.fail(t.line, key, fmt.Errorf("bad JSON: %v", err))
-		}
-		if key == "id" {
-			id, err := jsonID(x)
-			if err == nil {
-				err = checkID(id)
-			}
-			if err != nil {
-				return t.fail(t.line, "id", err)
-			}
-			t.row.ID, hasID = id, true
-			continue
-		}
-		s, err := t.spec(key)
-		if err != nil {
-			return t.fail(t.line, key, err)
-		}
-		if x == nil {
-			continue // no value: nothing to write
-		}
-		v, err := Coerce(s.Type, x)
-		if err == nil {
-			err = CheckSize(v)
-		}
-		if err == nil {
-			err = s.CheckFinite(v)
-		}
-		if err != nil {
-			return t.fail(t.line, key, err)
-		}
-		t.row.Specs = append(t.row.Specs, s)
-		t.row.Values = append(t.row.Values, v)
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return t.fail(t.line, "", fmt.Errorf("bad JSON: %v", err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return t.fail(t.line, "", errors.New("more than one JSON value on the line"))
-	}
-	if !hasID {
-		return t.fail(t.line, "", errors.New(`no "id"`))
-	}
-	return nil
-}
-
-// jsonID returns the text of an id given as a string or an integer.
-func jsonID(x any) (string, error) {
-	switch id := x.(type) {
-	case string:
-		return id, nil
-	case json.Number:
-		s := string(id)
-		if strings.TrimLeft(strings.TrimPrefix(s, "-"), "0123456789") == "" {
-			return s, nil
-		}
-	}
-	return "", fmt.Errorf("want a string or an integer id, got %s", describe(x))
 }
 
 // lineLimiter fails a read that would make a line longer than max bytes,

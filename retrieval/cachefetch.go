@@ -194,6 +194,7 @@ func (cf *cacheFetch) desc(c *Cache, l *features.Lookup) int {
 		return -1
 	}
 	d.store = si
+	tab := c.stores[si].gens.Load()
 	hl, hs := setSeed(si), setSeed(si)
 	d.liveTTL, d.shadowTTL = math.MaxInt64, math.MaxInt64
 	for p, s := range l.Specs {
@@ -211,13 +212,13 @@ func (cf *cacheFetch) desc(c *Cache, l *features.Lookup) int {
 		case modeLive:
 			d.live = append(d.live, int16(p))
 			d.restIdx = append(d.restIdx, -1)
-			hl = mixSet(hl, s.ID, fs.gen.Load())
+			hl = mixSet(hl, s.ID, fs.gen.Load()+tab.epoch(s.ID)<<32)
 			d.liveTTL = min(d.liveTTL, cf.snap.featureTTL(s, batch))
 			d.liveAges = d.liveAges || s.MaxAge > 0
 			continue
 		case modeShadow:
 			d.shadow = append(d.shadow, int16(p))
-			hs = mixSet(hs, s.ID, fs.gen.Load())
+			hs = mixSet(hs, s.ID, fs.gen.Load()+tab.epoch(s.ID)<<32)
 			d.shadowTTL = min(d.shadowTTL, cf.snap.featureTTL(s, batch))
 			d.shadowAges = d.shadowAges || s.MaxAge > 0
 		}

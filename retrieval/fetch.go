@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
@@ -80,6 +81,10 @@ type job struct {
 	abandoned bool // Fetch returned without this job
 	finished  bool
 	failed    bool
+	// specs, when the store's generations were never read, are the
+	// features of the fields in args, in order: run reads the
+	// generations first and sets the fields (setFields).
+	specs []*features.Spec
 }
 
 // part is the share of a job that goes to one node.
@@ -172,11 +177,12 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 	expired := ctx.Err() != nil
 	for _, j := range jobs {
 		st := r.stores[j.store]
+		tab, known := st.readTable()
 		if expired || !st.begin() {
 			j.failed, j.finished = true, true // out of time, or closed
 			continue
 		}
-		j.build(lookups)
+		j.build(lookups, tab, !known)
 		waiting++
 		j.start = time.Now()
 		go func() {
@@ -217,9 +223,11 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 
 // build makes the arguments of the job's HMGETs. Keys are copied, so that
 // a command still queued after Fetch gave up never reads the caller's
-// lookups; fields are pointers to the specs' immutable Field strings,
-// which go-redis writes without boxing a copy.
-func (j *job) build(lookups []features.Lookup) {
+// lookups; fields are pointers to immutable strings (the specs' Field, or
+// the field of the feature's current generation in tab), which go-redis
+// writes without boxing a copy. When the store's generations were never
+// read (unknown), it keeps the specs for setFields.
+func (j *job) build(lookups []features.Lookup, tab *genTable, unknown bool) {
 	n := 0
 	for _, li := range j.lookups {
 		n += 2 + len(lookups[li].Specs)
@@ -227,15 +235,52 @@ func (j *job) build(lookups []features.Lookup) {
 	j.keys = make([]string, len(j.lookups))
 	j.args = make([]any, 0, n)
 	j.argEnd = make([]int32, len(j.lookups))
+	var prev []*features.Spec
+	prevStart := 0
 	for k, li := range j.lookups {
 		l := &lookups[li]
 		j.keys[k] = l.Key
+		start := len(j.args)
 		j.args = append(j.args, "hmget", &j.keys[k])
-		for _, s := range l.Specs {
-			j.args = append(j.args, &s.Field)
+		switch {
+		case tab == nil:
+			for _, s := range l.Specs {
+				j.args = append(j.args, &s.Field)
+			}
+		case len(prev) == len(l.Specs) && unsafe.SliceData(prev) == unsafe.SliceData(l.Specs):
+			// The lookups of a group share their Specs: their fields
+			// are looked up once.
+			j.args = append(j.args, j.args[prevStart+2:prevStart+2+len(prev)]...)
+		default:
+			for _, s := range l.Specs {
+				j.args = append(j.args, tab.field(s))
+			}
+			prev, prevStart = l.Specs, start
 		}
 		j.argEnd[k] = int32(len(j.args))
+		if unknown {
+			j.specs = append(j.specs, l.Specs...)
+		}
 	}
+}
+
+// setFields reads the store's generations, once, for a job built before
+// they were known, and points its fields at the features' current
+// generations.
+func (j *job) setFields(ctx context.Context, st *Store) error {
+	tab, err := st.firstTable(ctx)
+	if err != nil {
+		return err
+	}
+	i, lo := 0, int32(0)
+	for _, end := range j.argEnd {
+		for a := lo + 2; a < end; a++ {
+			j.args[a] = tab.field(j.specs[i])
+			i++
+		}
+		lo = end
+	}
+	return nil
 }
 
 // commands makes the job's HMGETs once its parts are known: each streams
@@ -266,7 +311,13 @@ func (j *job) commands(ctx context.Context) {
 // others' values still arrive.
 func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) {
 	st, m := r.stores[j.store], r.metrics[j.store]
-	err := st.route(ctx, j)
+	var err error
+	if j.specs != nil {
+		err = j.setFields(ctx, st)
+	}
+	if err == nil {
+		err = st.route(ctx, j)
+	}
 	if err == nil {
 		j.commands(ctx)
 		var wg sync.WaitGroup

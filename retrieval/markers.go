@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,8 +46,17 @@ func (c *Cache) PollMarkers(ctx context.Context) error {
 	var errs []error
 	for si, st := range c.stores {
 		pctx, cancel := context.WithTimeout(ctx, pollTimeout)
+		// Generations first: a switch changes the fields reads use, then
+		// evicts what was cached from the old ones.
+		changed, gerr := st.RefreshGenerations(pctx)
 		m, err := st.Markers(pctx)
 		cancel()
+		c.applyGenerations(si, changed)
+		if gerr != nil {
+			ms.errors.Add(1)
+			errs = append(errs, gerr)
+			c.log.Warn("read generations", "store", st.name, "err", gerr)
+		}
 		if err != nil {
 			ms.errors.Add(1)
 			errs = append(errs, err)
@@ -98,6 +108,23 @@ func (c *Cache) applyMarkers(si int, m map[uint32]int64, first bool) {
 			c.m.evictions[si].Inc()
 			c.log.Info("upload marker changed: cached values evicted", "feature", fs.spec.Name, "store", c.stores[si].name, "from", old, "to", v, "marker", ok)
 		}
+	}
+}
+
+// applyGenerations evicts the cached values of the features of store si
+// whose generation changed.
+func (c *Cache) applyGenerations(si int, changed []uint32) {
+	if len(changed) == 0 {
+		return
+	}
+	for _, fs := range c.feats {
+		if fs.store != si || !slices.Contains(changed, fs.spec.ID) {
+			continue
+		}
+		fs.gen.Add(1)
+		fs.evictions.Add(1)
+		c.m.evictions[si].Inc()
+		c.log.Info("generation changed: cached values evicted", "feature", fs.spec.Name, "store", c.stores[si].name)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.yaml.in/yaml/v3"
@@ -133,17 +134,19 @@ func TestUploadFetch(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := UploadStats{
-				Rows: 2, Values: 10,
-				Features: []string{"store_rating", "store_orders", "store_open", "store_cuisine", "store_embedding", "store_tags"},
-				Versions: map[string]int64{"store_rating": 1, "store_orders": 1, "store_open": 1, "store_cuisine": 1, "store_embedding": 1, "store_tags": 1},
+				Files: 1, Rows: 2, Values: 10,
+				Features:    []string{"store_rating", "store_orders", "store_open", "store_cuisine", "store_embedding", "store_tags"},
+				Versions:    map[string]int64{"store_rating": 1, "store_orders": 1, "store_open": 1, "store_cuisine": 1, "store_embedding": 1, "store_tags": 1},
+				Generations: map[string]uint32{"main": 1, "search": 1},
 			}
-			if diff := cmp.Diff(want, stats); diff != "" {
+			if diff := cmp.Diff(want, stats, cmpopts.IgnoreFields(UploadStats{}, "PerFile", "Elapsed", "GC", "GCError")); diff != "" {
 				t.Errorf("CSV upload stats (-want +got):\n%s", diff)
 			}
 			long := strings.Repeat("a long description that compresses ", 20)
 			jsonl := writeFile(t, "more.jsonl", `{"id": 3, "store_rating": 2, "store_cuisine": "`+long+`", "store_embedding": [`+strings.TrimSuffix(strings.Repeat("0.25,", 100), ",")+`]}`+"\n"+
 				`{"id": "1", "store_open": false}`+"\n")
-			if _, err := r.UploadFile(ctx, c, "store", jsonl, UploadOptions{Time: when}); err != nil {
+			// In place: the values of other entities stay.
+			if _, err := r.UploadFile(ctx, c, "store", jsonl, UploadOptions{Time: when, InPlace: true}); err != nil {
 				t.Fatal(err)
 			}
 			cx := writeFile(t, "consumers.jsonl", `{"id": "c1", "consumer_orders": 42}`+"\n")
@@ -193,7 +196,7 @@ func TestUploadFetch(t *testing.T) {
 
 			// The stored bytes are the documented encoding with the
 			// upload's stamp, in the feature's own store.
-			raw, err := search.client.HGet(ctx, "st_3", features.Field("store_cuisine")).Bytes()
+			raw, err := search.client.HGet(ctx, "st_3", GenField(features.ID("store_cuisine"), stats.Generations["search"])).Bytes()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -206,7 +209,7 @@ func TestUploadFetch(t *testing.T) {
 			if n, _ := main.client.Exists(ctx, "st_3").Result(); n != 1 {
 				t.Error("st_3 is not on the main store")
 			}
-			if n, _ := search.client.HExists(ctx, "st_3", features.Field("store_rating")).Result(); n {
+			if n, _ := search.client.HExists(ctx, "st_3", GenField(features.ID("store_rating"), 1)).Result(); n {
 				t.Error("store_rating was written to the search store")
 			}
 		})
@@ -546,18 +549,29 @@ func TestUploadBadFile(t *testing.T) {
 	if err != nil || stats.Rows != 50 || stats.Values != 100 || stats.Versions != nil {
 		t.Errorf("dry run: %+v, %v", stats, err)
 	}
+	// The failed uploads switched nothing: no feature has a generation,
+	// and what they wrote is garbage that a collection deletes.
 	for _, st := range []*Store{main, search} {
-		if n, err := st.client.DBSize(ctx).Result(); err != nil || n != 0 {
-			t.Errorf("store %s holds %d keys (%v) after failed uploads, want none", st.name, n, err)
+		state, err := st.Generations(ctx)
+		if err != nil || len(state.Features) > 0 || len(state.Uploads) > 0 {
+			t.Errorf("store %s after failed uploads: %+v, %v", st.name, state, err)
+		}
+	}
+	if _, err := r.CollectGarbage(ctx, c, GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range []*Store{main, search} {
+		keys, err := st.client.Keys(ctx, "*").Result()
+		if err != nil || !slices.Equal(keys, []string{GenerationsKey}) {
+			t.Errorf("store %s holds %v (%v) after failed uploads and a collection, want only %s", st.name, keys, err, GenerationsKey)
 		}
 	}
 
-	// A store that fails while the file is written: an error, and no
-	// marker bumped.
+	// A store that fails: an error, and no marker bumped.
 	mainSrv.Kill()
 	ctx2, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if _, err := r.UploadFile(ctx2, c, "store", path, UploadOptions{}); !errors.Is(err, ErrUpload) || !strings.Contains(err.Error(), "hset store main") {
+	if _, err := r.UploadFile(ctx2, c, "store", path, UploadOptions{SkipGC: true}); !errors.Is(err, ErrUpload) || !strings.Contains(err.Error(), "store main") {
 		t.Errorf("upload to a dead store: %v", err)
 	}
 	if n, _ := search.client.Exists(ctx, MarkerKey).Result(); n != 0 {

@@ -258,6 +258,17 @@ type Store struct {
 	mu       sync.Mutex
 	closed   bool
 	inflight sync.WaitGroup // Fetch goroutines still using the client
+
+	// gens is the field each feature past generation 0 is read from
+	// (LoadGenerations); gensLoaded says it was read once, gensChecked
+	// when (unix nanoseconds) it was last found current.
+	gens           atomic.Pointer[genTable]
+	gensLoaded     atomic.Bool
+	gensChecked    atomic.Int64
+	gensTried      atomic.Int64 // unix nanoseconds of the last refresh started by a read
+	gensRefreshing atomic.Bool
+	gensEpoch      atomic.Uint64
+	gensMu         chan struct{} // a lock held while the generations are read
 }
 
 // node is one Redis server of a store, with its circuit breaker.
@@ -323,7 +334,7 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", name, err)
 	}
 	s := &Store{name: name, mode: cfg.Mode, required: cfg.Required, breaker: cfg.Breaker,
-		nodeTimeout: orDefault(cfg.ReadTimeout, DefaultIOTimeout)}
+		nodeTimeout: orDefault(cfg.ReadTimeout, DefaultIOTimeout), gensMu: make(chan struct{}, 1)}
 	if s.mode == "" {
 		s.mode = ModeStandalone
 	}

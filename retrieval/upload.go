@@ -1,6 +1,7 @@
 package retrieval
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -8,241 +9,767 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+	"unsafe"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seer-ml/seer/features"
 )
 
-// ErrUpload is wrapped by errors of UploadFile that are not about the
-// file's contents (those wrap features.ErrTable): unknown stores, a file
-// that changed while it was written, failed writes.
+// ErrUpload is wrapped by errors of Upload that are not about the files'
+// contents (those wrap features.ErrTable): unknown stores, failed writes,
+// a generation that could not be switched.
 var ErrUpload = errors.New("upload failed")
 
-// DefaultBatchSize is the number of rows UploadFile writes per pipeline.
-const DefaultBatchSize = 500
+// Defaults of UploadOptions.
+const (
+	DefaultBatchSize = 500 // rows per pipeline
+	DefaultPipelines = 2   // pipelines in flight per store
+)
 
-// UploadOptions tune UploadFile.
+// UploadOptions tune Upload.
 type UploadOptions struct {
 	// BatchSize is the number of rows per pipeline (default DefaultBatchSize).
 	BatchSize int
+	// Pipelines is how many pipelines each store has in flight at once
+	// (default DefaultPipelines), so that Redis works while the next
+	// batch is read. Rows of one entity always go through the same one,
+	// in file order.
+	Pipelines int
 	// Time stamps every value written, to the second; readers compare it
 	// with features' max ages. Zero means the time the upload starts.
 	Time time.Time
-	// DryRun checks the file and writes nothing.
+	// DryRun checks the files and writes nothing.
 	DryRun bool
+	// InPlace writes into the features' current generations instead of
+	// new ones: values show as they are written, entities the files do not
+	// name keep theirs, and a failed upload leaves what it wrote. For
+	// small corrections; uploads of whole tables should not use it.
+	InPlace bool
+	// Progress, when not nil, is called about every ProgressEvery while
+	// the files are read, and once at the end.
+	Progress func(UploadProgress)
+	// ProgressEvery is how often Progress is called (default 500ms).
+	ProgressEvery time.Duration
+	// GC, unless Skip is set, deletes older generations while the upload
+	// runs (see CollectGarbage).
+	GC     GCOptions
+	SkipGC bool
+}
+
+// UploadProgress is how far an upload is.
+type UploadProgress struct {
+	File    string // the file being read
+	Rows    int64  // rows read so far, in every file
+	Values  int64  // values read so far
+	Done    int64  // bytes of the files read so far (for Parquet, in proportion to its rows)
+	Total   int64  // bytes of all files
+	Elapsed time.Duration
 }
 
 // UploadStats says what an upload wrote (or, in a dry run, would write).
 type UploadStats struct {
-	Rows     int              // data rows in the file
+	Files    int              // files read
+	PerFile  []FileStats      // rows and values of each file read
+	Rows     int              // data rows in the files
 	Values   int              // hash fields written
 	Features []string         // features with at least one value, in catalog order
 	Versions map[string]int64 // feature -> its upload version after the upload
+	// Generations is the generation written on each store (none in a dry
+	// run or in place).
+	Generations map[string]uint32
+	Elapsed     time.Duration
+	// GC is what the collection of older generations did; GCError says
+	// why it stopped, if it did (the upload does not fail for it).
+	GC      GCStats
+	GCError error
 }
 
-// UploadFile validates a whole CSV or JSON Lines file (the format comes
-// from the extension: .csv, .jsonl or .json) against the catalog features
-// of entity, and writes nothing when any row is bad. Then it writes the
-// rows with pipelined HSETs, in batches, each value to its feature's own
-// store, stamped with the upload's time; and last it bumps the upload
-// marker of every feature it wrote (see docs/format.md).
-//
-// The file is read twice, so that files larger than memory can be
-// uploaded; it must not change in between. An error after the first batch
-// was written leaves the earlier batches in place and the markers as they
-// were: upload the file again.
+// FileStats is what one file of an upload held.
+type FileStats struct {
+	Path         string
+	Rows, Values int
+}
+
+// UploadFile is Upload of one file.
 func (r *Retriever) UploadFile(ctx context.Context, c *features.Catalog, entity, path string, opt UploadOptions) (UploadStats, error) {
-	stats, info, err := r.checkUpload(c, entity, path)
-	if err != nil || opt.DryRun {
-		return stats, err
+	return r.Upload(ctx, c, entity, []string{path}, opt)
+}
+
+// Upload reads CSV, JSON Lines and Parquet files (the format comes from
+// the extension; a directory stands for the part files in it, see
+// PartFiles) and checks every row against the catalog features of entity.
+// It streams: rows are written as they are read, with pipelined HSETs,
+// each value to its feature's own store, stamped with the upload's time,
+// into a new generation of each store's features that readers do not see.
+// After the last row of the last file, it switches every feature that got
+// a value to its new generation, one transaction per store, bumping the
+// features' upload markers. When any row is bad, or a write fails, or ctx
+// ends, nothing is switched: served values stay exactly as they were, and
+// what was written becomes garbage that a later upload deletes.
+//
+// On success, this Retriever reads the new generations at once; other
+// pods read them after their next marker poll.
+func (r *Retriever) Upload(ctx context.Context, c *features.Catalog, entity string, paths []string, opt UploadOptions) (stats UploadStats, err error) {
+	start := time.Now()
+	defer func() { stats.Elapsed = time.Since(start) }()
+	e := c.Entity(entity)
+	if e == nil {
+		return stats, fmt.Errorf("upload: %w: unknown entity type %q", features.ErrTable, entity)
+	}
+	files, err := PartFiles(paths)
+	if err != nil {
+		return stats, fmt.Errorf("upload: %w", err)
+	}
+	u := newUploader(r, c, e, opt, start)
+	if !opt.DryRun {
+		if err := u.begin(ctx, files); err != nil {
+			return stats, err
+		}
+	}
+	err = u.readAll(ctx, files)
+	if !opt.DryRun {
+		err = u.finish(err)
+	}
+	stats = u.stats()
+	if err == nil && !opt.DryRun {
+		stats.Versions, err = u.commit(ctx)
+	}
+	if u.gcDone != nil {
+		<-u.gcDone
+		stats.GC, stats.GCError = u.gcStats, u.gcErr
+	}
+	return stats, err
+}
+
+// PartFiles expands the paths of an upload: a file stands for itself, a
+// directory for the files in it, in name order, as Spark and Hive write a
+// table: files whose names start with "_" or "." (_SUCCESS, .crc
+// checksums) are skipped, and every other one must have a known
+// extension. A directory with a _temporary directory in it is refused: the
+// job writing it has not finished.
+func PartFiles(paths []string) ([]string, error) {
+	var files []string
+	for _, p := range paths {
+		info, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !info.IsDir() {
+			if _, err := features.TableFormat(p); err != nil {
+				return nil, err
+			}
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for _, de := range entries {
+			name := de.Name()
+			if name == "_temporary" {
+				return nil, fmt.Errorf("%s: holds _temporary: the job writing it has not finished", p)
+			}
+			if strings.HasPrefix(name, "_") || strings.HasPrefix(name, ".") {
+				continue
+			}
+			full := filepath.Join(p, name)
+			if de.IsDir() {
+				return nil, fmt.Errorf("%s: a directory in a table's directory (partitioned tables are not supported)", full)
+			}
+			if _, err := features.TableFormat(name); err != nil {
+				return nil, fmt.Errorf("%w (in the table directory %s)", err, p)
+			}
+			files = append(files, full)
+			n++
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("%s: no part files in the directory", p)
+		}
+	}
+	return files, nil
+}
+
+// uploader is one Upload's state.
+type uploader struct {
+	r     *Retriever
+	c     *features.Catalog
+	e     *features.Entity
+	opt   UploadOptions
+	unix  int64
+	start time.Time
+
+	// Per store (index in r.stores): its generation, its writers.
+	gens    []uint32
+	ids     [][]uint32 // the entity's features in the store
+	writers []*storeWriter
+	// fields is the field each feature (by catalog index) is written to.
+	fields []*string
+
+	source  string
+	mu      sync.Mutex // guards gens, which renew reads
+	counts  []int64    // values per feature, by catalog index
+	rows    int64
+	values  int64
+	files   int
+	perFile []FileStats
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wg     sync.WaitGroup // writers and the lease renewer
+
+	gcDone  chan struct{}
+	gcStats GCStats
+	gcErr   error
+}
+
+func newUploader(r *Retriever, c *features.Catalog, e *features.Entity, opt UploadOptions, start time.Time) *uploader {
+	if opt.BatchSize <= 0 {
+		opt.BatchSize = DefaultBatchSize
+	}
+	if opt.Pipelines <= 0 {
+		opt.Pipelines = DefaultPipelines
+	}
+	if opt.ProgressEvery <= 0 {
+		opt.ProgressEvery = 500 * time.Millisecond
 	}
 	stamp := opt.Time
 	if stamp.IsZero() {
-		stamp = time.Now()
+		stamp = start
 	}
-	batch := opt.BatchSize
-	if batch <= 0 {
-		batch = DefaultBatchSize
+	return &uploader{
+		r: r, c: c, e: e, opt: opt, unix: stamp.Unix(), start: start,
+		gens: make([]uint32, len(r.stores)), ids: make([][]uint32, len(r.stores)),
+		writers: make([]*storeWriter, len(r.stores)),
+		fields:  make([]*string, len(c.Specs)), counts: make([]int64, len(c.Specs)),
 	}
-	written, err := r.writeUpload(ctx, c, entity, path, info, stamp.Unix(), batch)
-	if err != nil {
-		return stats, fmt.Errorf("upload %s: %w", path, err)
-	}
-	if written != stats.Rows {
-		return stats, fmt.Errorf("upload %s: %w: the file changed while it was written (%d rows, then %d); upload it again", path, ErrUpload, stats.Rows, written)
-	}
-	if stats.Versions, err = r.bumpMarkers(ctx, c, stats.Features); err != nil {
-		return stats, fmt.Errorf("upload %s: %w", path, err)
-	}
-	return stats, nil
 }
 
-// checkUpload reads the whole file once, checking every row, and counts
-// what it would write.
-func (r *Retriever) checkUpload(c *features.Catalog, entity, path string) (UploadStats, os.FileInfo, error) {
-	var stats UploadStats
-	fail := func(err error) (UploadStats, os.FileInfo, error) {
-		return UploadStats{}, nil, fmt.Errorf("upload %s: %w", path, err)
-	}
-	format, err := features.TableFormat(path)
-	if err != nil {
-		return fail(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return fail(err)
-	}
-	defer f.Close()
-	info, err := f.Stat()
-	if err != nil {
-		return fail(err)
-	}
-	t, err := features.NewTableReader(f, filepath.Base(path), format, c, entity)
-	if err != nil {
-		return fail(err)
-	}
-	seen := make([]bool, len(c.Specs))
-	for {
-		row, err := t.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return fail(err)
-		}
-		stats.Rows++
-		stats.Values += len(row.Specs)
-		for _, s := range row.Specs {
-			if !seen[s.Index] {
-				if r.Store(s.Store) == nil {
-					return fail(fmt.Errorf("%w: feature %s: no store %q", ErrUpload, s.Name, s.Store))
-				}
-				seen[s.Index] = true
-			}
-		}
-	}
-	for _, s := range c.Specs {
-		if seen[s.Index] {
-			stats.Features = append(stats.Features, s.Name)
-		}
-	}
-	return stats, info, nil
-}
-
-// writeUpload writes the file's rows in batches and returns how many rows
-// it wrote.
-func (r *Retriever) writeUpload(ctx context.Context, c *features.Catalog, entity, path string, before os.FileInfo, unix int64, batch int) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if info, err := f.Stat(); err != nil || info.Size() != before.Size() || !info.ModTime().Equal(before.ModTime()) {
-		return 0, fmt.Errorf("%w: the file changed after it was checked; upload it again", ErrUpload)
-	}
-	format, _ := features.TableFormat(path)
-	t, err := features.NewTableReader(f, filepath.Base(path), format, c, entity)
-	if err != nil {
-		return 0, err
-	}
-	w := &uploadWriter{r: r, cmds: make([][]redis.Cmder, len(r.stores)), counts: make([]int, len(r.stores))}
-	rows, inBatch := 0, 0
-	for {
-		row, err := t.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return rows, fmt.Errorf("%w: the file changed while it was written, after %d rows: %w", ErrUpload, rows, err)
-		}
-		w.add(ctx, t.Entity().Key(row.ID), row, unix)
-		rows++
-		if inBatch++; inBatch == batch {
-			if err := w.flush(ctx); err != nil {
-				return rows - inBatch, err
-			}
-			inBatch = 0
-		}
-	}
-	if err := w.flush(ctx); err != nil {
-		return rows - inBatch, err
-	}
-	return rows, nil
-}
-
-// uploadWriter queues one batch of HSETs per store.
-type uploadWriter struct {
-	r      *Retriever
-	cmds   [][]redis.Cmder // per store
-	counts []int           // values queued per store
-	arena  []byte          // encoded values of the batch
-}
-
-// add queues the HSETs of one row: one per store its features live in.
-func (w *uploadWriter) add(ctx context.Context, key string, row *features.Row, unix int64) {
-	for i, s := range row.Specs {
-		// The first feature of each store starts that store's HSET.
-		if slices.ContainsFunc(row.Specs[:i], func(p *features.Spec) bool { return p.Store == s.Store }) {
+// begin starts a generation on every store that holds features of the
+// entity type, the writers and the lease renewer, and the collection of
+// older generations.
+func (u *uploader) begin(ctx context.Context, files []string) error {
+	u.ctx, u.cancel = context.WithCancelCause(ctx)
+	for _, s := range u.c.Specs {
+		if s.Entity != u.e {
 			continue
 		}
-		args := []any{"hset", key}
-		for k := i; k < len(row.Specs); k++ {
-			if sk := row.Specs[k]; sk.Store == s.Store {
-				start := len(w.arena)
-				w.arena = features.EncodeStamped(w.arena, row.Values[k], unix)
-				args = append(args, &sk.Field, w.arena[start:len(w.arena):len(w.arena)])
-			}
+		if si, ok := u.r.byName[s.Store]; ok {
+			u.ids[si] = append(u.ids[si], s.ID)
 		}
-		si := w.r.byName[s.Store]
-		w.cmds[si] = append(w.cmds[si], redis.NewIntCmd(ctx, args...))
-		w.counts[si] += (len(args) - 2) / 2
 	}
-}
-
-// flush writes the queued batch, store by store.
-func (w *uploadWriter) flush(ctx context.Context) error {
-	for si, cmds := range w.cmds {
-		if len(cmds) == 0 {
-			continue
-		}
-		st := w.r.stores[si]
-		pipe := st.client.Pipeline()
-		_ = pipe.BatchProcess(ctx, cmds...)
-		if _, err := pipe.Exec(ctx); err != nil {
-			return fmt.Errorf("%w: hset store %s: %w", ErrUpload, st.name, err)
-		}
-		w.r.upload.WithLabelValues(st.name).Add(float64(w.counts[si]))
-		clear(cmds)
-		w.cmds[si], w.counts[si] = cmds[:0], 0
+	u.source = uploadSource(files)
+	if !u.opt.InPlace {
+		u.wg.Go(u.renew)
 	}
-	w.arena = w.arena[:0]
+	if !u.opt.SkipGC {
+		// The collection runs beside the upload, under the caller's
+		// context: a failed upload does not stop it.
+		u.gcDone = make(chan struct{})
+		go func() {
+			defer close(u.gcDone)
+			u.gcStats, u.gcErr = u.r.CollectGarbage(ctx, u.c, u.opt.GC)
+		}()
+	}
 	return nil
 }
 
-// bumpMarkers increments the upload marker of each named feature on its
-// store and returns the new versions.
-func (r *Retriever) bumpMarkers(ctx context.Context, c *features.Catalog, names []string) (map[string]int64, error) {
-	versions := make(map[string]int64, len(names))
-	cmds := make(map[string]*redis.IntCmd, len(names))
-	for si, st := range r.stores {
-		pipe := st.client.Pipeline()
-		for _, name := range names {
-			s := c.Spec(name)
-			if r.byName[s.Store] == si {
-				cmds[name] = pipe.HIncrBy(ctx, MarkerKey, s.Field, 1)
-			}
+// openStore starts the upload on store si when its first value comes: a
+// new generation (or, in place, the store's current ones) and the
+// pipelines.
+func (u *uploader) openStore(si int) error {
+	st := u.r.stores[si]
+	if u.opt.InPlace {
+		// Some records that do not parse keep the generation read
+		// before; any other error stops the upload.
+		if _, err := st.LoadGenerations(u.ctx); err != nil && !errors.Is(err, ErrGenerations) {
+			return fmt.Errorf("%w: %w", ErrUpload, err)
 		}
-		if pipe.Len() == 0 {
+	} else {
+		g, err := st.beginGeneration(u.ctx, u.ids[si], u.source, u.start)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUpload, err)
+		}
+		u.mu.Lock()
+		u.gens[si] = g
+		u.mu.Unlock()
+	}
+	tab := st.gens.Load()
+	for _, s := range u.c.Specs {
+		if s.Entity != u.e || s.Store != st.name {
 			continue
 		}
-		if _, err := pipe.Exec(ctx); err != nil {
-			return nil, fmt.Errorf("%w: bump markers on store %s: %w", ErrUpload, st.name, err)
+		f := GenField(s.ID, u.gens[si])
+		if u.opt.InPlace {
+			f = *tab.field(s)
+		}
+		u.fields[s.Index] = &f
+	}
+	u.writers[si] = u.newStoreWriter(st)
+	return nil
+}
+
+// generations returns the generations begun so far, by store.
+func (u *uploader) generations() []uint32 {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.Clone(u.gens)
+}
+
+// uploadSource names the files for the generation records.
+func uploadSource(files []string) string {
+	s := filepath.Base(files[0])
+	if len(files) > 1 {
+		s = fmt.Sprintf("%s and %d more", s, len(files)-1)
+	}
+	return s
+}
+
+// renew extends the leases of the upload's generations until it ends.
+func (u *uploader) renew() {
+	t := time.NewTicker(uploadRenew)
+	defer t.Stop()
+	for {
+		select {
+		case <-u.ctx.Done():
+			return
+		case now := <-t.C:
+			for si, g := range u.generations() {
+				if g == 0 {
+					continue
+				}
+				if err := u.r.stores[si].renewGeneration(u.ctx, g, now); err != nil && u.ctx.Err() == nil {
+					u.cancel(fmt.Errorf("%w: renew lease: %w", ErrUpload, err))
+					return
+				}
+			}
 		}
 	}
-	for name, cmd := range cmds {
-		versions[name] = cmd.Val()
+}
+
+// readAll reads every file and queues its rows.
+func (u *uploader) readAll(ctx context.Context, files []string) error {
+	if u.ctx != nil {
+		ctx = u.ctx
+	}
+	var total int64
+	sizes := make([]int64, len(files))
+	for i, f := range files {
+		if info, err := os.Stat(f); err == nil {
+			sizes[i] = info.Size()
+			total += info.Size()
+		}
+	}
+	p := &progress{u: u, total: total, every: u.opt.ProgressEvery, next: time.Now().Add(u.opt.ProgressEvery)}
+	for i, f := range files {
+		p.file, p.size = f, sizes[i]
+		rows, values := u.rows, u.values
+		if err := u.readFile(ctx, f, p); err != nil {
+			return err
+		}
+		p.base += sizes[i]
+		u.files++
+		u.perFile = append(u.perFile, FileStats{Path: f, Rows: int(u.rows - rows), Values: int(u.values - values)})
+	}
+	p.report(0, true)
+	return nil
+}
+
+func (u *uploader) readFile(ctx context.Context, path string, p *progress) error {
+	format, err := features.TableFormat(path)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", path, err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("upload %s: %w", path, err)
+	}
+	defer f.Close()
+	var t *features.TableReader
+	var counter *countingReader
+	if format == features.FormatParquet {
+		info, err := f.Stat()
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", path, err)
+		}
+		t, err = features.NewParquetReader(f, info.Size(), filepath.Base(path), u.c, u.e.Name)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", path, err)
+		}
+	} else {
+		counter = &countingReader{r: f}
+		t, err = features.NewTableReader(bufio.NewReaderSize(counter, 256<<10), filepath.Base(path), format, u.c, u.e.Name)
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", path, err)
+		}
+	}
+	totalRows, _ := t.TotalRows()
+	for n := 0; ; n++ {
+		row, err := t.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("upload %s: %w", path, err)
+		}
+		if err := u.add(row); err != nil {
+			return fmt.Errorf("upload %s: %w", path, err)
+		}
+		if n&1023 == 0 {
+			if err := context.Cause(ctx); err != nil {
+				return fmt.Errorf("upload %s: %w", path, err)
+			}
+			done := int64(0)
+			if counter != nil {
+				done = counter.n
+			} else if totalRows > 0 {
+				done = p.size * int64(n) / totalRows
+			}
+			p.report(done, false)
+		}
+	}
+}
+
+// add counts a row and, unless this is a dry run, queues its HSETs.
+func (u *uploader) add(row *features.Row) error {
+	u.rows++
+	u.values += int64(len(row.Specs))
+	for _, s := range row.Specs {
+		if u.counts[s.Index] == 0 {
+			if _, ok := u.r.byName[s.Store]; !ok {
+				return fmt.Errorf("%w: feature %s: no store %q", ErrUpload, s.Name, s.Store)
+			}
+		}
+		u.counts[s.Index]++
+	}
+	if u.opt.DryRun || len(row.Specs) == 0 {
+		return nil
+	}
+	for _, s := range row.Specs {
+		if si := u.r.byName[s.Store]; u.writers[si] == nil {
+			if err := u.openStore(si); err != nil {
+				return err
+			}
+		}
+	}
+	key := u.e.Key(row.ID)
+	h := xxhash.Sum64String(key)
+	first := u.r.byName[row.Specs[0].Store]
+	u.writers[first].add(key, h, row, first, u)
+	for i, s := range row.Specs[1:] {
+		si := u.r.byName[s.Store]
+		// The first feature of each other store writes that store's HSET.
+		if si != first && !slices.ContainsFunc(row.Specs[:i+1], func(p *features.Spec) bool { return p.Store == s.Store }) {
+			u.writers[si].add(key, h, row, si, u)
+		}
+	}
+	return nil
+}
+
+// finish flushes the writers and waits for them; it returns the first
+// error of the reading (err) or of the writes.
+func (u *uploader) finish(err error) error {
+	if err != nil {
+		u.cancel(err)
+	}
+	for _, w := range u.writers {
+		if w != nil {
+			w.close()
+		}
+	}
+	for _, w := range u.writers {
+		if w != nil {
+			w.wait()
+		}
+	}
+	if err == nil {
+		err = context.Cause(u.ctx)
+	}
+	if err != nil {
+		u.abort()
+	}
+	return err
+}
+
+// abort stops the upload's goroutines and gives up its generations:
+// their values become garbage.
+func (u *uploader) abort() {
+	if u.cancel != nil {
+		u.cancel(context.Canceled)
+	}
+	u.wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for si, g := range u.generations() {
+		if g != 0 {
+			_ = u.r.stores[si].abortGeneration(ctx, g, u.ids[si]) // a dead upload is collected after its lease anyway
+		}
+	}
+}
+
+// commit switches every feature that got a value to its new generation,
+// store by store, and returns the features' new upload versions.
+func (u *uploader) commit(ctx context.Context) (map[string]int64, error) {
+	defer func() {
+		u.cancel(context.Canceled)
+		u.wg.Wait()
+	}()
+	versions := make(map[string]int64)
+	now := time.Now()
+	var switched []string
+	for si, st := range u.r.stores {
+		if u.writers[si] == nil {
+			continue
+		}
+		var sw []Switch
+		var names []string
+		for _, s := range u.c.Specs {
+			if s.Entity == u.e && s.Store == st.name && u.counts[s.Index] > 0 {
+				sw = append(sw, Switch{ID: s.ID, Rows: u.counts[s.Index]})
+				names = append(names, s.Name)
+			}
+		}
+		var got []int64
+		var err error
+		switch {
+		case u.opt.InPlace:
+			got, err = st.bumpMarkers(ctx, sw)
+		case len(sw) == 0:
+			err = st.abortGeneration(ctx, u.gens[si], u.ids[si])
+		default:
+			got, err = st.switchGeneration(ctx, u.gens[si], sw, u.source, now)
+		}
+		if err != nil {
+			if !u.opt.InPlace {
+				for sj := si; sj < len(u.gens); sj++ {
+					if g := u.gens[sj]; g != 0 {
+						_ = u.r.stores[sj].abortGeneration(context.WithoutCancel(ctx), g, u.ids[sj])
+					}
+				}
+			}
+			if len(switched) > 0 {
+				err = fmt.Errorf("%w (stores %s were switched already; roll their features back to undo)", err, strings.Join(switched, ", "))
+			}
+			return versions, fmt.Errorf("upload: %w: %w", ErrUpload, err)
+		}
+		if len(sw) > 0 {
+			switched = append(switched, st.name)
+		}
+		for i, name := range names {
+			versions[name] = got[i]
+		}
+		if _, err := st.LoadGenerations(ctx); err != nil {
+			return versions, fmt.Errorf("upload: switched, but %w", err)
+		}
 	}
 	return versions, nil
+}
+
+// stats reports what was read and written.
+func (u *uploader) stats() UploadStats {
+	st := UploadStats{Files: u.files, PerFile: u.perFile, Rows: int(u.rows), Values: int(u.values)}
+	for _, s := range u.c.Specs {
+		if u.counts[s.Index] > 0 {
+			st.Features = append(st.Features, s.Name)
+		}
+	}
+	if !u.opt.DryRun && !u.opt.InPlace {
+		st.Generations = make(map[string]uint32)
+		for si, g := range u.gens {
+			if g != 0 {
+				st.Generations[u.r.stores[si].name] = g
+			}
+		}
+	}
+	return st
+}
+
+// progress calls UploadOptions.Progress at most every so often.
+type progress struct {
+	u          *uploader
+	file       string
+	base, size int64 // bytes of the files before this one, and of this one
+	total      int64
+	every      time.Duration
+	next       time.Time
+}
+
+func (p *progress) report(done int64, final bool) {
+	if p.u.opt.Progress == nil {
+		return
+	}
+	now := time.Now()
+	if !final && now.Before(p.next) {
+		return
+	}
+	p.next = now.Add(p.every)
+	pos := p.base + min(done, p.size)
+	if final {
+		pos = p.total
+	}
+	p.u.opt.Progress(UploadProgress{
+		File: p.file, Rows: p.u.rows, Values: p.u.values,
+		Done: pos, Total: p.total, Elapsed: now.Sub(p.u.start),
+	})
+}
+
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(b []byte) (int, error) {
+	n, err := c.r.Read(b)
+	c.n += int64(n)
+	return n, err
+}
+
+// storeWriter sends one store's HSETs through opt.Pipelines pipelines.
+type storeWriter struct {
+	st     *Store
+	u      *uploader
+	shards []*writeShard
+	free   chan *writeBatch
+}
+
+// writeShard is one pipeline: the batch being filled and the goroutine
+// that sends full ones.
+type writeShard struct {
+	cur  *writeBatch
+	full chan *writeBatch
+	done chan struct{}
+}
+
+// writeBatch is the HSETs of up to BatchSize rows, with the memory their
+// arguments live in.
+type writeBatch struct {
+	cmds   []redis.Cmder
+	args   []any
+	keys   []string
+	vals   []string
+	arena  []byte
+	rows   int
+	values int
+}
+
+func (u *uploader) newStoreWriter(st *Store) *storeWriter {
+	n := u.opt.Pipelines
+	w := &storeWriter{st: st, u: u, free: make(chan *writeBatch, 2*n)}
+	for range 2 * n {
+		w.free <- &writeBatch{}
+	}
+	for range n {
+		sh := &writeShard{full: make(chan *writeBatch, 1), done: make(chan struct{})}
+		w.shards = append(w.shards, sh)
+		go w.send(sh)
+	}
+	return w
+}
+
+// add queues the HSET of the row's features that live in store si.
+func (w *storeWriter) add(key string, h uint64, row *features.Row, si int, u *uploader) {
+	sh := w.shards[h%uint64(len(w.shards))]
+	b := sh.cur
+	if b == nil {
+		select {
+		case b = <-w.free:
+		case <-u.ctx.Done():
+			return
+		}
+		sh.cur = b
+	}
+	b.keys = append(b.keys, key)
+	start := len(b.args)
+	b.args = append(b.args, "hset", &b.keys[len(b.keys)-1])
+	for k, s := range row.Specs {
+		if u.r.byName[s.Store] != si {
+			continue
+		}
+		off := len(b.arena)
+		b.arena = features.EncodeStamped(b.arena, row.Values[k], u.unix)
+		// The value is read by go-redis as a string, without boxing a
+		// slice per value; b.arena is not written again until the
+		// batch's pipeline has returned (send resets it), and a grown
+		// arena leaves the old one to the strings that point into it.
+		b.vals = append(b.vals, unsafe.String(unsafe.SliceData(b.arena[off:]), len(b.arena)-off))
+		b.args = append(b.args, u.fields[s.Index], &b.vals[len(b.vals)-1])
+		b.values++
+	}
+	b.cmds = append(b.cmds, redis.NewIntCmd(u.ctx, b.args[start:len(b.args):len(b.args)]...))
+	if b.rows++; b.rows >= u.opt.BatchSize {
+		sh.full <- b
+		sh.cur = nil
+	}
+}
+
+// send runs the pipelines of one shard until its channel closes.
+func (w *storeWriter) send(sh *writeShard) {
+	defer close(sh.done)
+	for b := range sh.full {
+		if w.u.ctx.Err() == nil {
+			pipe := w.st.client.Pipeline()
+			_ = pipe.BatchProcess(w.u.ctx, b.cmds...)
+			if _, err := pipe.Exec(w.u.ctx); err != nil {
+				w.u.cancel(fmt.Errorf("%w: hset store %s: %w", ErrUpload, w.st.name, err))
+			} else {
+				w.u.r.upload.WithLabelValues(w.st.name).Add(float64(b.values))
+			}
+		}
+		b.reset()
+		w.free <- b
+	}
+}
+
+func (b *writeBatch) reset() {
+	clear(b.cmds)
+	clear(b.args)
+	clear(b.keys)
+	clear(b.vals)
+	b.cmds, b.args, b.keys, b.vals, b.arena = b.cmds[:0], b.args[:0], b.keys[:0], b.vals[:0], b.arena[:0]
+	b.rows, b.values = 0, 0
+}
+
+// close sends the batches being filled and closes the shards.
+func (w *storeWriter) close() {
+	for _, sh := range w.shards {
+		if sh.cur != nil && sh.cur.rows > 0 {
+			sh.full <- sh.cur
+		}
+		sh.cur = nil
+		close(sh.full)
+	}
+}
+
+func (w *storeWriter) wait() {
+	for _, sh := range w.shards {
+		<-sh.done
+	}
+}
+
+// bumpMarkers increments the upload markers of the given features and
+// returns their new versions.
+func (s *Store) bumpMarkers(ctx context.Context, sw []Switch) ([]int64, error) {
+	if len(sw) == 0 {
+		return nil, nil
+	}
+	pipe := s.client.Pipeline()
+	cmds := make([]*redis.IntCmd, len(sw))
+	for i, x := range sw {
+		cmds[i] = pipe.HIncrBy(ctx, MarkerKey, GenField(x.ID, 0), 1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, fmt.Errorf("bump markers on store %s: %w", s.name, err)
+	}
+	out := make([]int64, len(sw))
+	for i, c := range cmds {
+		out[i] = c.Val()
+	}
+	return out, nil
 }

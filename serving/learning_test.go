@@ -543,10 +543,16 @@ func TestGuardrail(t *testing.T) {
 		}
 	}
 
-	// Delete store_avg_rating from every store hash.
+	// Delete store_avg_rating from every store hash, in the generation
+	// served.
 	ctx := context.Background()
 	rc := f.rs.Client()
-	field := features.Field("store_avg_rating")
+	var fg retrieval.FeatureGenerations
+	rec, err := rc.HGet(ctx, retrieval.GenerationsKey, features.Field("store_avg_rating")).Result()
+	if err != nil || json.Unmarshal([]byte(rec), &fg) != nil {
+		t.Fatalf("generations of store_avg_rating: %q, %v", rec, err)
+	}
+	field := retrieval.GenField(features.ID("store_avg_rating"), fg.Current.Gen)
 	for i := range 200 {
 		if err := rc.HDel(ctx, "st_"+strconv.Itoa(i), field).Err(); err != nil {
 			t.Fatal(err)

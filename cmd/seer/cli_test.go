@@ -28,7 +28,7 @@ func testCommandLine(t *testing.T, bin string) {
 		{[]string{"--version"}, 0, "seer ", ""},
 		{[]string{"version"}, 0, "seer ", ""},
 		{[]string{"serve", "--help"}, 0, "usage: seer serve --config FILE", ""},
-		{[]string{"upload", "-h"}, 0, "arguments:\n  FILE...", ""},
+		{[]string{"upload", "-h"}, 0, "arguments:\n  FILE|DIR...", ""},
 		{[]string{"validate", "--help"}, 0, "  DIR  a model version directory", ""},
 		{[]string{"simulate", "--help"}, 0, "TRACE...", ""},
 		{[]string{"validate", version, "--catalog", root + "/catalog.yaml"}, 0, "ok: store_ranker@1", ""},

@@ -17,8 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/oracle"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/retrieval"
 	"github.com/seer-ml/seer/serving"
 )
 
@@ -600,8 +602,14 @@ func TestUploadRefusesBadFile(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "bad.csv:3") || !strings.Contains(err.Error(), "store_avg_rating") {
 		t.Fatalf("got %v", err)
 	}
-	if n, _ := rs.Client().DBSize(context.Background()).Result(); n != 0 {
-		t.Errorf("%d keys written from a bad file", n)
+	// Nothing is served: no feature has a generation, and no value was
+	// written (the bad row came before the first batch).
+	ctx := context.Background()
+	if keys, _ := rs.Client().Keys(ctx, "*").Result(); len(keys) != 1 || keys[0] != retrieval.GenerationsKey {
+		t.Errorf("keys %v after a bad file, want only %s", keys, retrieval.GenerationsKey)
+	}
+	if all, _ := rs.Client().HGetAll(ctx, retrieval.GenerationsKey).Result(); all[features.Field("store_avg_rating")] != "" {
+		t.Errorf("a bad file switched store_avg_rating: %v", all)
 	}
 	for _, args := range [][]string{
 		{"upload", "--config", cfg, "--entity", "shop", filepath.Join(dir, "bad.csv")},

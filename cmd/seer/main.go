@@ -39,7 +39,8 @@ const usage = `usage: seer <command> [flags] [arguments]
 
 commands:
   serve     --config FILE                          serve predictions over HTTP (and gRPC)
-  upload    --config FILE --entity NAME FILE...    validate and load feature files
+  upload    --config FILE --entity NAME FILE|DIR... load feature files as a new generation
+            --config FILE --status|--rollback F...|--gc  list, roll back or delete generations
   validate  [--catalog FILE | --config FILE] DIR   check a model version directory
   simulate  [--sizes N,...] (--zipf N,S | TRACE...) replay feature reads through caches of several sizes
   version                                          print the version and exit
@@ -52,10 +53,11 @@ Exit status: 0 on success, 1 on failure, 2 for a usage error.`
 var commands = map[string]struct{ synopsis, about, args string }{
 	"serve": {"seer serve --config FILE [flags]",
 		"Serve predictions over HTTP (and gRPC with grpc_listen) until SIGTERM or SIGINT.", ""},
-	"upload": {"seer upload --config FILE --entity NAME [flags] FILE...",
-		"Check feature files against the catalog, then write them to the stores of their features.",
-		"  FILE...  feature files of entity NAME: .csv, .jsonl or .json (JSON Lines), .parquet;\n" +
-			"           every row of a file is checked before any of it is written"},
+	"upload": {"seer upload --config FILE (--entity NAME [flags] FILE|DIR... | --status [FEATURE...] | --rollback FEATURE... | --gc)",
+		"Load feature files into a new generation of their features and switch to it once every row is written;\n" +
+			"or list, roll back or delete generations. docs/upload.md says more.",
+		"  FILE|DIR...  feature files of entity NAME: .csv, .jsonl or .json (JSON Lines), .parquet, or directories\n" +
+			"               of part files; nothing is served unless every row of every file is good"},
 	"validate": {"seer validate [--catalog FILE | --config FILE] DIR",
 		"Load a model version as the registry would, and print a summary or every problem found.",
 		"  DIR  a model version directory, <models>/<model>/<version>/, holding manifest.yaml and the artifact"},

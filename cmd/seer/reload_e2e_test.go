@@ -133,6 +133,7 @@ predict:
 `, rs.Addr),
 	})
 	cfg := filepath.Join(s.dir, "seer.yaml")
+	var files []string
 	for _, up := range []struct {
 		name string
 		in   *oracle.Table
@@ -153,8 +154,9 @@ predict:
 			}
 		}
 		writeFiles(t, s.dir, map[string]string{up.name: csv.String() + "\n"})
-		upload(t, cfg, "row", filepath.Join(s.dir, up.name))
+		files = append(files, filepath.Join(s.dir, up.name))
 	}
+	upload(t, cfg, "row", files...) // one generation of the features both files share
 	xgbWant := oracle.Read(t, filepath.Join(modelsTestdata, "xgboost/binary_logistic.expected.tsv"))
 	writeCancerVersion(t, s.root, "1", cancerVersion{artifact: "xgboost/binary_logistic.json", format: "xgboost",
 		golden: goldenRow(s.xgbIn, 0, xgbWant.Rows[0][0])}, s.xgbIn.Header)
