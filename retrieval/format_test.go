@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +200,109 @@ func encodeLike(v features.Value, stamp *int64) []byte {
 		return features.Encode(nil, v)
 	}
 	return features.EncodeStamped(nil, v, *stamp)
+}
+
+// TestPythonGeneration: tools/write_generation.py, written from
+// docs/format.md alone, writes and switches a generation on top of one
+// seer uploaded; seer serves exactly its values, rolls them back, and
+// collects what a failed Python upload left. Standalone and cluster.
+func TestPythonGeneration(t *testing.T) {
+	needPython(t)
+	for _, mode := range []string{ModeStandalone, ModeCluster} {
+		t.Run(mode, func(t *testing.T) {
+			e := newShardEnv(t, mode, Config{})
+			ctx := context.Background()
+			ids := allStores()
+			before := e.want(t, 1, ids)
+			var rows strings.Builder
+			for id := 1; id <= shardStores; id++ {
+				cuisine := fmt.Sprintf("%q", "py "+strconv.Itoa(id))
+				if id%5 == 0 {
+					cuisine = "null" // no value in the new generation
+				}
+				fmt.Fprintf(&rows, `{"id": %d, "s_rating": %d.75, "s_cuisine": %s}`+"\n", id, id, cuisine)
+			}
+			file := writeFile(t, "py.jsonl", rows.String())
+			run := func(extra ...string) map[string]any {
+				t.Helper()
+				addr := e.nodes[0].Addr
+				args := []string{filepath.Join("..", "tools", "write_generation.py"), "--addr", addr,
+					"--key", "st_{id}", "--types", "s_rating=float,s_cuisine=string"}
+				if mode == ModeCluster {
+					args = append(args, "--cluster")
+				}
+				cmd := exec.Command(python, append(append(args, extra...), file)...)
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				out, err := cmd.Output()
+				if err != nil {
+					t.Fatalf("write_generation.py: %v\n%s", err, stderr.Bytes())
+				}
+				var rep map[string]any
+				if err := json.Unmarshal(out, &rep); err != nil {
+					t.Fatalf("report %s: %v", out, err)
+				}
+				return rep
+			}
+			rep := run()
+			want := e.want(t, 1, ids)
+			for i, id := range ids {
+				want[i][0] = fmt.Sprintf("redis %d.75", id)
+				want[i][2] = fmt.Sprintf(`redis "py %d"`, id)
+				if id%5 == 0 {
+					want[i][2] = `default "none"`
+				}
+			}
+			// A new pod: fresh stores read the generations first.
+			fresh := func() [][]string {
+				t.Helper()
+				st, err := Open(ctx, "main", e.cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer st.Close()
+				saved := e.r.stores[0]
+				e.r.stores[0] = st
+				defer func() { e.r.stores[0] = saved }()
+				got := e.fetch(t, 1, ids, 5*time.Second)
+				if len(got.degraded) > 0 {
+					t.Fatalf("degraded %v", got.degraded)
+				}
+				return got.rows
+			}
+			if got := fresh(); !cmp.Equal(want, got) {
+				t.Fatalf("the Python generation %v (-want +got):\n%s", rep, cmp.Diff(want, got))
+			}
+			state, err := e.main.Generations(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fg := state.Features[features.ID("s_cuisine")]
+			if float64(fg.Current.Gen) != rep["generation"] || fg.Current.Rows != shardStores-shardStores/5 || fg.Previous == nil || fg.Previous.Gen == 0 {
+				t.Errorf("s_cuisine's record: %+v %+v", fg, fg.Previous)
+			}
+
+			// seer rolls the Python generation back.
+			if _, err := e.r.Rollback(ctx, e.catalog, []string{"s_rating", "s_cuisine"}); err != nil {
+				t.Fatal(err)
+			}
+			if got := fresh(); !cmp.Equal(before, got) {
+				t.Fatalf("after the rollback (-want +got):\n%s", cmp.Diff(before, got))
+			}
+
+			// A Python upload that fails changes nothing served, and what
+			// it wrote is collected.
+			failed := run("--fail-after", "20")
+			if failed["switched"] != false {
+				t.Fatalf("report %v", failed)
+			}
+			if got := fresh(); !cmp.Equal(before, got) {
+				t.Fatalf("after a failed upload (-want +got):\n%s", cmp.Diff(before, got))
+			}
+			st, err := e.r.CollectGarbage(ctx, e.catalog, GCOptions{})
+			if err != nil || st.Fields != 36 {
+				t.Errorf("collection of the failed upload: %+v, %v (want 36 fields: 20 ratings, 16 cuisines)", st, err)
+			}
+		})
+	}
 }

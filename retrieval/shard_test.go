@@ -112,6 +112,7 @@ type shardEnv struct {
 	reg     *prometheus.Registry
 	nodes   []*redistest.Server // main's servers: one, the ring's shards, the cluster's masters
 	cluster *redistest.Cluster
+	cfg     Config // main's
 }
 
 var shardModes = []string{ModeStandalone, ModeRing, ModeCluster}
@@ -145,6 +146,7 @@ func newShardEnv(t testing.TB, mode string, cfg Config) *shardEnv {
 			}
 		}
 	}
+	e.cfg = cfg
 	var err error
 	if e.main, err = Open(context.Background(), "main", cfg); err != nil {
 		t.Fatal(err)

@@ -134,8 +134,12 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		verb = "checked (dry run, nothing written)"
 	}
 	rate := float64(st.Values) / max(st.Elapsed.Seconds(), 1e-9)
-	fmt.Fprintf(stdout, "%s %d rows, %d values of %d features from %d files in %s (%s values/s)",
-		verb, st.Rows, st.Values, len(st.Features), st.Files, st.Elapsed.Round(time.Millisecond), si(rate))
+	files := "files"
+	if st.Files == 1 {
+		files = "file"
+	}
+	fmt.Fprintf(stdout, "%s %d rows, %d values of %d features from %d %s in %s (%s values/s)",
+		verb, st.Rows, st.Values, len(st.Features), st.Files, files, st.Elapsed.Round(time.Millisecond), si(rate))
 	var gens []string
 	for _, store := range slices.Sorted(maps.Keys(st.Generations)) {
 		gens = append(gens, fmt.Sprintf("generation %d on store %s", st.Generations[store], store))
