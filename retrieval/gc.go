@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -209,7 +210,7 @@ func (s *Store) claimDead(ctx context.Context, g uint32, now time.Time) (bool, e
 // batch at a time, and deletes the fields from each with one pipeline of
 // HDELs per batch. It returns the keys scanned and the fields deleted.
 func (s *Store) deleteFields(ctx context.Context, pattern string, fields []string, batch int) (int64, int64, error) {
-	var keys, deleted int64
+	var keys, deleted atomic.Int64 // a cluster's masters are scanned in parallel
 	scanNode := func(ctx context.Context, c *redis.Client) error {
 		var cursor uint64
 		for {
@@ -218,7 +219,7 @@ func (s *Store) deleteFields(ctx context.Context, pattern string, fields []strin
 				return fmt.Errorf("scan %s: %w", c.Options().Addr, err)
 			}
 			if len(page) > 0 {
-				keys += int64(len(page))
+				keys.Add(int64(len(page)))
 				pipe := s.client.Pipeline()
 				cmds := make([]*redis.IntCmd, len(page))
 				args := make([]any, 0, len(page)*(2+len(fields)))
@@ -235,7 +236,7 @@ func (s *Store) deleteFields(ctx context.Context, pattern string, fields []strin
 					return fmt.Errorf("hdel: %w", err)
 				}
 				for _, cmd := range cmds {
-					deleted += cmd.Val()
+					deleted.Add(cmd.Val())
 				}
 			}
 			if cursor = next; cursor == 0 {
@@ -253,7 +254,7 @@ func (s *Store) deleteFields(ctx context.Context, pattern string, fields []strin
 			}
 		}
 	}
-	return keys, deleted, err
+	return keys.Load(), deleted.Load(), err
 }
 
 // forgetGarbage removes the given features from the garbage records of
