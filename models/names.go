@@ -71,3 +71,19 @@ func CheckInputNames(m Model, inputs []string) (named bool, err error) {
 	return true, fmt.Errorf("%w: %s; list the inputs in the artifact's order (an input named otherwise than its column gives the column's name as column: NAME)",
 		ErrInputNames, strings.Join(diffs, "; "))
 }
+
+// Tensored is implemented by models whose columns fill named tensors:
+// ONNX graph inputs.
+type Tensored interface {
+	// InputTensors returns, per column, the name of the tensor it fills.
+	InputTensors() []string
+}
+
+// InputTensors returns, per column of m, the tensor it fills, or nil when
+// m's columns fill no named tensors.
+func InputTensors(m Model) []string {
+	if t, ok := m.(Tensored); ok {
+		return t.InputTensors()
+	}
+	return nil
+}

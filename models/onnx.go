@@ -147,3 +147,14 @@ func (m *onnxModel) InputNames() []string {
 	}
 	return names
 }
+
+// InputTensors returns, per column, the graph input it fills.
+func (m *onnxModel) InputTensors() []string {
+	tensors := make([]string, m.columns)
+	for k, p := range m.g.Inputs() {
+		for _, c := range m.cols[k] {
+			tensors[c] = p.Name
+		}
+	}
+	return tensors
+}

@@ -1,7 +1,8 @@
 // Command seer is the ranking and prediction service: it serves predictions
 // over HTTP (serve), loads features into the stores (upload), checks model
-// versions before they ship (validate), and estimates the feature cache's
-// hit rate from a trace of reads (simulate).
+// versions before they ship (validate), writes a manifest for a model
+// artifact (manifest), and estimates the feature cache's hit rate from a
+// trace of reads (simulate).
 package main
 
 import (
@@ -42,6 +43,7 @@ commands:
   upload    --config FILE --entity NAME FILE|DIR... load feature files as a new generation
             --config FILE --status|--rollback F...|--gc  list, roll back or delete generations
   validate  [--catalog FILE | --config FILE] DIR   check a model version directory
+  manifest  --catalog FILE [--name N --version V] ARTIFACT  print a manifest for a model artifact
   simulate  [--sizes N,...] (--zipf N,S | TRACE...) replay feature reads through caches of several sizes
   version                                          print the version and exit
 
@@ -61,6 +63,11 @@ var commands = map[string]struct{ synopsis, about, args string }{
 	"validate": {"seer validate [--catalog FILE | --config FILE] DIR",
 		"Load a model version as the registry would, and print a summary or every problem found.",
 		"  DIR  a model version directory, <models>/<model>/<version>/, holding manifest.yaml and the artifact"},
+	"manifest": {"seer manifest (--catalog FILE | --config FILE) [--name N] [--version V] ARTIFACT",
+		"Print a manifest for a model artifact: its format from its bytes, one input per model column named as\n" +
+			"the artifact names it, a catalog feature where the catalog has one of that name and a request input\n" +
+			"(marked TODO) otherwise. Golden rows are left to you; save it as manifest.yaml beside the artifact.",
+		"  ARTIFACT  a LightGBM, XGBoost, scikit-learn (seer's export) or ONNX model file"},
 	"simulate": {"seer simulate [flags] (--zipf N,S | TRACE...)",
 		"Replay feature reads through caches of several sizes and print the hit-rate curve.",
 		"  TRACE...  trace files: JSON lines as the cache's trace writes them, or redis-cli MONITOR\n" +
@@ -111,6 +118,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		err = runUpload(ctx, args[1:], stdout, stderr)
 	case "validate":
 		err = runValidate(ctx, args[1:], stdout, stderr)
+	case "manifest":
+		err = runManifest(ctx, args[1:], stdout, stderr)
 	case "simulate":
 		err = runSimulate(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

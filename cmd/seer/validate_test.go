@@ -77,19 +77,7 @@ func TestValidateInputNames(t *testing.T) {
 	copyFile(t, good+"/model.txt", filepath.Join(lgb, "model.txt"))
 	writeFiles(t, lgb, map[string]string{"manifest.yaml": text})
 
-	f, err := os.Open(filepath.Join(modelsTestdata, "xgboost/numeric200.ubj.gz"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	numeric, err := io.ReadAll(z)
-	if err != nil {
-		t.Fatal(err)
-	}
+	numeric := gunzip(t, filepath.Join(modelsTestdata, "xgboost/numeric200.ubj.gz"))
 	cols := []string{"f00", "f01", "f02", "f03", "f04", "f05", "f06", "f07", "f08", "f09", "f10", "f11", "f12", "f13", "f14", "f15"}
 	swapped := slices.Clone(cols)
 	swapped[3], swapped[4] = swapped[4], swapped[3]
@@ -133,4 +121,23 @@ func TestValidateInputNames(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gunzip returns the content of a gzipped file.
+func gunzip(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }
