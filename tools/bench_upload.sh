@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Upload throughput against Redis's own floor. It writes R rows of F float
-# features (tools/uploadgen) as CSV and JSON Lines, and the HSET
+# features (tools/uploadgen) as CSV, JSON Lines and Parquet, and the HSET
 # commands that load the same hashes; then, round after round, it loads
 # each into a fresh redis-server: the commands with `redis-cli --pipe`
 # (the floor) and each file with `seer upload`, interleaved. It prints, per
@@ -12,7 +12,7 @@
 #   tools/bench_upload.sh [rounds, default 3] [rows, default 200000] [features, default 30]
 #
 # Needs redis-server, redis-cli, GNU time (/usr/bin/time) and go. Set
-# FORMATS to choose what runs (default "pipe csv jsonl"), and
+# FORMATS to choose what runs (default "pipe csv jsonl parquet"), and
 # SEER_FLAGS to pass flags to seer upload. Everything it starts is
 # stopped on exit.
 set -euo pipefail
@@ -21,7 +21,7 @@ SEER=${SEER:-/tmp/seer}
 ROUNDS=${1:-3}
 ROWS=${2:-200000}
 NF=${3:-30}
-FORMATS=${FORMATS:-pipe csv jsonl}
+FORMATS=${FORMATS:-pipe csv jsonl parquet}
 WORK=$(mktemp -d)
 REDIS_PID=
 cleanup() {

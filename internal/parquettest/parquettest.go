@@ -83,11 +83,36 @@ func (c Column) node() (parquet.Node, error) {
 // []float64, []string (nil for a null list, empty for an empty one) or an
 // []any whose nil items are null items.
 func Write(w io.Writer, cols []Column, rows [][]any, opt Options) error {
+	fw, err := NewWriter(w, cols, opt)
+	if err != nil {
+		return err
+	}
+	for _, r := range rows {
+		if err := fw.WriteRow(r); err != nil {
+			return err
+		}
+	}
+	return fw.Close()
+}
+
+// Writer writes a file row by row, holding a batch of rows and the row
+// group being built.
+type Writer struct {
+	pw       *parquet.Writer
+	cols     []Column
+	leaves   []parquet.LeafColumn
+	byColumn [][]parquet.Value
+	batch    []parquet.Row
+	n        int
+}
+
+// NewWriter starts a file of the given columns on w; Close ends it.
+func NewWriter(w io.Writer, cols []Column, opt Options) (*Writer, error) {
 	group := parquet.Group{}
 	for _, c := range cols {
 		n, err := c.node()
 		if err != nil {
-			return err
+			return nil, err
 		}
 		group[c.Name] = n
 	}
@@ -100,7 +125,7 @@ func Write(w io.Writer, cols []Column, rows [][]any, opt Options) error {
 		}
 		leaf, ok := schema.Lookup(path...)
 		if !ok {
-			return fmt.Errorf("parquettest: no leaf column %v", path)
+			return nil, fmt.Errorf("parquettest: no leaf column %v", path)
 		}
 		leaves[j] = leaf
 	}
@@ -114,45 +139,53 @@ func Write(w io.Writer, cols []Column, rows [][]any, opt Options) error {
 	if opt.PageBytes > 0 {
 		options = append(options, parquet.PageBufferSize(opt.PageBytes))
 	}
-	pw := parquet.NewWriter(w, options...)
-	byColumn := make([][]parquet.Value, len(schema.Columns()))
-	batch := make([]parquet.Row, 0, 256)
-	flush := func() error {
-		if _, err := pw.WriteRows(batch); err != nil {
-			return err
-		}
-		batch = batch[:0]
-		return nil
+	return &Writer{
+		pw: parquet.NewWriter(w, options...), cols: cols, leaves: leaves,
+		byColumn: make([][]parquet.Value, len(schema.Columns())), batch: make([]parquet.Row, 0, 256),
+	}, nil
+}
+
+// WriteRow adds one row: r[j] is the value of column j, as Write says.
+func (fw *Writer) WriteRow(r []any) error {
+	if len(r) != len(fw.cols) {
+		return fmt.Errorf("parquettest: row %d has %d values for %d columns", fw.n, len(r), len(fw.cols))
 	}
-	for i, r := range rows {
-		if len(r) != len(cols) {
-			return fmt.Errorf("parquettest: row %d has %d values for %d columns", i, len(r), len(cols))
-		}
-		for j := range byColumn {
-			byColumn[j] = byColumn[j][:0]
-		}
-		for j, c := range cols {
-			vals, err := cell(c, leaves[j], r[j])
-			if err != nil {
-				return fmt.Errorf("parquettest: row %d, column %s: %w", i, c.Name, err)
-			}
-			byColumn[leaves[j].ColumnIndex] = vals
-		}
-		var row parquet.Row
-		for _, vals := range byColumn {
-			row = append(row, vals...)
-		}
-		batch = append(batch, row)
-		if len(batch) == cap(batch) {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
+	for j := range fw.byColumn {
+		fw.byColumn[j] = fw.byColumn[j][:0]
 	}
-	if err := flush(); err != nil {
+	for j, c := range fw.cols {
+		vals, err := cell(c, fw.leaves[j], r[j])
+		if err != nil {
+			return fmt.Errorf("parquettest: row %d, column %s: %w", fw.n, c.Name, err)
+		}
+		fw.byColumn[fw.leaves[j].ColumnIndex] = vals
+	}
+	var row parquet.Row
+	for _, vals := range fw.byColumn {
+		row = append(row, vals...)
+	}
+	fw.batch = append(fw.batch, row)
+	fw.n++
+	if len(fw.batch) == cap(fw.batch) {
+		return fw.flush()
+	}
+	return nil
+}
+
+func (fw *Writer) flush() error {
+	if _, err := fw.pw.WriteRows(fw.batch); err != nil {
 		return err
 	}
-	return pw.Close()
+	fw.batch = fw.batch[:0]
+	return nil
+}
+
+// Close writes the rows still held and the footer.
+func (fw *Writer) Close() error {
+	if err := fw.flush(); err != nil {
+		return err
+	}
+	return fw.pw.Close()
 }
 
 // WriteFile writes a file at path, creating its directory.

@@ -1,6 +1,7 @@
 // Command uploadgen writes the data of tools/bench_upload.sh: a catalog of
-// F float features of one entity type, the same R rows as CSV and JSON
-// Lines, and the HSET commands that load exactly those hashes, in the
+// F float features of one entity type, the same R rows as CSV, JSON Lines
+// and Parquet (snappy pages, row groups of 100,000 rows, as Spark writes
+// them), and the HSET commands that load exactly those hashes, in the
 // Redis protocol that `redis-cli --pipe` reads. The values are encoded
 // from docs/format.md here, independently of seer's code, so that the
 // floor they measure is Redis's own.
@@ -20,6 +21,8 @@ import (
 	"strconv"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/seer-ml/seer/internal/parquettest"
 )
 
 func main() {
@@ -58,6 +61,20 @@ func run(dir string, rows, nf int, stamp int64) error {
 		fmt.Fprintf(cat, "  - {name: %s, entity: store, type: float, store: main}\n", n)
 	}
 	csv, jsonl, resp := files["data.csv"], files["data.jsonl"], files["data.resp"]
+	pf, err := os.Create(filepath.Join(dir, "data.parquet"))
+	if err != nil {
+		return err
+	}
+	cols := []parquettest.Column{{Name: "id", Type: "int64"}}
+	for _, n := range names {
+		cols = append(cols, parquettest.Column{Name: n, Type: "double"})
+	}
+	pbuf := bufio.NewWriterSize(pf, 1<<20)
+	pq, err := parquettest.NewWriter(pbuf, cols, parquettest.Options{RowGroupRows: 100000})
+	if err != nil {
+		return err
+	}
+	prow := make([]any, 1+nf)
 	csv.WriteString("id")
 	for _, n := range names {
 		csv.WriteString("," + n)
@@ -72,10 +89,12 @@ func run(dir string, rows, nf int, stamp int64) error {
 		key := "st_" + id
 		csv.WriteString(id)
 		jsonl.WriteString(`{"id":` + id)
+		prow[0] = int64(r + 1)
 		fmt.Fprintf(resp, "*%d\r\n$4\r\nHSET\r\n$%d\r\n%s\r\n", 2+2*nf, len(key), key)
 		for i := range nf {
 			// Four decimals, as batch jobs usually write them.
 			x := math.Round(rng.NormFloat64()*1e6) / 1e4
+			prow[1+i] = x
 			num = strconv.AppendFloat(num[:0], x, 'f', -1, 64)
 			csv.WriteByte(',')
 			csv.Write(num)
@@ -92,6 +111,18 @@ func run(dir string, rows, nf int, stamp int64) error {
 		}
 		csv.WriteByte('\n')
 		jsonl.WriteString("}\n")
+		if err := pq.WriteRow(prow); err != nil {
+			return err
+		}
+	}
+	if err := pq.Close(); err != nil {
+		return err
+	}
+	if err := pbuf.Flush(); err != nil {
+		return err
+	}
+	if err := pf.Close(); err != nil {
+		return err
 	}
 	for _, w := range files {
 		if err := w.Flush(); err != nil {
