@@ -98,7 +98,7 @@ func Write(w io.Writer, cols []Column, rows [][]any, opt Options) error {
 // Writer writes a file row by row, holding a batch of rows and the row
 // group being built.
 type Writer struct {
-	pw       *parquet.Writer
+	pw       *parquet.GenericWriter[any]
 	cols     []Column
 	leaves   []parquet.LeafColumn
 	byColumn [][]parquet.Value
@@ -140,7 +140,7 @@ func NewWriter(w io.Writer, cols []Column, opt Options) (*Writer, error) {
 		options = append(options, parquet.PageBufferSize(opt.PageBytes))
 	}
 	return &Writer{
-		pw: parquet.NewWriter(w, options...), cols: cols, leaves: leaves,
+		pw: parquet.NewGenericWriter[any](w, options...), cols: cols, leaves: leaves,
 		byColumn: make([][]parquet.Value, len(schema.Columns())), batch: make([]parquet.Row, 0, 256),
 	}, nil
 }
