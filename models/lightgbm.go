@@ -192,6 +192,9 @@ func (lm *lgbModel) forest() (*Forest, error) {
 	if err := f.Check(); err != nil {
 		return nil, fmt.Errorf("load lightgbm: %w", err)
 	}
+	// Only the compiled form is kept: the trees as Nodes take three
+	// times its memory, and nothing reads them once compiled.
+	f.Trees = nil
 	return f, nil
 }
 

@@ -82,7 +82,7 @@ func Verify(format string, data []byte, opt Options, m Model, x []float64, nrows
 		return v, fmt.Errorf("verify: %d inputs for %d rows of %d features", len(x), nrows, nf)
 	}
 	probes := ProbeRows(m, ProbeCount, 1)
-	if f, ok := m.(*Forest); ok && f.linear() {
+	if f, ok := m.(*Forest); ok && f.linearLeaves() {
 		if m, err = f.constantLeaves(); err != nil {
 			return v, err
 		}
@@ -172,58 +172,87 @@ func ProbeRows(m Model, n int, seed uint64) []float64 {
 	return x
 }
 
-// forestProbes returns, per input column, the values near f's splits on it.
+// forestProbes returns, per input column, the values near f's splits on
+// it, read from its compiled form (a loader may have dropped its trees).
 func forestProbes(f *Forest) [][]float64 {
-	seen := make([]map[float64]bool, f.Features)
 	cands := make([][]float64, f.Features)
-	add := func(c int32, v float64) {
+	c, err := f.compiled()
+	if err != nil {
+		return cands
+	}
+	seen := make([]map[float64]bool, f.Features)
+	add := func(col int32, v float64) {
 		// Inputs between LightGBM's zero threshold (1e-35 as float32) and
 		// 1e-35 are zero to LightGBM and not to leaves: neither is probed.
 		if a := math.Abs(v); a > 1e-35 && a <= zeroBand {
 			return
 		}
-		if seen[c] == nil {
-			seen[c] = make(map[float64]bool)
+		if seen[col] == nil {
+			seen[col] = make(map[float64]bool)
 		}
-		if !seen[c][v] && len(cands[c]) < 4096 {
-			seen[c][v] = true
-			cands[c] = append(cands[c], v)
+		if !seen[col][v] && len(cands[col]) < 4096 {
+			seen[col][v] = true
+			cands[col] = append(cands[col], v)
 		}
 	}
-	for _, t := range f.Trees {
-		for _, n := range t.Nodes {
-			if n.Feature < 0 || int(n.Feature) >= f.Features {
+	addCodes := func(col int32, bits []uint64) {
+		for w, word := range bits[:min(len(bits), 4)] {
+			for b := range 64 {
+				if word&(1<<b) != 0 {
+					add(col, float64(64*w+b))
+					add(col, float64(64*w+b)+0.5)
+				}
+			}
+		}
+		for _, v := range []float64{-0.5, -1, -1.5, 62, 64, 1 << 24, 1e10, -1e10} {
+			add(col, v)
+		}
+	}
+	// What each slot holds: a numeric column, a categorical column's
+	// one-hot code, or a wide categorical split.
+	const numeric, oneHot = 1, 2
+	kind := make([]uint8, c.slots)
+	feat := make([]int32, c.slots)
+	for _, n := range c.num {
+		for _, s := range [...]int32{n.low, n.high, n.zeroLow, n.zeroHigh} {
+			if s >= 0 {
+				kind[s], feat[s] = numeric, n.feat
+			}
+		}
+	}
+	for _, n := range c.cat {
+		for _, s := range [...]int32{n.known, n.missing} {
+			if s >= 0 {
+				kind[s], feat[s] = oneHot, n.feat
+			}
+		}
+	}
+	for _, w := range c.wide {
+		addCodes(w.feat, w.cats.right)
+		addCodes(w.feat, w.cats.known)
+	}
+	for i, n := range c.nodes {
+		if n.right == uint32(i)*nodeBytes {
+			continue // a leaf
+		}
+		s := n.slot / (blockRows * 8)
+		switch kind[s] {
+		case numeric:
+			if n.thr == keyNaNLow {
+				continue // no threshold: every number goes right
+			}
+			if c.f32 {
+				t := unkey32(n.thr + 1) // the split is float32(x) < t
+				add(feat[s], float64(t))
+				add(feat[s], float64(math.Nextafter32(t, float32(math.Inf(-1)))))
 				continue
 			}
-			if n.Cats == nil && n.CatsKnown == nil {
-				th := n.Threshold
-				if math.IsNaN(th) {
-					continue
-				}
-				add(n.Feature, th)
-				add(n.Feature, math.Nextafter(th, math.Inf(1)))
-				add(n.Feature, math.Nextafter(th, math.Inf(-1)))
-				if f.Split == SplitLess32 {
-					t32 := float64(float32(th))
-					add(n.Feature, t32)
-					add(n.Feature, float64(math.Nextafter32(float32(th), float32(math.Inf(-1)))))
-				}
-				continue
-			}
-			for _, bits := range [][]uint64{n.Cats, n.CatsKnown} {
-				for w, word := range bits[:min(len(bits), 4)] {
-					for b := range 64 {
-						if word&(1<<b) != 0 {
-							code := float64(64*w + b)
-							add(n.Feature, code)
-							add(n.Feature, code+0.5)
-						}
-					}
-				}
-			}
-			for _, v := range []float64{-0.5, -1, -1.5, 62, 64, 1 << 24, 1e10, -1e10} {
-				add(n.Feature, v)
-			}
+			t := unkey64(n.thr) // the split is x <= t
+			add(feat[s], t)
+			add(feat[s], math.Nextafter(t, math.Inf(1)))
+			add(feat[s], math.Nextafter(t, math.Inf(-1)))
+		case oneHot:
+			addCodes(feat[s], []uint64{n.mask &^ (bitLargeCode | bitMissing)})
 		}
 	}
 	return cands

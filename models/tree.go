@@ -102,7 +102,10 @@ type Forest struct {
 	// Outputs is the number of margins per row, the trees' outputs.
 	Outputs int
 	// Base is the initial margin of each output; nil means zeros.
-	Base  []float64
+	Base []float64
+	// Trees may be set to nil once the forest is compiled: it then keeps
+	// only the compiled form (the LightGBM loader does, to halve what a
+	// loaded model holds).
 	Trees []Tree
 	Split Split
 	// Sum32 accumulates margins in float32, tree by tree, as XGBoost does.
@@ -145,8 +148,12 @@ func (f *Forest) NumOutputs() int {
 // range or loop: from each tree's root (node 0) the children form a tree
 // (no node reached twice), leaves index inside Leaves and features inside
 // the row; nodes no split reaches are ignored. It then compiles the forest
-// for Predict. Errors wrap ErrArtifact.
+// for Predict. Once it has succeeded, Check does nothing more. Errors wrap
+// ErrArtifact.
 func (f *Forest) Check() error {
+	if f.code.Load() != nil {
+		return nil
+	}
 	c, err := compileForest(f)
 	if err != nil {
 		return err
@@ -157,12 +164,9 @@ func (f *Forest) Check() error {
 
 // Predict scores nrows rows of x into dst.
 func (f *Forest) Predict(dst, x []float64, nrows int) error {
-	c := f.code.Load()
-	if c == nil {
-		if err := f.Check(); err != nil {
-			return fmt.Errorf("predict: %w", err)
-		}
-		c = f.code.Load()
+	c, err := f.compiled()
+	if err != nil {
+		return fmt.Errorf("predict: %w", err)
 	}
 	nout := f.NumOutputs()
 	if nrows < 0 || len(x) < nrows*f.Features || len(dst) < nrows*nout {
@@ -173,27 +177,34 @@ func (f *Forest) Predict(dst, x []float64, nrows int) error {
 	return nil
 }
 
-// linear reports whether some leaves of f are linear.
-func (f *Forest) linear() bool {
-	for _, t := range f.Trees {
-		if t.Linear != nil {
-			return true
-		}
-	}
-	return false
+// linearLeaves reports whether some leaves of f are linear.
+func (f *Forest) linearLeaves() bool {
+	c, err := f.compiled()
+	return err == nil && c.lin != nil
 }
 
-// constantLeaves returns a copy of f whose leaves are all constant: each
-// linear leaf scores its constant value.
+// compiled returns f's compiled form, compiling it first when needed.
+func (f *Forest) compiled() (*forestCode, error) {
+	if c := f.code.Load(); c != nil {
+		return c, nil
+	}
+	if err := f.Check(); err != nil {
+		return nil, err
+	}
+	return f.code.Load(), nil
+}
+
+// constantLeaves returns a forest that scores like f except that each
+// linear leaf scores its constant value. It shares f's compiled form.
 func (f *Forest) constantLeaves() (*Forest, error) {
+	c, err := f.compiled()
+	if err != nil {
+		return nil, err
+	}
 	g := &Forest{
 		Features: f.Features, Outputs: f.Outputs, Base: f.Base, Split: f.Split, Sum32: f.Sum32,
 		Link: f.Link, Argmax: f.Argmax, TruncCategories: f.TruncCategories, Names: f.Names,
-		Trees: make([]Tree, len(f.Trees)),
 	}
-	for i, t := range f.Trees {
-		t.Linear = nil
-		g.Trees[i] = t
-	}
-	return g, g.Check()
+	g.code.Store(c.withoutLinear())
+	return g, nil
 }

@@ -620,3 +620,33 @@ func TestForestVerify(t *testing.T) {
 		}
 	}
 }
+
+// TestKeysRoundTrip: unkey64 and unkey32 invert ukey64 and ukey32, and
+// the keys keep the order of the numbers.
+func TestKeysRoundTrip(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	prev64, prev32 := uint64(keyNaNLow), uint64(keyNaNLow)
+	for i, x := range []float64{math.Inf(-1), -math.MaxFloat64, -1, -math.SmallestNonzeroFloat64, 0, math.SmallestNonzeroFloat64, 1, math.MaxFloat64, math.Inf(1)} {
+		k64, k32 := ukey64(x), ukey32(float32(x))
+		if k64 <= prev64 || (i > 0 && k32 < prev32) || k64 == keyNaNHigh || k32 == keyNaNHigh {
+			t.Errorf("%v: keys %#x, %#x out of order", x, k64, k32)
+		}
+		prev64, prev32 = k64, k32
+	}
+	for range 100000 {
+		x := math.Float64frombits(rng.Uint64())
+		if x != x {
+			continue
+		}
+		if got := unkey64(ukey64(x)); got != x || (x == 0 && math.Signbit(got)) {
+			t.Fatalf("unkey64(ukey64(%v)) = %v", x, got)
+		}
+		x32 := math.Float32frombits(rng.Uint32())
+		if x32 != x32 {
+			continue
+		}
+		if got := unkey32(ukey32(x32)); got != x32 {
+			t.Fatalf("unkey32(ukey32(%v)) = %v", x32, got)
+		}
+	}
+}

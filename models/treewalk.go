@@ -240,6 +240,18 @@ func ukey64(x float64) uint64 {
 	return uint64(b^(b>>63)&math.MaxInt64) ^ 1<<63
 }
 
+// unkey64 is the inverse of ukey64.
+func unkey64(k uint64) float64 {
+	b := int64(k ^ 1<<63)
+	return math.Float64frombits(uint64(b ^ (b>>63)&math.MaxInt64))
+}
+
+// unkey32 is the inverse of ukey32.
+func unkey32(k uint64) float32 {
+	b := int32(uint32(k-1) ^ 1<<31)
+	return math.Float32frombits(uint32(b ^ (b>>31)&math.MaxInt32))
+}
+
 // ukey32 is ukey64 for float32, in 1..2^32.
 func ukey32(x float32) uint64 {
 	x += 0
@@ -565,6 +577,18 @@ func (c *forestCode) addLeaf(f *Forest, t *Tree, vals []float64) int32 {
 		}
 	}
 	return int32(at)
+}
+
+// withoutLinear returns a copy of c whose linear leaves score their
+// constant values; it shares c's arrays.
+func (c *forestCode) withoutLinear() *forestCode {
+	cc := &forestCode{
+		nodes: c.nodes, trees: c.trees, width: c.width, leaf64: c.leaf64, leaf32: c.leaf32,
+		scalar: c.scalar, slots: c.slots, one: c.one, num: c.num, cat: c.cat, wide: c.wide,
+		f32: c.f32, trunc: c.trunc,
+	}
+	cc.bufs.New = c.bufs.New
+	return cc
 }
 
 // verify checks what the walk relies on to stay inside its arrays: every
