@@ -213,6 +213,7 @@ type uploader struct {
 	fields []*string
 
 	source  string
+	storeOf []int      // by catalog index: the feature's store, -1 when the retriever lacks it
 	mu      sync.Mutex // guards gens, which renew reads
 	counts  []int64    // values per feature, by catalog index
 	rows    int64
@@ -243,8 +244,15 @@ func newUploader(r *Retriever, c *features.Catalog, e *features.Entity, opt Uplo
 	if stamp.IsZero() {
 		stamp = start
 	}
+	storeOf := make([]int, len(c.Specs))
+	for _, s := range c.Specs {
+		storeOf[s.Index] = -1
+		if si, ok := r.byName[s.Store]; ok {
+			storeOf[s.Index] = si
+		}
+	}
 	return &uploader{
-		r: r, c: c, e: e, opt: opt, unix: stamp.Unix(), start: start,
+		r: r, c: c, e: e, opt: opt, unix: stamp.Unix(), start: start, storeOf: storeOf,
 		gens: make([]uint32, len(r.stores)), ids: make([][]uint32, len(r.stores)),
 		writers: make([]*storeWriter, len(r.stores)),
 		fields:  make([]*string, len(c.Specs)), counts: make([]int64, len(c.Specs)),
@@ -441,18 +449,20 @@ func (u *uploader) add(row *features.Row) error {
 	u.rows++
 	u.values += int64(len(row.Specs))
 	for _, s := range row.Specs {
-		if u.counts[s.Index] == 0 {
-			if _, ok := u.r.byName[s.Store]; !ok {
-				return fmt.Errorf("%w: feature %s: no store %q", ErrUpload, s.Name, s.Store)
-			}
+		if u.counts[s.Index] == 0 && u.storeOf[s.Index] < 0 {
+			return fmt.Errorf("%w: feature %s: no store %q", ErrUpload, s.Name, s.Store)
 		}
 		u.counts[s.Index]++
 	}
 	if u.opt.DryRun || len(row.Specs) == 0 {
 		return nil
 	}
+	first := u.storeOf[row.Specs[0].Index]
+	single := true
 	for _, s := range row.Specs {
-		if si := u.r.byName[s.Store]; u.writers[si] == nil {
+		si := u.storeOf[s.Index]
+		single = single && si == first
+		if u.writers[si] == nil {
 			if err := u.openStore(si); err != nil {
 				return err
 			}
@@ -460,12 +470,14 @@ func (u *uploader) add(row *features.Row) error {
 	}
 	key := u.e.Key(row.ID)
 	h := xxhash.Sum64String(key)
-	first := u.r.byName[row.Specs[0].Store]
 	u.writers[first].add(key, h, row, first, u)
+	if single {
+		return nil
+	}
 	for i, s := range row.Specs[1:] {
-		si := u.r.byName[s.Store]
+		si := u.storeOf[s.Index]
 		// The first feature of each other store writes that store's HSET.
-		if si != first && !slices.ContainsFunc(row.Specs[:i+1], func(p *features.Spec) bool { return p.Store == s.Store }) {
+		if si != first && !slices.ContainsFunc(row.Specs[:i+1], func(p *features.Spec) bool { return u.storeOf[p.Index] == si }) {
 			u.writers[si].add(key, h, row, si, u)
 		}
 	}
@@ -689,7 +701,7 @@ func (w *storeWriter) add(key string, h uint64, row *features.Row, si int, u *up
 	start := len(b.args)
 	b.args = append(b.args, "hset", &b.keys[len(b.keys)-1])
 	for k, s := range row.Specs {
-		if u.r.byName[s.Store] != si {
+		if u.storeOf[s.Index] != si {
 			continue
 		}
 		off := len(b.arena)
