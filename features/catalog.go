@@ -28,30 +28,88 @@ func ID(name string) uint32 { return uint32(xxhash.Sum64String(name)) }
 func Field(name string) string { return strconv.FormatUint(uint64(ID(name)), 10) }
 
 // Entity is an entity type, such as a store or a consumer: the things
-// features describe. Each entity lives in one Redis hash per id.
+// features describe. Each entity lives in one Redis hash per id. A
+// composite entity type, such as a consumer and a store together, has no
+// id of its own: its key is built from the ids of its components.
 type Entity struct {
-	Name   string
-	prefix string
-	suffix string
+	Name string
+	// parts are the template's text around its placeholders: one more
+	// than the placeholders ({id}, or the components).
+	parts      []string
+	components []*Entity
 }
 
-// Key returns the Redis key of the entity with the given id.
-func (e *Entity) Key(id string) string { return e.prefix + id + e.suffix }
+// Composite reports whether the entity type's key is built from the ids
+// of other entity types.
+func (e *Entity) Composite() bool { return len(e.components) > 0 }
+
+// Components returns the entity types whose ids make a composite entity's
+// key, in the template's order; nil for a simple one.
+func (e *Entity) Components() []*Entity { return e.components }
+
+// Key returns the Redis key of the entity with the given id. For a
+// composite entity type, use AppendKeys.
+func (e *Entity) Key(id string) string { return e.parts[0] + id + e.parts[len(e.parts)-1] }
 
 // AppendKey appends the Redis key of the entity with the given id to dst.
 func (e *Entity) AppendKey(dst []byte, id string) []byte {
-	dst = append(dst, e.prefix...)
+	dst = append(dst, e.parts[0]...)
 	dst = append(dst, id...)
-	return append(dst, e.suffix...)
+	return append(dst, e.parts[len(e.parts)-1]...)
+}
+
+// ErrID is wrapped by the errors of AppendKeys.
+var ErrID = errors.New("bad entity id")
+
+// AppendKeys appends the key of a composite entity to dst, from the ids
+// of its components in Components' order. So that the keys of two
+// different pairs of ids can never be the same, an id must not hold the
+// first byte of the text that follows it in the template (the ":" of
+// "cs_{consumer}:{store}"); such an id is refused with an error wrapping
+// ErrID, and dst is returned as it was.
+func (e *Entity) AppendKeys(dst []byte, ids []string) ([]byte, error) {
+	if len(ids) != len(e.components) {
+		return dst, fmt.Errorf("%w: %s takes %d ids, not %d", ErrID, e.Name, len(e.components), len(ids))
+	}
+	start := len(dst)
+	dst = append(dst, e.parts[0]...)
+	for i, id := range ids {
+		if sep := e.parts[i+1]; i < len(ids)-1 && strings.IndexByte(id, sep[0]) >= 0 {
+			return dst[:start], fmt.Errorf("%w: %s id %q holds %q, which separates the ids of %s in its keys", ErrID, e.components[i].Name, truncate(id, 40), sep[:1], e.Name)
+		}
+		dst = append(dst, id...)
+		dst = append(dst, e.parts[i+1]...)
+	}
+	return dst, nil
 }
 
 // Template returns the key template the entity was declared with.
-func (e *Entity) Template() string { return e.prefix + "{id}" + e.suffix }
+func (e *Entity) Template() string {
+	var b strings.Builder
+	for i, p := range e.parts {
+		if i > 0 {
+			if e.Composite() {
+				b.WriteString("{" + e.components[i-1].Name + "}")
+			} else {
+				b.WriteString("{id}")
+			}
+		}
+		b.WriteString(p)
+	}
+	return b.String()
+}
 
 // Pattern returns a glob pattern, as Redis's SCAN MATCH reads it, that
 // matches every key of the entity type (and possibly others).
 func (e *Entity) Pattern() string {
-	return globEscape(e.prefix) + "*" + globEscape(e.suffix)
+	var b strings.Builder
+	for i, p := range e.parts {
+		if i > 0 {
+			b.WriteByte('*')
+		}
+		b.WriteString(globEscape(p))
+	}
+	return b.String()
 }
 
 // globEscape escapes the characters Redis's glob patterns give a meaning.
@@ -183,15 +241,29 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		return nil, fmt.Errorf("%w: %v", ErrCatalog, err)
 	}
 	c := &Catalog{Entities: make(map[string]*Entity), byName: make(map[string]*Spec)}
+	// Simple entity types first: composite ones are made of them.
 	for name, e := range f.Entities {
 		if !namePattern.MatchString(name) {
 			return nil, fmt.Errorf("%w: entity %q: bad name", ErrCatalog, name)
 		}
 		prefix, suffix, ok := strings.Cut(e.Key, "{id}")
-		if !ok || strings.Contains(suffix, "{id}") {
+		if !ok {
+			continue
+		}
+		if strings.Contains(suffix, "{id}") {
 			return nil, fmt.Errorf("%w: entity %s: key %q must hold {id} once", ErrCatalog, name, e.Key)
 		}
-		c.Entities[name] = &Entity{Name: name, prefix: prefix, suffix: suffix}
+		c.Entities[name] = &Entity{Name: name, parts: []string{prefix, suffix}}
+	}
+	for name, e := range f.Entities {
+		if c.Entities[name] != nil {
+			continue
+		}
+		ent, err := compositeEntity(name, e.Key, c.Entities)
+		if err != nil {
+			return nil, fmt.Errorf("%w: entity %s: %v", ErrCatalog, name, err)
+		}
+		c.Entities[name] = ent
 	}
 	ids := make(map[uint32]string)
 	for i, ff := range f.Features {
@@ -208,6 +280,9 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		e := c.Entities[ff.Entity]
 		if e == nil {
 			return nil, fmt.Errorf("%w: %s: unknown entity %q", ErrCatalog, where, ff.Entity)
+		}
+		if slices.ContainsFunc(e.components, func(c *Entity) bool { return c.Name == ff.Name }) {
+			return nil, fmt.Errorf("%w: %s: named like a component of entity %s, whose id columns take that name in uploads", ErrCatalog, where, e.Name)
 		}
 		t, err := ParseType(ff.Type)
 		if err != nil {
@@ -256,6 +331,47 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		c.byName[s.Name] = s
 	}
 	return c, nil
+}
+
+// maxComponents bounds the entity types of a composite one.
+const maxComponents = 8
+
+// placeholder matches a template's {name}.
+var placeholder = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_.:-]*)\}`)
+
+// compositeEntity parses the key template of an entity type without {id}:
+// its placeholders name the simple entity types whose ids make its key.
+func compositeEntity(name, template string, simple map[string]*Entity) (*Entity, error) {
+	e := &Entity{Name: name}
+	last := 0
+	for _, m := range placeholder.FindAllStringSubmatchIndex(template, -1) {
+		comp := template[m[2]:m[3]]
+		switch c := simple[comp]; {
+		case comp == name:
+			return nil, fmt.Errorf("key %q names the entity type itself", template)
+		case c == nil:
+			return nil, fmt.Errorf("key %q names %q, which is not a simple entity type (a key holds {id} once, or names simple entity types)", template, comp)
+		case slices.Contains(e.components, c):
+			return nil, fmt.Errorf("key %q names %s twice", template, comp)
+		default:
+			e.components = append(e.components, c)
+		}
+		e.parts = append(e.parts, template[last:m[0]])
+		last = m[1]
+	}
+	e.parts = append(e.parts, template[last:])
+	if len(e.components) > maxComponents {
+		return nil, fmt.Errorf("key %q names %d entity types, more than %d", template, len(e.components), maxComponents)
+	}
+	if len(e.components) == 0 {
+		return nil, fmt.Errorf("key %q must hold {id} once, or name the entity types whose ids make it", template)
+	}
+	for i := 1; i < len(e.components); i++ {
+		if e.parts[i] == "" {
+			return nil, fmt.Errorf("key %q: {%s} and {%s} need text between them, which their ids cannot hold", template, e.components[i-1].Name, e.components[i].Name)
+		}
+	}
+	return e, nil
 }
 
 // parseDefault converts a default from YAML into a Value of type t. Without

@@ -321,7 +321,7 @@ func (t *TableReader) parseJSONLine(line []byte) error {
 	}
 	s.i++
 	s.ws()
-	t.hasID = false
+	t.hasIDs = 0
 	t.seq++
 	if s.peek() == '}' {
 		s.i++
@@ -363,22 +363,29 @@ func (t *TableReader) parseJSONLine(line []byte) error {
 		}
 		return t.fail(t.line, "", errors.New("more than one JSON value on the line"))
 	}
-	if !t.hasID {
-		return t.fail(t.line, "", errors.New(`no "id"`))
+	if t.hasIDs != 1<<len(t.idNames)-1 {
+		for k, n := range t.idNames {
+			if t.hasIDs&(1<<k) == 0 {
+				return t.fail(t.line, "", fmt.Errorf("no %q", n))
+			}
+		}
 	}
-	return nil
+	return t.setKey(func(column string, err error) error { return t.fail(t.line, column, err) })
 }
 
 // jsonField reads the value of the key kb.
 func (t *TableReader) jsonField(kb []byte) error {
 	s := &t.scan
-	if string(kb) == "id" {
-		if t.hasID {
-			return t.fail(t.line, "id", errors.New("listed twice"))
+	for k, name := range t.idNames {
+		if string(kb) != name {
+			continue
+		}
+		if t.hasIDs&(1<<k) != 0 {
+			return t.fail(t.line, name, errors.New("listed twice"))
 		}
 		v, err := s.value(0)
 		if err != nil {
-			return t.fail(t.line, "id", fmt.Errorf("bad JSON at byte %d", s.i+1))
+			return t.fail(t.line, name, fmt.Errorf("bad JSON at byte %d", s.i+1))
 		}
 		var id string
 		switch {
@@ -387,12 +394,13 @@ func (t *TableReader) jsonField(kb []byte) error {
 		case v.kind == jNumber && isInteger(v.text):
 			id = string(v.text)
 		default:
-			return t.fail(t.line, "id", fmt.Errorf("want a string or an integer id, got %s", v.describe()))
+			return t.fail(t.line, name, fmt.Errorf("want a string or an integer id, got %s", v.describe()))
 		}
 		if err := checkID(id); err != nil {
-			return t.fail(t.line, "id", err)
+			return t.fail(t.line, name, err)
 		}
-		t.row.ID, t.hasID = id, true
+		t.row.IDs[k] = id
+		t.hasIDs |= 1 << k
 		return nil
 	}
 	// Known keys are found without making a string of them.

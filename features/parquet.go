@@ -26,8 +26,9 @@ const parquetRows = 128
 
 // pqColumn is what the reader knows about one leaf column of the file.
 type pqColumn struct {
-	name string // the top-level field: a feature or "id"
-	spec *Spec  // nil for the id column
+	name string // the top-level field: a feature or an id column
+	spec *Spec  // nil for an id column
+	id   int    // which id column
 	kind parquet.Kind
 	// list columns: the field is a list whose items are this leaf.
 	list     bool
@@ -51,15 +52,15 @@ type pqState struct {
 }
 
 // NewParquetReader returns a reader of the Parquet file r, of size bytes,
-// whose columns are an "id" column and features of the catalog's entity
-// type called entity; name is the file's name for errors. It reads the
+// whose columns are the id columns ("id", or the components' names for a
+// composite entity type) and features of the catalog's entity type called
+// entity; name is the file's name for errors. It reads the
 // file's footer and checks its schema: each column's type must fit its
 // feature (see docs/upload.md). Row groups are read as rows are asked
 // for, a page of each column at a time.
 func NewParquetReader(r io.ReaderAt, size int64, name string, c *Catalog, entity string) (t *TableReader, err error) {
-	t = &TableReader{name: name, catalog: c, entity: c.Entity(entity)}
-	if t.entity == nil {
-		return nil, &TableError{File: name, Err: fmt.Errorf("unknown entity type %q", entity)}
+	if t, err = newReader(name, c, entity); err != nil {
+		return nil, err
 	}
 	// parquet-go panics on some malformed files (FuzzParquetReader keeps
 	// the inputs that did); a bad file must be an error, not a crash.
@@ -124,7 +125,7 @@ func (t *TableReader) parquetSchema(pq *pqState) error {
 	}
 	pq.cols = make([]pqColumn, ncols)
 	leaf := 0
-	hasID := false
+	var hasIDs uint64
 	for _, fld := range schema.Fields() {
 		name := fld.Name()
 		col, err := parquetColumn(fld)
@@ -132,11 +133,14 @@ func (t *TableReader) parquetSchema(pq *pqState) error {
 			return t.fail(0, name, err)
 		}
 		col.name = name
-		if name == "id" {
+		if col.id = t.idColumn(name); col.id >= 0 {
 			if col.list || (col.kind != parquet.Int32 && col.kind != parquet.Int64 && col.kind != parquet.ByteArray) {
 				return t.fail(0, name, fmt.Errorf("an id column must hold integers or strings, not %s", parquetTypeName(fld)))
 			}
-			hasID = true
+			if hasIDs&(1<<col.id) != 0 {
+				return t.fail(0, name, errors.New("listed twice"))
+			}
+			hasIDs |= 1 << col.id
 		} else {
 			s, err := t.spec(name)
 			if err != nil {
@@ -153,8 +157,10 @@ func (t *TableReader) parquetSchema(pq *pqState) error {
 		pq.cols[leaf] = col
 		leaf++
 	}
-	if !hasID {
-		return t.fail(0, "", errors.New(`no "id" column`))
+	for k, n := range t.idNames {
+		if hasIDs&(1<<k) == 0 {
+			return t.fail(0, "", fmt.Errorf("no %q column", n))
+		}
 	}
 	return nil
 }
@@ -384,7 +390,7 @@ func (t *TableReader) parquetRow(values parquet.Row) error {
 	t.row.Line = line
 	t.row.ID = ""
 	t.row.Specs, t.row.Values = t.row.Specs[:0], t.row.Values[:0]
-	hasID := false
+	var hasIDs uint64
 	for i := 0; i < len(values); {
 		ci := values[i].Column()
 		j := i + 1
@@ -405,7 +411,8 @@ func (t *TableReader) parquetRow(values parquet.Row) error {
 			if err != nil {
 				return t.failRow(line, c.name, err)
 			}
-			t.row.ID, hasID = id, true
+			t.row.IDs[c.id] = id
+			hasIDs |= 1 << c.id
 			continue
 		}
 		v, ok, err := pq.value(c, run)
@@ -423,10 +430,12 @@ func (t *TableReader) parquetRow(values parquet.Row) error {
 			t.row.Values = append(t.row.Values, v)
 		}
 	}
-	if !hasID {
-		return t.failRow(line, "id", errors.New("empty id"))
+	for k, n := range t.idNames {
+		if hasIDs&(1<<k) == 0 {
+			return t.failRow(line, n, errors.New("empty id"))
+		}
 	}
-	return nil
+	return t.setKey(func(column string, err error) error { return t.failRow(line, column, err) })
 }
 
 // parquetID returns the text of an id cell.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -623,6 +624,7 @@ type Batch struct {
 	keySpan [][2]int32          // per lookup: where its key is in keys
 	byHash  map[uint64]int32    // within one group: key hash -> lookup
 	keyHash map[uint64][2]int32 // across groups: key hash -> where in keys
+	ids     []string            // scratch: a composite key's component ids
 }
 
 // Reset empties the batch for reuse, keeping its memory.
@@ -671,11 +673,25 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 					id = cid
 				}
 			}
-			if id == "" {
+			var li int32
+			if grp.Entity.Composite() {
+				var err error
+				if li, err = b.compositeLookup(grp, q, cand); err != nil {
+					where := "context"
+					if cand != nil {
+						where = fmt.Sprintf("candidates[%d]", r)
+					}
+					return fmt.Errorf("%w: %s: %w", ErrQuery, where, err)
+				}
+			} else if id != "" {
+				li = b.lookup(grp, id)
+			} else {
+				li = -1
+			}
+			if li < 0 {
 				b.slots[r*ng+g] = -1
 				continue
 			}
-			li := b.lookup(grp, id)
 			b.slots[r*ng+g] = li
 			need := base
 			if cand != nil && len(cand.Features) > 0 {
@@ -734,6 +750,33 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 	return nil
 }
 
+// compositeLookup returns the lookup of composite group grp for a row,
+// its key built from the ids of the components that the candidate, or
+// else the query's context, gives; -1 when one is missing.
+func (b *Batch) compositeLookup(grp *Group, q *Query, cand *Candidate) (int32, error) {
+	comps := grp.Entity.Components()
+	b.ids = b.ids[:0]
+	for _, e := range comps {
+		id, ok := "", false
+		if cand != nil {
+			id, ok = cand.Entities[e.Name]
+		}
+		if !ok {
+			id = q.Context[e.Name]
+		}
+		if id == "" {
+			return -1, nil
+		}
+		b.ids = append(b.ids, id)
+	}
+	start := len(b.keys)
+	var err error
+	if b.keys, err = grp.Entity.AppendKeys(b.keys, b.ids); err != nil {
+		return -1, err
+	}
+	return b.lookupAt(grp, int32(start)), nil
+}
+
 // lookup returns the lookup of group grp for entity id, adding it when the
 // group has none yet. Keys are told apart by their hashes, checked against
 // the keys' bytes; two keys whose hashes collide are both read, and one of
@@ -741,6 +784,11 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 func (b *Batch) lookup(grp *Group, id string) int32 {
 	start := int32(len(b.keys))
 	b.keys = grp.Entity.AppendKey(b.keys, id)
+	return b.lookupAt(grp, start)
+}
+
+// lookupAt is lookup of the key that b.keys holds from start on.
+func (b *Batch) lookupAt(grp *Group, start int32) int32 {
 	key := b.keys[start:]
 	h := xxhash.Sum64(key)
 	if li, ok := b.byHash[h]; ok {
@@ -793,16 +841,33 @@ func allBits(n int) uint64 {
 
 func (p *Plan) checkEntities(q *Query) error {
 	for name := range q.Context {
-		if p.catalog.Entities[name] == nil {
-			return fmt.Errorf("%w: context: unknown entity type %q", ErrQuery, name)
+		if err := p.catalog.checkEntity(name); err != nil {
+			return fmt.Errorf("%w: context: %w", ErrQuery, err)
 		}
 	}
 	for i := range q.Candidates {
 		for name := range q.Candidates[i].Entities {
-			if p.catalog.Entities[name] == nil {
-				return fmt.Errorf("%w: candidates[%d]: unknown entity type %q", ErrQuery, i, name)
+			if err := p.catalog.checkEntity(name); err != nil {
+				return fmt.Errorf("%w: candidates[%d]: %w", ErrQuery, i, err)
 			}
 		}
+	}
+	return nil
+}
+
+// checkEntity says what is wrong with a query naming the entity type
+// called name: unknown, or composite (whose key comes from its components).
+func (c *Catalog) checkEntity(name string) error {
+	e := c.Entities[name]
+	switch {
+	case e == nil:
+		return fmt.Errorf("unknown entity type %q", name)
+	case e.Composite():
+		names := make([]string, len(e.components))
+		for i, ce := range e.components {
+			names[i] = ce.Name
+		}
+		return fmt.Errorf("entity type %s is composite: give the ids of %s instead", name, strings.Join(names, " and "))
 	}
 	return nil
 }

@@ -84,8 +84,12 @@ func (e *TableError) Unwrap() []error { return []error{ErrTable, e.Err} }
 
 // Row is one entity's values from an upload file.
 type Row struct {
-	Line   int     // the line the row starts on; in a Parquet file, its row number
-	ID     string  // the entity id
+	Line int // the line the row starts on; in a Parquet file, its row number
+	// ID is the entity's id; for a composite entity type, IDs holds the
+	// ids of its components, in the order of Entity.Components.
+	ID     string
+	IDs    []string
+	Key    string  // the entity's Redis key
 	Specs  []*Spec // the features the row has a value for
 	Values []Value // aligned with Specs
 }
@@ -97,14 +101,16 @@ type TableReader struct {
 	name    string
 	catalog *Catalog
 	entity  *Entity
+	idNames []string // the id columns: "id", or the components' names
 	row     Row
+	key     []byte
 	err     error // sticky
 	maxLine int
 
 	// CSV
 	csv     *csv.Reader
-	columns []*Spec // nil at the id column
-	idCol   int
+	columns []*Spec // nil at the id columns
+	idCols  []int   // the position of each id column
 
 	// JSON Lines
 	lines  *bufio.Scanner
@@ -113,7 +119,7 @@ type TableReader struct {
 	seenAt []int // by catalog index: the seq of the last line the feature was on
 	seq    int   // lines parsed
 	scan   jsonScan
-	hasID  bool
+	hasIDs uint64 // bit k: the line gave id column k
 
 	// Parquet
 	pq *pqState
@@ -128,10 +134,11 @@ func NewTableReader(r io.Reader, name, format string, c *Catalog, entity string)
 }
 
 func newTableReader(r io.Reader, name, format string, c *Catalog, entity string, maxLine int) (*TableReader, error) {
-	t := &TableReader{name: name, catalog: c, entity: c.Entity(entity), maxLine: maxLine}
-	if t.entity == nil {
-		return nil, &TableError{File: name, Err: fmt.Errorf("unknown entity type %q", entity)}
+	t, err := newReader(name, c, entity)
+	if err != nil {
+		return nil, err
 	}
+	t.maxLine = maxLine
 	switch format {
 	case FormatCSV:
 		t.csv = csv.NewReader(&lineLimiter{r: r, max: maxLine})
@@ -150,6 +157,58 @@ func newTableReader(r io.Reader, name, format string, c *Catalog, entity string,
 		return nil, &TableError{File: name, Err: fmt.Errorf("unknown format %q (want csv or jsonl)", format)}
 	}
 	return t, nil
+}
+
+// newReader returns a reader of the rows of the catalog's entity type
+// called entity, before its format is known.
+func newReader(name string, c *Catalog, entity string) (*TableReader, error) {
+	t := &TableReader{name: name, catalog: c, entity: c.Entity(entity)}
+	if t.entity == nil {
+		return nil, &TableError{File: name, Err: fmt.Errorf("unknown entity type %q", entity)}
+	}
+	t.idNames = []string{"id"}
+	if t.entity.Composite() {
+		t.idNames = t.idNames[:0]
+		for _, e := range t.entity.Components() {
+			t.idNames = append(t.idNames, e.Name)
+		}
+	}
+	t.row.IDs = make([]string, len(t.idNames))
+	return t, nil
+}
+
+// idColumn returns the position of name among the id columns, or -1.
+func (t *TableReader) idColumn(name string) int {
+	for i, n := range t.idNames {
+		if n == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// idHeader is an example header for errors: "id,<feature>".
+func (t *TableReader) idHeader() string { return strings.Join(t.idNames, ",") + ",<feature>" }
+
+// setKey makes the row's key from its ids; a composite key refuses ids
+// that hold its separators. fail reports an error at the row's place.
+func (t *TableReader) setKey(fail func(column string, err error) error) error {
+	if !t.entity.Composite() {
+		t.row.ID = t.row.IDs[0]
+		t.key = t.entity.AppendKey(t.key[:0], t.row.ID)
+	} else {
+		var err error
+		if t.key, err = t.entity.AppendKeys(t.key[:0], t.row.IDs); err != nil {
+			for i, id := range t.row.IDs[:len(t.row.IDs)-1] {
+				if strings.Contains(id, t.entity.parts[i+1][:1]) {
+					return fail(t.idNames[i], err)
+				}
+			}
+			return fail("", err)
+		}
+	}
+	t.row.Key = string(t.key)
+	return nil
 }
 
 // Entity returns the entity type of the file's rows.
@@ -217,12 +276,15 @@ func (t *TableReader) readErr(err error) error {
 func (t *TableReader) readHeader() error {
 	header, err := t.csv.Read()
 	if err == io.EOF {
-		return t.fail(1, "", errors.New("empty file: want a header line like id,<feature>"))
+		return t.fail(1, "", fmt.Errorf("empty file: want a header line like %s", t.idHeader()))
 	}
 	if err != nil {
 		return t.readErr(err)
 	}
-	t.idCol = -1
+	t.idCols = make([]int, len(t.idNames))
+	for i := range t.idCols {
+		t.idCols[i] = -1
+	}
 	t.columns = make([]*Spec, len(header))
 	seen := make(map[string]bool, len(header))
 	for i, name := range header {
@@ -234,8 +296,8 @@ func (t *TableReader) readHeader() error {
 			return t.fail(1, strconv.Itoa(i+1), errors.New("empty column name"))
 		case seen[name]:
 			return t.fail(1, name, errors.New("listed twice"))
-		case name == "id":
-			t.idCol = i
+		case t.idColumn(name) >= 0:
+			t.idCols[t.idColumn(name)] = i
 		default:
 			s, err := t.spec(name)
 			if err != nil {
@@ -245,8 +307,10 @@ func (t *TableReader) readHeader() error {
 		}
 		seen[name] = true
 	}
-	if t.idCol < 0 {
-		return t.fail(1, "", errors.New("no id column: want a header line like id,<feature>"))
+	for i, col := range t.idCols {
+		if col < 0 {
+			return t.fail(1, "", fmt.Errorf("no %s column: want a header line like %s", t.idNames[i], t.idHeader()))
+		}
 	}
 	t.row.Specs = make([]*Spec, 0, len(header))
 	t.row.Values = make([]Value, 0, len(header))
@@ -264,11 +328,16 @@ func (t *TableReader) nextCSV() error {
 	line, _ := t.csv.FieldPos(0)
 	t.row.Line = line
 	t.row.Specs, t.row.Values = t.row.Specs[:0], t.row.Values[:0]
-	id := record[t.idCol]
-	if err := checkID(id); err != nil {
-		return t.fail(line, "id", err)
+	for k, col := range t.idCols {
+		id := record[col]
+		if err := checkID(id); err != nil {
+			return t.fail(line, t.idNames[k], err)
+		}
+		t.row.IDs[k] = strings.Clone(id) // the record is reused
 	}
-	t.row.ID = strings.Clone(id) // the record is reused
+	if err := t.setKey(func(column string, err error) error { return t.fail(line, column, err) }); err != nil {
+		return err
+	}
 	for i, cell := range record {
 		s := t.columns[i]
 		if s == nil || cell == "" {

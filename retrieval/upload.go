@@ -468,7 +468,7 @@ func (u *uploader) add(row *features.Row) error {
 			}
 		}
 	}
-	key := u.e.Key(row.ID)
+	key := row.Key
 	h := xxhash.Sum64String(key)
 	u.writers[first].add(key, h, row, first, u)
 	if single {
