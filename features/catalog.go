@@ -341,15 +341,17 @@ var placeholder = regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_.:-]*)\}`)
 
 // compositeEntity parses the key template of an entity type without {id}:
 // its placeholders name the simple entity types whose ids make its key.
-func compositeEntity(name, template string, simple map[string]*Entity) (*Entity, error) {
+// known holds the simple entity types, and the composite ones parsed so
+// far.
+func compositeEntity(name, template string, known map[string]*Entity) (*Entity, error) {
 	e := &Entity{Name: name}
 	last := 0
 	for _, m := range placeholder.FindAllStringSubmatchIndex(template, -1) {
 		comp := template[m[2]:m[3]]
-		switch c := simple[comp]; {
+		switch c := known[comp]; {
 		case comp == name:
 			return nil, fmt.Errorf("key %q names the entity type itself", template)
-		case c == nil:
+		case c == nil || c.Composite():
 			return nil, fmt.Errorf("key %q names %q, which is not a simple entity type (a key holds {id} once, or names simple entity types)", template, comp)
 		case slices.Contains(e.components, c):
 			return nil, fmt.Errorf("key %q names %s twice", template, comp)
