@@ -725,6 +725,7 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x 
 	nf := f.Features
 	k := f.Outputs
 	var idx [blockRows]uint32
+	lanes := (n + 3) &^ 3 // a short last block walks only the lanes it fills
 	np := unsafe.Pointer(unsafe.SliceData(c.nodes))
 	kp := unsafe.Pointer(unsafe.SliceData(keys))
 	if c.scalar && !f.Argmax {
@@ -739,7 +740,7 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x 
 			}
 			for t := range c.trees {
 				ct := &c.trees[t]
-				walk(np, kp, &idx, ct.root, ct.depth)
+				walk(np, kp, &idx, lanes, ct.root, ct.depth)
 				for r := range n {
 					acc[r] += c.leaf32[c.nodes[idx[r]/nodeBytes].mask-1]
 				}
@@ -754,7 +755,7 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x 
 			}
 			for t := range c.trees {
 				ct := &c.trees[t]
-				walk(np, kp, &idx, ct.root, ct.depth)
+				walk(np, kp, &idx, lanes, ct.root, ct.depth)
 				if c.lin != nil {
 					for r := range n {
 						l := c.nodes[idx[r]/nodeBytes].mask - 1
@@ -797,7 +798,7 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x 
 	w := c.width
 	for t := range c.trees {
 		ct := &c.trees[t]
-		walk(np, kp, &idx, ct.root, ct.depth)
+		walk(np, kp, &idx, lanes, ct.root, ct.depth)
 		for r := range n {
 			l := c.nodes[idx[r]/nodeBytes].mask - 1
 			m := margins[r*k+int(ct.out) : r*k+int(ct.out)+w]
@@ -833,9 +834,9 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x 
 	}
 }
 
-// walk moves the blockRows rows of a block from the node at byte offset
-// root through depth levels of its tree, leaving in idx the byte offset
-// of the leaf each reaches. nodes and keys point at a forestCode's nodes
+// walk moves the first lanes rows of a block (a multiple of 4, at most
+// blockRows) from the node at byte offset root through depth levels of its
+// tree, leaving in idx the byte offset of the leaf each reaches. nodes and keys point at a forestCode's nodes
 // and a block's keys; verify has checked that every offset a walk can
 // take from a root stays inside them, which is why the loads need no
 // bounds checks.
@@ -844,12 +845,12 @@ func (c *forestCode) scoreBlock(f *Forest, dst, buf []float64, keys []uint64, x 
 // offset is stored to idx: the compiler then selects it with a
 // conditional move (it keeps a branch when the selected value feeds the
 // next load directly), and keeps everything in registers.
-func walk(nodes, keys unsafe.Pointer, idx *[blockRows]uint32, root uint32, depth int32) {
+func walk(nodes, keys unsafe.Pointer, idx *[blockRows]uint32, lanes int, root uint32, depth int32) {
 	for r := range idx {
 		idx[r] = root
 	}
 	for ; depth > 0; depth-- {
-		for g := 0; g < blockRows; g += 4 {
+		for g := 0; g < lanes; g += 4 {
 			ip := (*[4]uint32)(unsafe.Pointer(&idx[g]))
 			kg := unsafe.Add(keys, g*8)
 			step(nodes, kg, &ip[0], 0)
