@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -160,6 +161,9 @@ type Spec struct {
 	Dim int
 
 	stats *Stats
+
+	interned atomic.Pointer[map[string]string] // see intern
+	internMu sync.Mutex
 }
 
 // Stats counts what happened to one feature's values. It is safe for

@@ -147,7 +147,56 @@ func Decode(b []byte) (Value, error) {
 
 // DecodeStamped decodes one encoded value and returns the unix seconds it was
 // stamped with, or 0 when it carries no stamp.
-func DecodeStamped(b []byte) (Value, int64, error) {
+func DecodeStamped(b []byte) (Value, int64, error) { return decodeStamped(b, nil) }
+
+// Decode decodes one stored value of the feature, as DecodeStamped does,
+// except that a short string it has met before is not copied again: the
+// values of a categorical feature are a handful of strings, and reading
+// one need not allocate.
+func (s *Spec) Decode(b []byte) (Value, int64, error) { return decodeStamped(b, s) }
+
+// maxInterned and maxInternedLen bound the strings a spec keeps to share.
+const (
+	maxInterned    = 256
+	maxInternedLen = 64
+)
+
+// intern returns p as a string, shared with the earlier values of s that
+// held the same bytes while s keeps fewer than maxInterned of them.
+func (s *Spec) intern(p []byte) string {
+	if s == nil || len(p) > maxInternedLen {
+		return string(p)
+	}
+	old := s.interned.Load()
+	if old != nil {
+		if v, ok := (*old)[string(p)]; ok {
+			return v
+		}
+		if len(*old) >= maxInterned {
+			return string(p)
+		}
+	}
+	v := string(p)
+	s.internMu.Lock()
+	defer s.internMu.Unlock()
+	var m map[string]string
+	if cur := s.interned.Load(); cur != nil {
+		if len(*cur) >= maxInterned {
+			return v
+		}
+		m = make(map[string]string, len(*cur)+1)
+		for k, x := range *cur {
+			m[k] = x
+		}
+	} else {
+		m = make(map[string]string, 1)
+	}
+	m[v] = v
+	s.interned.Store(&m)
+	return v
+}
+
+func decodeStamped(b []byte, spec *Spec) (Value, int64, error) {
 	if len(b) == 0 {
 		return Value{}, 0, fmt.Errorf("%w: empty", ErrCorrupt)
 	}
@@ -179,7 +228,7 @@ func DecodeStamped(b []byte) (Value, int64, error) {
 	} else if len(p) > MaxValueSize {
 		return Value{}, 0, fmt.Errorf("%w: payload of %d bytes is over the limit of %d", ErrCorrupt, len(p), MaxValueSize)
 	}
-	v, err := decodePayload(t, p)
+	v, err := decodePayload(t, p, spec)
 	return v, unix, err
 }
 
@@ -244,7 +293,7 @@ var (
 	errBool  = fmt.Errorf("%w: bad bool", ErrCorrupt)
 )
 
-func decodePayload(t Type, p []byte) (Value, error) {
+func decodePayload(t Type, p []byte, spec *Spec) (Value, error) {
 	switch t {
 	case Float:
 		if len(p) != 8 {
@@ -266,7 +315,7 @@ func decodePayload(t Type, p []byte) (Value, error) {
 		if !utf8.Valid(p) {
 			return Value{}, fmt.Errorf("%w: string is not UTF-8", ErrCorrupt)
 		}
-		return StringValue(string(p)), nil
+		return StringValue(spec.intern(p)), nil
 	case Vector:
 		n, k := binary.Uvarint(p)
 		if k <= 0 || n > MaxItems {

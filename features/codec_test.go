@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/golang/snappy"
 )
@@ -389,5 +390,46 @@ func TestCodecAllocs(t *testing.T) {
 	enc := EncodeStamped(nil, FloatValue(1), 1)
 	if n := testing.AllocsPerRun(100, func() { _, _, _ = DecodeStamped(enc) }); n != 0 {
 		t.Errorf("DecodeStamped of a float: %v allocs, want 0", n)
+	}
+}
+
+// TestSpecDecodeInterns: a spec shares the short strings it decodes, up to
+// maxInterned of them, and decodes everything else as DecodeStamped does.
+func TestSpecDecodeInterns(t *testing.T) {
+	s := &Spec{Name: "cuisine", Type: String}
+	b := EncodeStamped(nil, StringValue("thai"), 42)
+	first, stamp, err := s.Decode(b)
+	if err != nil || stamp != 42 || first.Str() != "thai" {
+		t.Fatalf("Decode = %v %d %v", first, stamp, err)
+	}
+	again, _, _ := s.Decode(b)
+	if unsafe.StringData(again.Str()) != unsafe.StringData(first.Str()) {
+		t.Error("the second decode of a string made a new copy")
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _, _ = s.Decode(b) }); n != 0 {
+		t.Errorf("decoding a known string: %v allocations", n)
+	}
+	long := EncodeStamped(nil, StringValue(strings.Repeat("x", maxInternedLen+1)), 1)
+	l1, _, _ := s.Decode(long)
+	l2, _, _ := s.Decode(long)
+	if unsafe.StringData(l1.Str()) == unsafe.StringData(l2.Str()) {
+		t.Error("a long string was kept")
+	}
+	for i := range 2 * maxInterned {
+		v, _, err := s.Decode(Encode(nil, StringValue(strconv.Itoa(i))))
+		if err != nil || v.Str() != strconv.Itoa(i) {
+			t.Fatalf("Decode %d = %v, %v", i, v, err)
+		}
+	}
+	if n := len(*s.interned.Load()); n != maxInterned {
+		t.Errorf("%d strings kept, want %d", n, maxInterned)
+	}
+	for _, v := range codecValues() {
+		b := EncodeStamped(nil, v, 7)
+		got, stamp, err := s.Decode(b)
+		want, wantStamp, wantErr := DecodeStamped(b)
+		if !got.Equal(want) || stamp != wantStamp || (err == nil) != (wantErr == nil) {
+			t.Errorf("Spec.Decode of %.40v = %v %d %v; DecodeStamped: %v %d %v", v, got, stamp, err, want, wantStamp, wantErr)
+		}
 	}
 }
