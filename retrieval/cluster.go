@@ -26,7 +26,8 @@ func (s *Store) route(ctx context.Context, j *job) error {
 		j.parts, j.order = j.one[:], nil
 		return nil
 	}
-	which := make([]int32, n) // part of each command
+	which := slices.Grow(j.which[:0], n)[:n] // part of each command
+	j.which = which
 	j.parts = j.parts[:0]
 	for k, key := range j.keys {
 		var c *redis.Client
@@ -63,7 +64,7 @@ func (s *Store) route(ctx context.Context, j *job) error {
 		j.parts[p].lo, j.parts[p].hi = lo, lo
 		lo += count
 	}
-	j.order = make([]int32, n)
+	j.order = slices.Grow(j.order[:0], n)[:n]
 	for k, p := range which {
 		pt := &j.parts[p]
 		j.order[pt.hi] = int32(k)
@@ -74,50 +75,69 @@ func (s *Store) route(ctx context.Context, j *job) error {
 
 // redirect re-sends, through the cluster client, the commands of part p
 // that a node answered with a redirection (MOVED after a slot moved, ASK
-// while it moves) or TRYAGAIN, and puts the final answers in the part's
+// while it moves) or TRYAGAIN, and puts the final answers among the part's
 // raw replies.
 //
-// go-redis follows redirections only for commands whose reply it parses:
-// a raw command takes "-MOVED 3999 127.0.0.1:7001" as its value. So seer
-// reads raw, finds the few redirected replies itself, and lets the cluster
-// client, which reloads its slot map on MOVED and sends ASKING before an
-// ASK, deal with them as parsed commands.
-func (s *Store) redirect(ctx context.Context, j *job, p *part, m *storeMetrics) {
+// go-redis follows redirections only for commands whose reply it parses,
+// and Fetch reads raw (wire.go): it finds the few redirected replies
+// itself, and lets the cluster client, which reloads its slot map on MOVED
+// and sends ASKING before an ASK, deal with them as parsed commands. An
+// error other than a reply is the redirected node's, not p's: it wraps
+// errRedirected.
+func (s *Store) redirect(deadline time.Time, j *job, p *part, m *storeMetrics) error {
 	var redo []int32
 	for i := p.lo; i < p.hi; i++ {
-		if j.cmds[i].Err() == nil && isRedirect(p.replies.at(j.spans[i])) {
+		if isRedirect(p.reply(j, i)) {
 			redo = append(redo, i)
 		}
 	}
 	if len(redo) == 0 {
-		return
+		return nil
 	}
 	m.redirected.Add(float64(len(redo)))
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
 	parsed := make([]redis.Cmder, len(redo))
 	for k, i := range redo {
-		parsed[k] = redis.NewCmd(ctx, j.cmds[i].Args()...)
+		args, err := commandArgs(j.command(j.at(i)))
+		if err != nil {
+			return fmt.Errorf("%w: %w", errRedirected, err)
+		}
+		parsed[k] = redis.NewCmd(ctx, args...)
 	}
 	pipe := s.cluster.Pipeline()
 	_ = pipe.BatchProcess(ctx, parsed...)
 	_, _ = pipe.Exec(ctx)
+	var failed error
 	for k, i := range redo {
 		val, err := parsed[k].(*redis.Cmd).Result()
 		var rerr redis.Error
-		off := len(p.replies.b)
+		in := p.wire.in
+		off := len(in)
 		switch {
 		case err == nil:
 			var ok bool
-			if p.replies.b, ok = appendArrayReply(p.replies.b, val); !ok {
-				p.replies.b = append(p.replies.b[:off], "-ERR seer: unexpected reply to a redirected HMGET\r\n"...)
+			if in, ok = appendArrayReply(in, val); !ok {
+				in = append(in[:off], "-ERR seer: unexpected reply to a redirected HMGET\r\n"...)
 			}
 		case errors.As(err, &rerr):
-			p.replies.b = append(append(append(p.replies.b, '-'), err.Error()...), '\r', '\n')
+			in = append(append(append(in, '-'), err.Error()...), '\r', '\n')
 		default:
-			j.cmds[i].SetErr(err)
+			failed = err
+			in = append(in, "-ERR seer: the redirected read failed\r\n"...)
 		}
-		j.spans[i] = span{int32(off), int32(len(p.replies.b) - off)}
+		p.wire.in = in
+		j.spans[i] = span{int32(off), int32(len(in) - off)}
 	}
+	if failed != nil {
+		return fmt.Errorf("%w: %w", errRedirected, failed)
+	}
+	return nil
 }
+
+// errRedirected is wrapped by the errors of reads a cluster redirected
+// that failed at the node they were redirected to.
+var errRedirected = errors.New("redirected read failed")
 
 var redirectPrefixes = [][]byte{[]byte("-MOVED "), []byte("-ASK "), []byte("-TRYAGAIN")}
 

@@ -25,8 +25,15 @@ import (
 // the node's.
 type nodeConn struct {
 	net.Conn
-	sys    syscall.Conn // the TCP connection, to peek at its socket
-	silent func()       // called when a read times out with nothing from the node
+	sys    syscall.Conn    // the TCP connection
+	raw    syscall.RawConn // its socket, to peek at
+	silent func()          // called when a read times out with nothing from the node
+
+	// peekFn peeks into the socket and leaves the answer in peeked: made
+	// once, so that a peek costs no allocation. A connection is used by
+	// one goroutine at a time.
+	peekFn func(fd uintptr)
+	peeked peekResult
 }
 
 func (c *nodeConn) Read(b []byte) (int, error) {
@@ -44,18 +51,29 @@ func (c *nodeConn) SyscallConn() (syscall.RawConn, error) { return c.sys.Syscall
 // NetConn returns the wrapped connection.
 func (c *nodeConn) NetConn() net.Conn { return c.Conn }
 
+// What a socket holds to read, without reading it.
+type peekResult uint8
+
+const (
+	peekNone   peekResult = iota // nothing yet
+	peekData                     // bytes
+	peekClosed                   // the end of the stream, or an error
+)
+
 // waiting reports whether bytes the node sent wait unread in the socket.
-func (c *nodeConn) waiting() bool {
-	raw, err := c.sys.SyscallConn()
-	if err != nil {
-		return false
+func (c *nodeConn) waiting() bool { return c.peekState() == peekData }
+
+// peekState tells what the socket holds to read.
+func (c *nodeConn) peekState() peekResult {
+	if c.raw == nil {
+		return peekNone
 	}
-	var ok bool
+	c.peeked = peekClosed
 	// Control, not Read: RawConn.Read fails at once past the deadline.
-	if err := raw.Control(func(fd uintptr) { ok = peek(fd) }); err != nil {
-		return false
+	if err := c.raw.Control(c.peekFn); err != nil {
+		return peekClosed
 	}
-	return ok
+	return c.peeked
 }
 
 func isNetTimeout(err error) bool {
@@ -77,7 +95,10 @@ func dialer(timeout time.Duration, tlsConfig *tls.Config, silent func(addr strin
 			return nil, err
 		}
 		if sc, ok := conn.(syscall.Conn); ok {
-			conn = &nodeConn{Conn: conn, sys: sc, silent: func() { silent(addr) }}
+			raw, _ := sc.SyscallConn()
+			nc := &nodeConn{Conn: conn, sys: sc, raw: raw, silent: func() { silent(addr) }}
+			nc.peekFn = func(fd uintptr) { nc.peeked = peek(fd) }
+			conn = nc
 		}
 		if tlsConfig == nil {
 			return conn, nil

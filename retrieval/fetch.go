@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"sync"
 	"time"
@@ -31,7 +32,7 @@ type Retriever struct {
 	metrics []*storeMetrics // aligned with stores
 	upload  *prometheus.CounterVec
 	cache   *Cache
-	replies sync.Pool // *[]byte: the memory of parts' replies
+	jobs    sync.Pool // *job
 }
 
 // New returns a Retriever over stores, which it does not own: the caller
@@ -57,34 +58,74 @@ func (r *Retriever) Store(name string) *Store {
 // Stores returns the retriever's stores.
 func (r *Retriever) Stores() []*Store { return r.stores }
 
-// job is one store's part of a Fetch: its HMGETs, built before the store's
-// goroutine starts so that the goroutine never reads the caller's lookups
-// until it holds mu and knows the Fetch still waits for it.
+// job is one store's part of a Fetch: its HMGETs, written before the
+// store's goroutine starts so that the goroutine never reads the caller's
+// lookups until it holds mu and knows the Fetch still waits for it.
 type job struct {
 	store   int
 	lookups []int32 // indices into the Fetch's lookups
 	keys    []string
-	args    []any
-	argEnd  []int32 // the HMGET of lookup k is args[argEnd[k-1]:argEnd[k]]
+	// specs are the features the lookups read, in order; lookup k reads
+	// specs[fields[k].from:fields[k].to], the same range as lookup k-1
+	// when they share their Specs (the lookups of a plan group do).
+	specs   []*features.Spec
+	fields  []specRange
+	tab     *genTable // the store's generations when the job was made
+	unknown bool      // the generations were never read: run reads them
+	req     []byte    // the HMGETs in RESP, in the order of lookups
+	reqEnd  []int32   // where the HMGET of lookup k ends in req
 	start   time.Time
 
-	// parts split the job by node. Part p sends cmds[lo:hi], the HMGETs
-	// of lookups order[lo:hi] (positions in lookups and keys); order is
-	// nil when one node serves them all in order.
+	// parts split the job by node. Part p sends the HMGETs of lookups
+	// order[lo:hi] (positions in lookups and keys), whose replies are at
+	// spans[lo:hi] in its wire's buffer; order is nil when one node serves
+	// them all in order.
 	parts []part
 	one   [1]part
 	order []int32
-	cmds  []redis.Cmder
-	spans []span // where the reply of cmds[i] is in its part's replies
+	spans []span
+	which []int32 // route's scratch: the part of each command
 
 	mu        sync.Mutex
 	abandoned bool // Fetch returned without this job
 	finished  bool
 	failed    bool
-	// specs, when the store's generations were never read, are the
-	// features of the fields in args, in order: run reads the
-	// generations first and sets the fields (setFields).
-	specs []*features.Spec
+	users     int // Fetch and, while it runs, the job's goroutine
+}
+
+// newJob returns a job for store si from the pool.
+func (r *Retriever) newJob(si int) *job {
+	j, _ := r.jobs.Get().(*job)
+	if j == nil {
+		j = new(job)
+	}
+	j.store, j.users = si, 1
+	return j
+}
+
+// releaseJob ends one user's hold on j; the last one gives it back to the
+// pool, emptied.
+func (r *Retriever) releaseJob(j *job) {
+	j.mu.Lock()
+	j.users--
+	last := j.users == 0
+	j.mu.Unlock()
+	if !last {
+		return
+	}
+	clear(j.keys)
+	clear(j.specs)
+	clear(j.parts)
+	j.one[0] = part{}
+	j.lookups, j.keys, j.reqEnd, j.order, j.spans = j.lookups[:0], j.keys[:0], j.reqEnd[:0], j.order[:0], j.spans[:0]
+	j.specs, j.fields, j.tab, j.unknown = j.specs[:0], j.fields[:0], nil, false
+	j.parts, j.which = j.parts[:0], j.which[:0]
+	j.req = j.req[:0]
+	if cap(j.req) > maxKeptBuffer {
+		j.req = nil
+	}
+	j.abandoned, j.finished, j.failed = false, false, false
+	r.jobs.Put(j)
 }
 
 // part is the share of a job that goes to one node.
@@ -95,11 +136,20 @@ type part struct {
 	probe   bool  // the probe of the node's half-open breaker
 	skipped bool  // the node's breaker is open: nothing was sent
 	err     error // why the node failed, nil when it answered
-	replies replyBuf
+	wire    *wire // the connection the replies are in, while they are decoded
 }
 
-// span is where one raw reply lies in a replyBuf.
+// span is where one reply lies in a wire's buffer.
 type span struct{ off, n int32 }
+
+// specRange is where a lookup's features are in a job's specs.
+type specRange struct{ from, to int32 }
+
+// reply returns the reply of the part's i-th HMGET (from 0).
+func (p *part) reply(j *job, i int32) []byte {
+	sp := j.spans[i]
+	return p.wire.in[sp.off : sp.off+sp.n : sp.off+sp.n]
+}
 
 // at returns the position in lookups of the i-th command.
 func (j *job) at(i int32) int32 {
@@ -154,7 +204,9 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 	jobs := localJobs[:0]
 	for si, n := range perStore {
 		if n > 0 {
-			jobs = append(jobs, &job{store: si, lookups: make([]int32, 0, n)})
+			j := r.newJob(si)
+			j.lookups = slices.Grow(j.lookups, int(n))
+			jobs = append(jobs, j)
 		}
 	}
 	for i := range lookups {
@@ -182,13 +234,16 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 			j.failed, j.finished = true, true // out of time, or closed
 			continue
 		}
-		j.build(lookups, tab, !known)
+		j.tab, j.unknown = tab, !known
+		j.build(lookups)
 		waiting++
 		j.start = time.Now()
+		j.users++ // the goroutine's
 		go func() {
 			defer st.inflight.Done()
 			r.run(ctx, j, lookups)
 			done <- j
+			r.releaseJob(j)
 		}()
 	}
 	for waiting > 0 {
@@ -211,6 +266,7 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 		if j.failed {
 			degraded = append(degraded, r.stores[j.store].name)
 		}
+		r.releaseJob(j)
 	}
 	degraded = append(degraded, unknown...)
 	if cf != nil {
@@ -221,87 +277,61 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 	return degraded
 }
 
-// build makes the arguments of the job's HMGETs. Keys are copied, so that
-// a command still queued after Fetch gave up never reads the caller's
-// lookups; fields are pointers to immutable strings (the specs' Field, or
-// the field of the feature's current generation in tab), which go-redis
-// writes without boxing a copy. When the store's generations were never
-// read (unknown), it keeps the specs for setFields.
-func (j *job) build(lookups []features.Lookup, tab *genTable, unknown bool) {
-	n := 0
-	for _, li := range j.lookups {
-		n += 2 + len(lookups[li].Specs)
-	}
-	j.keys = make([]string, len(j.lookups))
-	j.args = make([]any, 0, n)
-	j.argEnd = make([]int32, len(j.lookups))
+// build copies what the job's HMGETs read out of the lookups, so that a
+// command still queued after Fetch gave up never reads the caller's
+// lookups: keys are immutable strings, and the specs immutable too.
+func (j *job) build(lookups []features.Lookup) {
+	j.keys = slices.Grow(j.keys[:0], len(j.lookups))[:len(j.lookups)]
+	j.fields = slices.Grow(j.fields[:0], len(j.lookups))[:len(j.lookups)]
 	var prev []*features.Spec
-	prevStart := 0
 	for k, li := range j.lookups {
 		l := &lookups[li]
 		j.keys[k] = l.Key
-		start := len(j.args)
-		j.args = append(j.args, "hmget", &j.keys[k])
-		switch {
-		case tab == nil:
-			for _, s := range l.Specs {
-				j.args = append(j.args, &s.Field)
-			}
-		case len(prev) == len(l.Specs) && unsafe.SliceData(prev) == unsafe.SliceData(l.Specs):
-			// The lookups of a group share their Specs: their fields
-			// are looked up once.
-			j.args = append(j.args, j.args[prevStart+2:prevStart+2+len(prev)]...)
-		default:
-			for _, s := range l.Specs {
-				j.args = append(j.args, tab.field(s))
-			}
-			prev, prevStart = l.Specs, start
+		if k > 0 && len(prev) == len(l.Specs) && unsafe.SliceData(prev) == unsafe.SliceData(l.Specs) {
+			j.fields[k] = j.fields[k-1] // the lookups of a group share their Specs
+			continue
 		}
-		j.argEnd[k] = int32(len(j.args))
-		if unknown {
-			j.specs = append(j.specs, l.Specs...)
-		}
+		from := len(j.specs)
+		j.specs = append(j.specs, l.Specs...)
+		j.fields[k] = specRange{int32(from), int32(len(j.specs))}
+		prev = l.Specs
 	}
 }
 
-// setFields reads the store's generations, once, for a job built before
-// they were known, and points its fields at the features' current
-// generations.
-func (j *job) setFields(ctx context.Context, st *Store) error {
-	tab, err := st.firstTable(ctx)
-	if err != nil {
-		return err
+// write writes the job's HMGETs in RESP, reading each feature from its
+// field in the generations tab (its catalog field when tab is nil). A
+// lookup that reads the features of the one before copies its fields.
+func (j *job) write(tab *genTable) {
+	n := 0
+	for k := range j.keys {
+		n += 32 + len(j.keys[k]) + 16*int(j.fields[k].to-j.fields[k].from)
 	}
-	i, lo := 0, int32(0)
-	for _, end := range j.argEnd {
-		for a := lo + 2; a < end; a++ {
-			j.args[a] = tab.field(j.specs[i])
-			i++
+	j.req = slices.Grow(j.req[:0], n)
+	j.reqEnd = slices.Grow(j.reqEnd[:0], len(j.keys))[:len(j.keys)]
+	var lastFrom, lastTo int // where the fields of lookup k-1 are in req
+	for k, key := range j.keys {
+		fr := j.fields[k]
+		j.req = appendHMGET(j.req, key, int(fr.to-fr.from))
+		from := len(j.req)
+		if k > 0 && fr == j.fields[k-1] {
+			j.req = append(j.req, j.req[lastFrom:lastTo]...)
+		} else {
+			for _, s := range j.specs[fr.from:fr.to] {
+				j.req = appendBulk(j.req, *tab.field(s))
+			}
 		}
-		lo = end
+		lastFrom, lastTo = from, len(j.req)
+		j.reqEnd[k] = int32(len(j.req))
 	}
-	return nil
 }
 
-// commands makes the job's HMGETs once its parts are known: each streams
-// its raw reply into its part's replies, which are parsed here without an
-// allocation per value. Such commands are never retried by go-redis (the
-// reply could be half written): runPart retries them.
-func (j *job) commands(ctx context.Context) {
-	j.cmds = make([]redis.Cmder, len(j.lookups))
-	j.spans = make([]span, len(j.lookups))
-	for p := range j.parts {
-		pt := &j.parts[p]
-		for i := pt.lo; i < pt.hi; i++ {
-			k := j.at(i)
-			var lo int32
-			if k > 0 {
-				lo = j.argEnd[k-1]
-			}
-			args := j.args[lo:j.argEnd[k]:j.argEnd[k]]
-			j.cmds[i] = redis.NewRawWriteToCmd(ctx, &pt.replies, args...)
-		}
+// command returns the HMGET of lookup k, in RESP.
+func (j *job) command(k int32) []byte {
+	var from int32
+	if k > 0 {
+		from = j.reqEnd[k-1]
 	}
+	return j.req[from:j.reqEnd[k]]
 }
 
 // run routes the job's commands to their nodes and sends one pipeline
@@ -311,15 +341,16 @@ func (j *job) commands(ctx context.Context) {
 // others' values still arrive.
 func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) {
 	st, m := r.stores[j.store], r.metrics[j.store]
-	var err error
-	if j.specs != nil {
-		err = j.setFields(ctx, st)
+	tab, err := j.tab, error(nil)
+	if j.unknown {
+		tab, err = st.firstTable(ctx) // the fields depend on the generations
 	}
 	if err == nil {
+		j.write(tab)
 		err = st.route(ctx, j)
 	}
 	if err == nil {
-		j.commands(ctx)
+		j.spans = slices.Grow(j.spans[:0], len(j.keys))[:len(j.keys)]
 		var wg sync.WaitGroup
 		var first *part
 		for p := range j.parts {
@@ -385,37 +416,23 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 		p.err = ctx.Err()
 		return
 	}
-	buf := r.replyMemory()
-	defer r.keepReplyMemory(buf, p)
-	p.replies.b = (*buf)[:0]
-	cmds := j.cmds[p.lo:p.hi]
 	sent := time.Now()
-	nctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), st.nodeTimeout)
 	var broke error // the last attempt's broken connection, if one broke
 	for attempt := 0; ; attempt++ {
-		pipe := p.client.Pipeline()
-		_ = pipe.BatchProcess(nctx, cmds...)
-		_, _ = pipe.Exec(nctx) // errors are read per command below
-		err := firstError(cmds)
-		if err != nil && retryable(err) {
-			broke = err
+		p.err = r.roundTrip(j, p)
+		if p.err != nil && retryable(p.err) {
+			broke = p.err
 		}
-		if err == nil || attempt >= st.retries || !retryable(err) || !sleep(nctx, backoff(attempt)) {
+		if p.err == nil || attempt >= st.retries || !retryable(p.err) || !sleepUntil(sent.Add(st.nodeTimeout), backoff(attempt)) {
 			break
 		}
-		p.replies.b = p.replies.b[:0]
-		for _, cmd := range cmds {
-			cmd.SetErr(nil)
-			cmd.(*redis.RawWriteToCmd).SetVal(0)
-		}
 	}
-	j.locate(p)
-	if st.cluster != nil {
-		st.redirect(nctx, j, p, m)
+	if p.err == nil && st.cluster != nil {
+		p.err = st.redirect(time.Now().Add(st.nodeTimeout), j, p, m)
 	}
-	cancel()
-	p.node.releaseSlot()
-	p.err = j.partError(p)
+	if p.err == nil {
+		p.err = j.partError(p)
+	}
 	if broke != nil && isTimeout(p.err) {
 		// The node's deadline passed while seer tried again after the
 		// connection broke: the node's failure is the broken connection.
@@ -431,21 +448,25 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 			m.opened.Inc()
 		}
 	}
+	defer func() {
+		if p.wire != nil {
+			p.node.wires.put(p.wire, false)
+			p.wire = nil
+		}
+		p.node.releaseSlot()
+	}()
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if j.abandoned {
+	if j.abandoned || p.wire == nil {
 		return
 	}
 	var c counts
 	var vals [][]byte
 	now := time.Now().Unix()
 	for i := p.lo; i < p.hi; i++ {
-		if j.cmds[i].Err() != nil {
-			continue // the connection or the deadline failed: defaults
-		}
 		l := &lookups[j.lookups[j.at(i)]]
-		raw := p.replies.at(j.spans[i])
+		raw := p.reply(j, i)
 		if len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
 			continue // the node cannot serve (LOADING, CLUSTERDOWN, ...): defaults
 		}
@@ -468,59 +489,41 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	m.add(&c)
 }
 
-// replyMemory returns memory for a part's replies.
-func (r *Retriever) replyMemory() *[]byte {
-	if b, ok := r.replies.Get().(*[]byte); ok {
-		return b
+// roundTrip sends part p's HMGETs to its node through a wire, an idle one
+// or a new one (connected within the store's dial_timeout and
+// read_timeout), and reads their replies within read_timeout. On success
+// the part holds the wire until its replies are decoded; a wire that
+// failed is closed.
+func (r *Retriever) roundTrip(j *job, p *part) error {
+	st := r.stores[j.store]
+	if st.isClosed() {
+		return redis.ErrClosed // a cluster node met after Close would keep its wires
 	}
-	return new([]byte)
-}
-
-// maxKeptReplies is the most memory of a part's replies that goes back to
-// the pool.
-const maxKeptReplies = 4 << 20
-
-// keepReplyMemory gives the memory of p's replies back once they are
-// decoded: decoded values copy what they keep.
-func (r *Retriever) keepReplyMemory(buf *[]byte, p *part) {
-	if cap(p.replies.b) <= maxKeptReplies {
-		*buf = p.replies.b[:0]
-		r.replies.Put(buf)
+	w, err := p.node.wires.get(func() (*wire, error) {
+		return newWire(time.Now().Add(st.dialTimeout+st.nodeTimeout), p.client.Options(), st.dial)
+	})
+	if err != nil {
+		return err
 	}
-	p.replies.b = nil
-}
-
-// locate records where each reply of part p lies in its replies: one after
-// the other, in the order of the commands.
-func (j *job) locate(p *part) {
-	var off int32
+	deadline := time.Now().Add(st.nodeTimeout)
+	w.out = w.out[:0]
 	for i := p.lo; i < p.hi; i++ {
-		n := int32(j.cmds[i].(*redis.RawWriteToCmd).Val())
-		j.spans[i] = span{off, n}
-		off += n
+		w.out = append(w.out, j.command(j.at(i))...)
 	}
-}
-
-// firstError returns the first error of cmds: the connection failed, or
-// a deadline passed.
-func firstError(cmds []redis.Cmder) error {
-	for _, cmd := range cmds {
-		if err := cmd.Err(); err != nil {
-			return err
-		}
+	if err := w.roundTrip(deadline, int(p.hi-p.lo), j.spans[p.lo:p.hi]); err != nil {
+		p.node.wires.put(w, true)
+		return err
 	}
+	p.wire = w
 	return nil
 }
 
-// partError returns the first error of a node's commands: a failed
-// connection or deadline, or an error reply that says the node cannot
-// serve. Error replies about one key (WRONGTYPE) are not the node's fault.
+// partError returns the first error reply of a node's HMGETs that says
+// the node cannot serve. Error replies about one key (WRONGTYPE) are not
+// the node's fault.
 func (j *job) partError(p *part) error {
-	if err := firstError(j.cmds[p.lo:p.hi]); err != nil {
-		return err
-	}
 	for i := p.lo; i < p.hi; i++ {
-		if raw := p.replies.at(j.spans[i]); len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
+		if raw := p.reply(j, i); len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
 			return fmt.Errorf("%w: %s", errNodeReply, bytes.TrimRight(raw[1:], "\r\n"))
 		}
 	}
@@ -545,16 +548,13 @@ func backoff(attempt int) time.Duration {
 	return min(8*time.Millisecond<<min(attempt, 6), 512*time.Millisecond)
 }
 
-// sleep waits for d, or less when ctx ends first; false then.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
+// sleepUntil waits for d, unless deadline comes first; false then.
+func sleepUntil(deadline time.Time, d time.Duration) bool {
+	if time.Until(deadline) <= d {
 		return false
 	}
+	time.Sleep(d)
+	return true
 }
 
 // failed reports whether a read sent at sent that ended with err was the
@@ -568,7 +568,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 func (n *node) failed(err error, sent time.Time) bool {
 	switch {
 	case errors.Is(err, redis.ErrPoolTimeout), errors.Is(err, redis.ErrPoolExhausted),
-		errors.Is(err, redis.ErrClosed), errors.Is(err, context.Canceled):
+		errors.Is(err, redis.ErrClosed), errors.Is(err, net.ErrClosed),
+		errors.Is(err, context.Canceled), errors.Is(err, errRedirected):
 		return false
 	case isTimeout(err):
 		return n.silentSince(sent)
@@ -627,7 +628,7 @@ func decode(l *features.Lookup, vals [][]byte, now int64, c *counts) {
 		t, bits, stamp, err := features.DecodeScalar(b)
 		var v features.Value
 		if err == nil && t == s.Type && !t.Scalar() {
-			v, stamp, err = features.DecodeStamped(b)
+			v, stamp, err = s.Decode(b)
 		}
 		var why features.Reason
 		switch {

@@ -3,5 +3,5 @@
 package retrieval
 
 // peek cannot look into sockets on this system: every read that times out
-// counts against its node.
-func peek(uintptr) bool { return false }
+// counts against its node, and idle connections are not checked.
+func peek(uintptr) peekResult { return peekNone }

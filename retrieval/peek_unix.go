@@ -4,10 +4,16 @@ package retrieval
 
 import "syscall"
 
-// peek reports whether the socket fd holds bytes to read, without reading
-// them or waiting.
-func peek(fd uintptr) bool {
+// peek tells what the socket fd holds to read, without reading it or
+// waiting.
+func peek(fd uintptr) peekResult {
 	var b [1]byte
 	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	return err == nil && n > 0
+	switch {
+	case n > 0:
+		return peekData
+	case err == syscall.EAGAIN || err == syscall.EWOULDBLOCK || err == syscall.EINTR:
+		return peekNone
+	}
+	return peekClosed // the end of the stream, or an error such as a reset
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"slices"
 )
 
 // errReply is wrapped by errors for replies that are not the array of bulk
@@ -97,49 +95,3 @@ func respInt(b []byte) (int, error) {
 // maxBulk bounds one bulk string of a reply: an encoded value is at most
 // features.MaxValueSize bytes before compression, and a little more after.
 const maxBulk = 2 << 20
-
-// replyBuf collects the raw replies of one node's pipeline, one after the
-// other: go-redis streams each into it (redis.RawWriteToCmd), so that a
-// reply costs no allocation of its own.
-type replyBuf struct{ b []byte }
-
-// Write appends p.
-func (w *replyBuf) Write(p []byte) (int, error) {
-	w.b = append(w.b, p...)
-	return len(p), nil
-}
-
-// ReadFrom appends what r holds. go-redis copies a bulk string with
-// io.CopyN, which hands a LimitedReader of the bulk's size: the buffer
-// grows once, to that size, and the bytes are read straight into it.
-func (w *replyBuf) ReadFrom(r io.Reader) (int64, error) {
-	if lr, ok := r.(*io.LimitedReader); ok {
-		if lr.N > maxBulk {
-			return 0, fmt.Errorf("%w: bulk string of %d bytes", errReply, lr.N)
-		}
-		off, n := len(w.b), int(lr.N)
-		w.b = slices.Grow(w.b, n)[:off+n]
-		m, err := io.ReadFull(lr, w.b[off:])
-		w.b = w.b[:off+m]
-		if err == io.ErrUnexpectedEOF || err == io.EOF {
-			err = nil // io.CopyN reports the short count
-		}
-		return int64(m), err
-	}
-	var total int64
-	for {
-		w.b = slices.Grow(w.b, 512)
-		m, err := r.Read(w.b[len(w.b):cap(w.b)])
-		w.b = w.b[:len(w.b)+m]
-		total += int64(m)
-		if err == io.EOF {
-			return total, nil
-		}
-		if err != nil {
-			return total, err
-		}
-	}
-}
-
-// at returns the reply at sp.
-func (w *replyBuf) at(sp span) []byte { return w.b[sp.off : sp.off+sp.n : sp.off+sp.n] }

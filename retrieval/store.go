@@ -15,6 +15,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strconv"
@@ -251,7 +252,9 @@ type Store struct {
 	replicas     bool // reads go to replicas
 	breaker      BreakerConfig
 	nodeTimeout  time.Duration // the most a node may take to answer a read
-	retries      int           // how often Fetch sends a read again after its connection broke
+	dial         func(context.Context, string, string) (net.Conn, error)
+	dialTimeout  time.Duration
+	retries      int // how often Fetch sends a read again after its connection broke
 	clusterMu    sync.Mutex
 	clusterNodes map[string]*node
 
@@ -281,9 +284,22 @@ type node struct {
 	// caller's deadline, so that reads queued inside seer never reach the
 	// node's breaker: only a read the node was sent can fail it.
 	slots chan struct{}
+	// wires are the node's idle connections for Fetch (wire.go).
+	wires wires
 	// silentAt is when (unix nanoseconds) a read from the node last timed
 	// out with nothing from the node waiting in the socket (see conn.go).
 	silentAt atomic.Int64
+}
+
+// allNodes returns the store's nodes, a cluster's as far as it met them.
+func (s *Store) allNodes() []*node {
+	nodes := slices.Clone(s.nodes)
+	s.clusterMu.Lock()
+	for _, n := range s.clusterNodes {
+		nodes = append(nodes, n)
+	}
+	s.clusterMu.Unlock()
+	return nodes
 }
 
 // markSilent records that a read from the node at addr timed out with
@@ -344,6 +360,7 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 	}
 	s.retries = max(retries, 0)
 	dial := dialer(orDefault(cfg.DialTimeout, DefaultDialTimeout), tlsConfig, s.markSilent)
+	s.dial, s.dialTimeout = dial, orDefault(cfg.DialTimeout, DefaultDialTimeout)
 	// Every client below runs each call under its context's deadline
 	// (ContextTimeoutEnabled) and speaks RESP2 without CLIENT SETINFO: one
 	// less round trip per connection, and proxies that only speak RESP2
@@ -557,6 +574,9 @@ func (s *Store) Close() error {
 	}
 	s.closed = true
 	s.mu.Unlock()
+	for _, n := range s.allNodes() {
+		n.wires.close() // reads in flight fail at once
+	}
 	err := s.client.Close()
 	s.inflight.Wait()
 	if s.mini != nil {
@@ -566,6 +586,13 @@ func (s *Store) Close() error {
 		return fmt.Errorf("close store %s: %w", s.name, err)
 	}
 	return nil
+}
+
+// isClosed reports whether Close was called.
+func (s *Store) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
 }
 
 // begin registers a read that may outlive its caller; false when the store
