@@ -8,7 +8,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/internal/floor"
 	"github.com/seer-ml/seer/internal/redistest"
 )
 
@@ -22,6 +25,7 @@ type fetchFixture struct {
 	batch   features.Batch
 	lookups int
 	values  int
+	addr    string // the redis-server's
 }
 
 func newFetchFixture(tb testing.TB, stores int) *fetchFixture {
@@ -82,7 +86,7 @@ func newFetchFixture(tb testing.TB, stores int) *fetchFixture {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	f := &fetchFixture{cat: c, r: New([]*Store{st}, Options{}), plan: p, query: q}
+	f := &fetchFixture{cat: c, r: New([]*Store{st}, Options{}), plan: p, query: q, addr: srv.Addr}
 	if err := p.Prepare(q, &f.batch); err != nil {
 		tb.Fatal(err)
 	}
@@ -131,6 +135,27 @@ func BenchmarkFetch(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		f.fetch(b)
+	}
+	b.ReportMetric(float64(f.values), "values/op")
+}
+
+// BenchmarkFloor reads what BenchmarkFetch reads the way a plain go-redis
+// client would (internal/floor): one pipeline of the same HMGETs, every
+// value decoded. Fetch is meant to cost less.
+func BenchmarkFloor(b *testing.B) {
+	f := newFetchFixture(b, 200)
+	client := redis.NewClient(&redis.Options{Addr: f.addr, Protocol: 2, DisableIdentity: true})
+	defer client.Close()
+	q := floor.FromLookups(f.batch.Lookups)
+	read := func() {
+		if n, err := q.Read(context.Background(), client); err != nil || n != f.values {
+			b.Fatalf("floor read %d values of %d: %v", n, f.values, err)
+		}
+	}
+	read()
+	b.ReportAllocs()
+	for b.Loop() {
+		read()
 	}
 	b.ReportMetric(float64(f.values), "values/op")
 }

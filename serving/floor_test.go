@@ -1,0 +1,106 @@
+package serving
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/retrieval"
+)
+
+// The shape issue 9 measures seer against a plain go-redis client with: a
+// linear model of 30 float features, 200 candidate stores of 20 features
+// and one consumer of 10, every value read from Redis (201 HMGETs), no
+// request features. tools/bench_floor.sh measures the same over HTTP
+// against the real binary.
+
+// linearServer starts a Redis holding 200 stores and a consumer of that
+// shape, and opens a server over it with the linear model.
+func linearServer(tb testing.TB) *Server {
+	tb.Helper()
+	rs := redistest.Start(tb)
+	dir := tb.TempDir()
+	var catalog, manifest, stores strings.Builder
+	catalog.WriteString("entities: {store: {key: \"st_{id}\"}, consumer: {key: \"cx_{id}\"}}\nfeatures:\n")
+	manifest.WriteString("name: ranker\nversion: \"1\"\nformat: linear\ninputs:\n")
+	weights := "linear:\n  link: logistic\n  intercept: -1\n  weights:\n"
+	stores.WriteString("id")
+	for i := range 20 {
+		fmt.Fprintf(&catalog, "  - {name: store_f%d, entity: store, type: float, store: main, default: 0}\n", i)
+		fmt.Fprintf(&manifest, "  - name: store_f%d\n", i)
+		weights += fmt.Sprintf("    store_f%d: 0.0%d\n", i, i%10)
+		fmt.Fprintf(&stores, ",store_f%d", i)
+	}
+	consumers := "id"
+	consumerRow := "42"
+	for i := range 10 {
+		fmt.Fprintf(&catalog, "  - {name: consumer_f%d, entity: consumer, type: float, store: main, default: 0}\n", i)
+		fmt.Fprintf(&manifest, "  - name: consumer_f%d\n", i)
+		weights += fmt.Sprintf("    consumer_f%d: -0.0%d\n", i, i)
+		consumers += fmt.Sprintf(",consumer_f%d", i)
+		consumerRow += fmt.Sprintf(",%g", float64(i)/4)
+	}
+	stores.WriteString("\n")
+	for s := range 200 {
+		fmt.Fprintf(&stores, "%d", 100000+s)
+		for i := range 20 {
+			fmt.Fprintf(&stores, ",%.3f", float64((s*7+i)%100)/10)
+		}
+		stores.WriteString("\n")
+	}
+	writeFiles(tb, dir, map[string]string{
+		"catalog.yaml":                  catalog.String(),
+		"models/ranker/1/manifest.yaml": manifest.String() + weights,
+		"stores.csv":                    stores.String(),
+		"consumers.csv":                 consumers + "\n" + consumerRow + "\n",
+	})
+	cfg := DefaultConfig()
+	cfg.Catalog, cfg.Models, cfg.ModelsPoll = filepath.Join(dir, "catalog.yaml"), filepath.Join(dir, "models"), 0
+	cfg.Stores = map[string]retrieval.Config{"main": {Mode: "standalone", Addr: rs.Addr}}
+	cfg.Seed = []Seed{{Entity: "store", File: filepath.Join(dir, "stores.csv")}, {Entity: "consumer", File: filepath.Join(dir, "consumers.csv")}}
+	cfg.Predict.RetrievalTimeout = time.Second
+	srv, err := Open(context.Background(), cfg, Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(srv.Close)
+	if err := srv.Seed(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return srv
+}
+
+// linearBody is the 200-candidate query of linearServer.
+func linearBody() string {
+	var b strings.Builder
+	b.WriteString(`{"queries": [{"model": "ranker", "context": {"consumer": "42"}, "candidates": [`)
+	for s := range 200 {
+		if s > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"entities": {"store": "%d"}}`, 100000+s)
+	}
+	b.WriteString(`]}]}`)
+	return b.String()
+}
+
+// BenchmarkPredictLinear is the whole request path of the shape above,
+// through the HTTP handler.
+func BenchmarkPredictLinear(b *testing.B) {
+	h := linearServer(b).Handler()
+	body := linearBody()
+	b.ReportAllocs()
+	for b.Loop() {
+		req := httptest.NewRequest("POST", "/v1/predict", strings.NewReader(body))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 || strings.Contains(w.Body.String(), `"degraded"`) {
+			b.Fatalf("%d %.200s", w.Code, w.Body.String())
+		}
+	}
+}

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# seer against the floor of issue 9, over HTTP with the real binary: one
+# standalone redis-server on a loopback port holding 200 stores (20 float
+# features) and one consumer (10), uploaded with `seer upload`; a linear
+# model of those 30 features; and tools/floorload alternating rounds of a
+# plain go-redis client that pipelines the same 201 HMGETs and decodes
+# every value (the floor) and of seer's uncached 200-candidate
+# /v1/predict, at each concurrency. It prints every round, the medians and
+# seer's ratios to the floor (request rate, CPU per request), with uptime
+# at start and end. docs/performance.md ("Against the floor") has figures.
+#
+#   go build -o /tmp/seer ./cmd/seer && go build -o /tmp/floorload ./tools/floorload
+#   tools/bench_floor.sh [seconds per round, default 10] [concurrencies, default 1,8] [rounds, default 3]
+#
+# With OLD=/path/to/an/older/seer, that binary serves the same Redis too and
+# takes its turn in every round (old against new in one run). Needs
+# redis-server, redis-cli, curl and python3. Everything it starts is
+# stopped on exit.
+set -euo pipefail
+
+SEER=${SEER:-/tmp/seer}
+LOAD=${LOAD:-/tmp/floorload}
+OLD=${OLD:-}
+DURATION=${1:-10}
+CONCS=${2:-1,8}
+ROUNDS=${3:-3}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The catalog, the model and the data.
+cd "$WORK"
+{
+	echo 'entities: {store: {key: "st_{id}"}, consumer: {key: "cx_{id}"}}'
+	echo 'features:'
+	for i in $(seq 0 19); do echo "  - {name: store_f$i, entity: store, type: float, store: main, default: 0}"; done
+	for i in $(seq 0 9); do echo "  - {name: consumer_f$i, entity: consumer, type: float, store: main, default: 0}"; done
+} >catalog.yaml
+mkdir -p models/ranker/1
+{
+	echo 'name: ranker'
+	echo 'version: "1"'
+	echo 'format: linear'
+	echo 'inputs:'
+	for i in $(seq 0 19); do echo "  - name: store_f$i"; done
+	for i in $(seq 0 9); do echo "  - name: consumer_f$i"; done
+	echo 'linear:'
+	echo '  link: logistic'
+	echo '  intercept: -1'
+	echo '  weights:'
+	for i in $(seq 0 19); do echo "    store_f$i: 0.0$i"; done
+	for i in $(seq 0 9); do echo "    consumer_f$i: -0.0$i"; done
+} >models/ranker/1/manifest.yaml
+python3 - <<'EOF'
+import json
+cols = ["store_f%d" % i for i in range(20)]
+with open("stores.csv", "w") as f:
+    f.write("id," + ",".join(cols) + "\n")
+    for s in range(200):
+        f.write("%d," % (100000 + s) + ",".join("%.3f" % ((s * 7 + i) % 100 / 10) for i in range(20)) + "\n")
+with open("consumers.jsonl", "w") as f:
+    f.write(json.dumps({"id": 42, **{"consumer_f%d" % i: i / 4 for i in range(10)}}) + "\n")
+cands = [{"entities": {"store": 100000 + s}} for s in range(200)]
+with open("body.json", "w") as f:
+    json.dump({"queries": [{"model": "ranker", "context": {"consumer": 42}, "candidates": cands}]}, f)
+EOF
+
+# The store, then seer (and the older build, when given).
+RP=$(freeport)
+redis-server --port "$RP" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly no --logfile redis.log &
+PIDS+=($!)
+for _ in $(seq 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.05; done
+config() {
+	cat <<EOF
+listen: 127.0.0.1:$1
+catalog: catalog.yaml
+models: models
+models_poll: 0s
+log_level: warn
+stores:
+  main: {mode: standalone, addr: 127.0.0.1:$RP}
+predict:
+  timeout: 3s
+  retrieval_timeout: 2s # throughput, not deadlines: every value must be read
+EOF
+}
+serve() { # BINARY PORT CONFIG: starts it, waits until ready, prints its pid
+	"$1" serve --config "$3" >/dev/null 2>"$3.log" &
+	local pid=$!
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.05; done
+	echo "$pid"
+}
+HP=$(freeport)
+config "$HP" >seer.yaml
+"$SEER" upload --config seer.yaml --entity store stores.csv >/dev/null
+"$SEER" upload --config seer.yaml --entity consumer consumers.jsonl >/dev/null
+SPID=$(serve "$SEER" "$HP" seer.yaml)
+PIDS+=("$SPID")
+OLDARGS=()
+if [ -n "$OLD" ]; then
+	OP=$(freeport)
+	config "$OP" >old.yaml
+	OPID=$(serve "$OLD" "$OP" old.yaml)
+	PIDS+=("$OPID")
+	OLDARGS=(-old-url "http://127.0.0.1:$OP" -old-pid "$OPID")
+fi
+
+echo "uptime at start: $(uptime)"
+"$LOAD" -redis "127.0.0.1:$RP" -catalog catalog.yaml -manifest models/ranker/1/manifest.yaml \
+	-url "http://127.0.0.1:$HP" -pid "$SPID" "${OLDARGS[@]}" -body body.json \
+	-c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS"
+echo "uptime at end: $(uptime)"

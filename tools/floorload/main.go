@@ -1,0 +1,307 @@
+// Command floorload measures seer against the floor of issue 9: a plain
+// go-redis client that pipelines exactly the HMGETs seer sends for a query
+// and decodes every value (internal/floor). It alternates rounds of the
+// floor and of seer's HTTP API at each concurrency, c workers in a closed
+// loop, and prints each round's request rate, latency percentiles and CPU
+// time per request, then the medians and seer's ratios to the floor.
+//
+//	floorload -redis 127.0.0.1:6379 -catalog catalog.yaml -manifest manifest.yaml \
+//	    -url http://127.0.0.1:8080 -pid $(pgrep -f 'seer serve') -body body.json -c 1,8 -d 10s -rounds 3
+//
+// The floor's CPU time is this process's own while it reads (the client
+// is the thing measured); seer's is the seer process's (-pid, from
+// /proc/PID/stat), without this process's HTTP client. Redis's CPU is in
+// neither. The HMGETs are the ones seer's plan makes of the body's first
+// query: the catalog and the manifest's inputs compiled as seer compiles
+// them. With -floor=false only seer is driven, at -path (for
+// /v1/features). With -old-url and -old-pid, a second seer (an older
+// build over the same Redis) takes its turn after the floor in each round.
+// Used by tools/bench_floor.sh; docs/performance.md has the figures.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/internal/floor"
+	"github.com/seer-ml/seer/models"
+)
+
+// body is the part of a /v1/predict body that names entities.
+type body struct {
+	Queries []struct {
+		Context    map[string]any `json:"context"`
+		Candidates []struct {
+			Entities map[string]any `json:"entities"`
+		} `json:"candidates"`
+	} `json:"queries"`
+}
+
+func ids(m map[string]any) map[string]string {
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		out[k] = fmt.Sprint(v)
+	}
+	return out
+}
+
+// floorQuery returns the HMGETs seer's plan makes of the body's first
+// query.
+func floorQuery(catalogPath, manifestPath string, raw []byte) (floor.Query, error) {
+	data, err := os.ReadFile(catalogPath)
+	if err != nil {
+		return floor.Query{}, err
+	}
+	cat, err := features.ParseCatalog(data, nil)
+	if err != nil {
+		return floor.Query{}, err
+	}
+	if data, err = os.ReadFile(manifestPath); err != nil {
+		return floor.Query{}, err
+	}
+	m, err := models.ParseManifest(data)
+	if err != nil {
+		return floor.Query{}, err
+	}
+	p, err := features.Compile(cat, m.Inputs)
+	if err != nil {
+		return floor.Query{}, err
+	}
+	var b body
+	if err := json.Unmarshal(raw, &b); err != nil || len(b.Queries) == 0 {
+		return floor.Query{}, fmt.Errorf("body: no query (%v)", err)
+	}
+	q := &features.Query{Context: ids(b.Queries[0].Context)}
+	for _, c := range b.Queries[0].Candidates {
+		q.Candidates = append(q.Candidates, features.Candidate{Entities: ids(c.Entities)})
+	}
+	var batch features.Batch
+	if err := p.Prepare(q, &batch); err != nil {
+		return floor.Query{}, err
+	}
+	return floor.FromLookups(batch.Lookups), nil
+}
+
+// cpu returns the CPU time (user and system) of process pid so far, or of
+// this process when pid is 0.
+func cpu(pid int) time.Duration {
+	if pid == 0 {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			return 0
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// The fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+}
+
+// result is one round.
+type result struct {
+	rate          float64
+	p50, p99      time.Duration
+	errors, total int
+	cpu           time.Duration // per request
+}
+
+// drive runs do from c workers for d, and measures it and the CPU time of
+// process pid (this one when 0).
+func drive(c int, d time.Duration, pid int, do func() error) result {
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	before := cpu(pid)
+	start := time.Now()
+	for range c {
+		wg.Go(func() {
+			var mine []time.Duration
+			bad := 0
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				if err := do(); err != nil {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat, errs = append(lat, mine...), errs+bad
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	spent := cpu(pid) - before
+	slices.Sort(lat)
+	r := result{errors: errs, total: len(lat)}
+	if len(lat) > 0 {
+		r.rate = float64(len(lat)) / elapsed.Seconds()
+		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
+		r.cpu = spent / time.Duration(len(lat))
+	}
+	return r
+}
+
+func fail(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "floorload: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func main() {
+	redisAddr := flag.String("redis", "", "the Redis seer reads (standalone)")
+	catalog := flag.String("catalog", "", "seer's catalog")
+	manifest := flag.String("manifest", "", "the model's manifest")
+	url := flag.String("url", "", "seer's HTTP base URL")
+	path := flag.String("path", "/v1/predict", "the route to POST the body to")
+	bodyPath := flag.String("body", "", "a request body (JSON)")
+	pid := flag.Int("pid", 0, "seer's process id, for its CPU time")
+	oldURL := flag.String("old-url", "", "another seer (an older build) to drive in turn, its HTTP base URL")
+	oldPid := flag.Int("old-pid", 0, "the other seer's process id")
+	concs := flag.String("c", "1,8", "concurrencies, comma-separated")
+	dur := flag.Duration("d", 10*time.Second, "duration of each round")
+	rounds := flag.Int("rounds", 3, "rounds at each concurrency, each the floor then seer")
+	withFloor := flag.Bool("floor", true, "drive the floor beside seer")
+	flag.Parse()
+	if *url == "" || *bodyPath == "" || *pid == 0 || (*withFloor && (*redisAddr == "" || *catalog == "" || *manifest == "")) {
+		fmt.Fprintln(os.Stderr, "floorload: -url, -body and -pid are required, and -redis, -catalog and -manifest with the floor")
+		os.Exit(2)
+	}
+	raw, err := os.ReadFile(*bodyPath)
+	if err != nil {
+		fail("%v", err)
+	}
+	var cs []int
+	for _, s := range strings.Split(*concs, ",") {
+		c, err := strconv.Atoi(s)
+		if err != nil || c < 1 {
+			fail("-c: bad concurrency %q", s)
+		}
+		cs = append(cs, c)
+	}
+
+	var floorDo func() error
+	if *withFloor {
+		q, err := floorQuery(*catalog, *manifest, raw)
+		if err != nil {
+			fail("%v", err)
+		}
+		client := redis.NewClient(&redis.Options{Addr: *redisAddr, Protocol: 2, DisableIdentity: true, PoolSize: 64})
+		defer client.Close()
+		values, err := q.Read(context.Background(), client)
+		if err != nil {
+			fail("%v", err)
+		}
+		floorDo = func() error {
+			n, err := q.Read(context.Background(), client)
+			if err == nil && n != values {
+				err = fmt.Errorf("read %d values, then %d", values, n)
+			}
+			return err
+		}
+	}
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	post := func(base string) error {
+		resp, err := hc.Post(base+*path, "application/json", bytes.NewReader(raw))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		data, err := io.ReadAll(resp.Body)
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode != 200:
+			return fmt.Errorf("status %d", resp.StatusCode)
+		case bytes.Contains(data, []byte(`"degraded"`)):
+			return fmt.Errorf("degraded")
+		}
+		return nil
+	}
+	seerDo := func() error { return post(*url) }
+	if err := seerDo(); err != nil {
+		fail("seer: %v", err)
+	}
+	var oldDo func() error
+	if *oldURL != "" {
+		oldDo = func() error { return post(*oldURL) }
+		if err := oldDo(); err != nil {
+			fail("old seer: %v", err)
+		}
+	}
+
+	fmt.Printf("%-5s %-3s %-5s %9s %8s %8s %9s %6s %6s\n", "round", "c", "side", "req/s", "p50 ms", "p99 ms", "cpu µs", "errors", "load")
+	type key struct {
+		c    int
+		side string
+	}
+	rates, cpus := map[key][]float64{}, map[key][]float64{}
+	for _, c := range cs {
+		// Warm both up.
+		if floorDo != nil {
+			drive(c, time.Second, 0, floorDo)
+		}
+		drive(c, time.Second, *pid, seerDo)
+		if oldDo != nil {
+			drive(c, time.Second, *oldPid, oldDo)
+		}
+		for i := range *rounds {
+			for _, side := range []struct {
+				name string
+				pid  int
+				do   func() error
+			}{{"floor", 0, floorDo}, {"old", *oldPid, oldDo}, {"seer", *pid, seerDo}} {
+				if side.do == nil {
+					continue
+				}
+				r := drive(c, *dur, side.pid, side.do)
+				load, _ := os.ReadFile("/proc/loadavg")
+				var l1 string
+				fmt.Sscan(string(load), &l1)
+				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s\n", i+1, c, side.name, r.rate,
+					float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.cpu.Microseconds(), r.errors, l1)
+				k := key{c, side.name}
+				rates[k] = append(rates[k], r.rate)
+				cpus[k] = append(cpus[k], float64(r.cpu.Microseconds()))
+			}
+		}
+	}
+	med := func(xs []float64) float64 { xs = slices.Clone(xs); slices.Sort(xs); return xs[len(xs)/2] }
+	for _, c := range cs {
+		s := key{c, "seer"}
+		fmt.Printf("c=%d median: seer %.0f req/s, %.0f µs CPU per request\n", c, med(rates[s]), med(cpus[s]))
+		if oldDo != nil {
+			o := key{c, "old"}
+			fmt.Printf("c=%d median: old %.0f req/s, %.0f µs; seer/old: rate %.2f, CPU %.2f\n",
+				c, med(rates[o]), med(cpus[o]), med(rates[s])/med(rates[o]), med(cpus[s])/med(cpus[o]))
+		}
+		if floorDo != nil {
+			f := key{c, "floor"}
+			fmt.Printf("c=%d median: floor %.0f req/s, %.0f µs; seer/floor: rate %.2f, CPU %.2f\n",
+				c, med(rates[f]), med(cpus[f]), med(rates[s])/med(rates[f]), med(cpus[s])/med(cpus[f]))
+		}
+	}
+}
