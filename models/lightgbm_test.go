@@ -708,14 +708,22 @@ func FuzzLoadLightGBM(f *testing.F) {
 	f.Add([]byte(tiny[:len(tiny)/2]), false, uint8(0))
 	f.Add([]byte(strings.Replace(tiny, "left_child=1 -1 -3", "left_child=1 -1 1", 1)), false, uint8(0))
 	f.Add([]byte(strings.Replace(tiny, "num_cat=1", "num_cat=0", 1)), false, uint8(1))
-	for _, name := range []string{
-		"lgbm-3.0.0_22c8cbf/ClassificationVersicolor.txt",
-		"lgbm-3.3.2_3ba5b7b/ClassificationAuditBinNA.txt",
-		"lgbm-4.0.0_4be9db8/RFClassificationAudit.txt",
-		"lgbm-4.6.0-lineartree_1121ef5/ClassificationIrisNA.txt",
-		"lgbm-4.6.0-lineartree_1121ef5/LinearTreeRegressionAuto.txt",
-	} {
-		data := readFile(f, oracle.Path(f, "lightgbm", filepath.FromSlash(name)))
+	// Committed models first, so that there is something to fuzz without
+	// the oracles; then the oracles' when they are there.
+	files := []string{"../configs/quickstart/models/store_ranker/1/model.txt"}
+	if dir, ok := oracle.Find(f); ok {
+		for _, name := range []string{
+			"lgbm-3.0.0_22c8cbf/ClassificationVersicolor.txt",
+			"lgbm-3.3.2_3ba5b7b/ClassificationAuditBinNA.txt",
+			"lgbm-4.0.0_4be9db8/RFClassificationAudit.txt",
+			"lgbm-4.6.0-lineartree_1121ef5/ClassificationIrisNA.txt",
+			"lgbm-4.6.0-lineartree_1121ef5/LinearTreeRegressionAuto.txt",
+		} {
+			files = append(files, filepath.Join(dir, "lightgbm", filepath.FromSlash(name)))
+		}
+	}
+	for _, path := range files {
+		data := readFile(f, path)
 		f.Add(data, false, uint8(0))
 		for _, cut := range []int{len(data) / 7, len(data) / 3, len(data) - 200} {
 			f.Add(data[:cut], false, uint8(1))

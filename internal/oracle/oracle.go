@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/seer-ml/seer/internal/testenv"
 )
 
 // EnvDir names the environment variable that overrides where the oracles are.
@@ -19,25 +21,46 @@ const EnvDir = "SEER_ORACLES"
 
 // Dir returns the oracles directory: $SEER_ORACLES, or ../shared/oracles
 // beside the repository. When it is missing the test fails under CI (the
-// CI environment variable is set) and is skipped, loudly, elsewhere.
+// CI environment variable is set) and is skipped elsewhere, saying so in
+// go test's output even without -v.
 func Dir(t testing.TB) string {
 	t.Helper()
+	dir, err := find()
+	if err != nil {
+		testenv.Missing(t, err.Error())
+	}
+	return dir
+}
+
+// Find returns the oracles directory and true, or, when it is missing,
+// fails the test under CI and elsewhere says so loudly (without skipping)
+// and returns false: for a fuzz target that also has committed seeds.
+func Find(t testing.TB) (string, bool) {
+	t.Helper()
+	dir, err := find()
+	if err == nil {
+		return dir, true
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal(err)
+	}
+	testenv.Notice(t, err.Error()+"; fuzzing with the committed seeds only")
+	return "", false
+}
+
+func find() (string, error) {
 	dir := os.Getenv(EnvDir)
 	if dir == "" {
 		root, err := repoRoot()
 		if err != nil {
-			t.Fatalf("oracles: %v", err)
+			return "", fmt.Errorf("oracles: %v", err)
 		}
 		dir = filepath.Join(root, "..", "shared", "oracles")
 	}
 	if _, err := os.Stat(dir); err != nil {
-		msg := fmt.Sprintf("ORACLES MISSING: %v (set %s to the oracles directory)", err, EnvDir)
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		return "", fmt.Errorf("ORACLES MISSING: %v (set %s to the oracles directory)", err, EnvDir)
 	}
-	return dir
+	return dir, nil
 }
 
 // Path returns the path of a file under the oracles directory, failing the
