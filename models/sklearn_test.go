@@ -425,8 +425,14 @@ func TestSklearnDocExample(t *testing.T) {
 }
 
 // TestSklearnPredictAllocs pins the allocations of scoring: none, also
-// behind a scaler (whose row buffers are pooled).
+// behind a scaler (whose row buffers are pooled). Under the race detector
+// sync.Pool drops buffers at random, so a call may allocate the one it
+// did not get back; an allocation per row (100 of them) still shows.
 func TestSklearnPredictAllocs(t *testing.T) {
+	budget := 0.0
+	if raceEnabled {
+		budget = 2
+	}
 	for _, name := range []string{"ridge_scaled", "gb_reg_scaled", "hgb_reg_categorical", "logreg_multi"} {
 		data, err := os.ReadFile(filepath.Join("testdata", "sklearn", name+".json"))
 		if err != nil {
@@ -444,8 +450,8 @@ func TestSklearnPredictAllocs(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
-		if allocs != 0 {
-			t.Errorf("%s: %v allocations per Predict, want 0", name, allocs)
+		if allocs > budget {
+			t.Errorf("%s: %v allocations per Predict, want at most %v", name, allocs, budget)
 		}
 	}
 }
