@@ -62,7 +62,9 @@ func newCacheFixture(t *testing.T, cfg CacheConfig, addr ...string) *cacheFixtur
 	if len(addr) > 0 {
 		a = addr[0]
 	}
-	if f.store, err = Open(context.Background(), "main", Config{Addr: a}); err != nil {
+	// Long I/O timeouts: an upload through a slow proxy must not time
+	// out; fetches stop at their own deadlines.
+	if f.store, err = Open(context.Background(), "main", Config{Addr: a, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.store.Close() })
@@ -299,7 +301,7 @@ func TestCacheMarkerEviction(t *testing.T) {
 	for f.stats("store_rating").MarkerEvictions == 0 && time.Since(uploaded) < 5*time.Second {
 		time.Sleep(cfg.MarkerPoll / 5)
 	}
-	if d := time.Since(uploaded); d > 20*cfg.MarkerPoll {
+	if d := time.Since(uploaded); d > 4*time.Second {
 		t.Errorf("the upload was noticed after %v with a poll every %v", d, cfg.MarkerPoll)
 	}
 	got := f.fetch(t, f.r, []string{"1"})
@@ -427,9 +429,13 @@ func TestCacheLivePercent(t *testing.T) {
 
 // TestCacheInflight sends two Fetches of one key through a slow proxy:
 // Redis reads it once, and a joined Fetch never waits past its context.
+// The proxy's delay is long enough that the second Fetch, sent 30ms after
+// the first, joins it even on a loaded machine (a stall of 470ms would be
+// needed to miss it).
 func TestCacheInflight(t *testing.T) {
+	const delay = 500 * time.Millisecond
 	srv := redistest.Start(t)
-	proxy := delayProxy(t, srv.Addr, 150*time.Millisecond)
+	proxy := delayProxy(t, srv.Addr, delay)
 	f := newCacheFixture(t, cacheConfig(CacheLive), proxy)
 	f.srv = srv // the fixture's store reads srv through the proxy
 	before := f.hmgets(t)
@@ -476,10 +482,11 @@ func TestCacheInflight(t *testing.T) {
 		fetchAll(t, f.r, f.cat, []string{"2"}, cacheNames, 5*time.Second)
 	}()
 	time.Sleep(30 * time.Millisecond)
-	// The leader's read lands 150ms after it started, 120ms from now.
+	// The leader's read lands 500ms after it started, 470ms from now: a
+	// follower that waited for it would take that long.
 	start := time.Now()
 	_, late := fetchAll(t, f.r, f.cat, []string{"2"}, cacheNames, 20*time.Millisecond)
-	if d := time.Since(start); d > 100*time.Millisecond {
+	if d := time.Since(start); d > delay*4/5 {
 		t.Errorf("a joined read with a 20ms deadline took %v", d)
 	}
 	if !cmp.Equal(late, []string{"main"}) {

@@ -324,7 +324,7 @@ func TestFetchDeadStore(t *testing.T) {
 	searchSrv.Kill()
 	start := time.Now()
 	rows, degraded := fetchAll(t, r, c, []string{"1"}, []string{"store_rating", "store_cuisine"}, 300*time.Millisecond)
-	if d := time.Since(start); d > 450*time.Millisecond {
+	if d := time.Since(start); d > 300*time.Millisecond+slack {
 		t.Errorf("Fetch with a dead store took %v, past its 300ms deadline", d)
 	}
 	if diff := cmp.Diff([]string{"search"}, degraded); diff != "" {
@@ -340,7 +340,7 @@ func TestFetchFrozenStore(t *testing.T) {
 	mainSrv.Pause()
 	start := time.Now()
 	rows, degraded := fetchAll(t, r, c, []string{"1"}, []string{"store_rating", "store_cuisine"}, 200*time.Millisecond)
-	if d := time.Since(start); d > 350*time.Millisecond {
+	if d := time.Since(start); d > 200*time.Millisecond+slack {
 		t.Errorf("Fetch with a frozen store took %v, past its 200ms deadline", d)
 	}
 	if diff := cmp.Diff([]string{"main"}, degraded); diff != "" {
@@ -358,7 +358,7 @@ func TestFetchFrozenStore(t *testing.T) {
 	if degraded := r.Fetch(ctx, q); !slices.Equal(degraded, []string{"main"}) {
 		t.Errorf("cancelled Fetch: degraded %v", degraded)
 	}
-	if d := time.Since(start); d > 250*time.Millisecond {
+	if d := time.Since(start); d > 100*time.Millisecond+slack {
 		t.Errorf("Fetch cancelled after 100ms took %v", d)
 	}
 
@@ -372,14 +372,15 @@ func TestFetchFrozenStore(t *testing.T) {
 
 // TestFetchParallel puts each store behind a proxy that holds every request
 // for a while: reading the stores one after the other would take twice as
-// long.
+// long. The delay is long enough that a loaded machine's own delays do not
+// blur the two.
 func TestFetchParallel(t *testing.T) {
-	const delay = 250 * time.Millisecond
+	const delay = 500 * time.Millisecond
 	c := testCatalogParse(t)
 	var stores []*Store
 	for _, name := range []string{"main", "search"} {
 		srv := redistest.Start(t)
-		st, err := Open(context.Background(), name, Config{Addr: delayProxy(t, srv.Addr, delay)})
+		st, err := Open(context.Background(), name, Config{Addr: delayProxy(t, srv.Addr, delay), ReadTimeout: 5 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,7 +400,7 @@ func TestFetchParallel(t *testing.T) {
 	if len(degraded) > 0 {
 		t.Fatalf("degraded %v", degraded)
 	}
-	if d < delay || d >= 2*delay-50*time.Millisecond {
+	if d < delay || d >= 2*delay-delay/4 {
 		t.Errorf("Fetch of two stores each %v away took %v", delay, d)
 	}
 	if diff := cmp.Diff([]string{"redis 2.5", `redis "thai"`}, cellStrings(rows)); diff != "" {
