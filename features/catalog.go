@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
 	"strconv"
@@ -269,6 +270,9 @@ func ParseCatalog(data []byte, stores []string) (*Catalog, error) {
 		}
 		c.Entities[name] = ent
 	}
+	if err := checkTemplates(c.Entities); err != nil {
+		return nil, err
+	}
 	ids := make(map[uint32]string)
 	for i, ff := range f.Features {
 		where := fmt.Sprintf("feature %d", i+1)
@@ -378,6 +382,59 @@ func compositeEntity(name, template string, known map[string]*Entity) (*Entity, 
 		}
 	}
 	return e, nil
+}
+
+// checkTemplates refuses two simple entity types whose keys can be the
+// same key: the keys of templates p1{id}s1 and p2{id}s2 can meet when one
+// prefix starts the other and one suffix ends the other, and what the
+// longer ones have beyond the shorter could be part of an id (CheckID):
+// "a_{id}" and "a_b_{id}" share the key "a_b_1". Templates that differ
+// where an id cannot reach, in a byte an id cannot hold (':', '{', '}') or
+// in a part that is not a prefix or suffix of the other, never meet.
+// (Composite entity types keep their ids apart by their separators:
+// AppendKeys.)
+func checkTemplates(entities map[string]*Entity) error {
+	names := slices.Sorted(maps.Keys(entities))
+	for i, an := range names {
+		for _, bn := range names[i+1:] {
+			a, b := entities[an], entities[bn]
+			if a.Composite() || b.Composite() {
+				continue
+			}
+			x, okx := beyond(a.parts[0], b.parts[0], false)
+			y, oky := beyond(a.parts[1], b.parts[1], true)
+			if !okx || !oky || !idBytes(x) || !idBytes(y) {
+				continue
+			}
+			return fmt.Errorf("%w: entities %s and %s: keys %q and %q can be the same key for two ids; "+
+				"make the templates differ in a byte an id cannot hold (':', '{', '}'), e.g. %q",
+				ErrCatalog, an, bn, a.Template(), b.Template(), a.parts[0]+":{id}"+a.parts[1])
+		}
+	}
+	return nil
+}
+
+// beyond returns what the longer of s and t has beyond the shorter, when
+// the shorter starts it (or ends it, when suffix is set).
+func beyond(s, t string, suffix bool) (string, bool) {
+	if len(s) < len(t) {
+		s, t = t, s
+	}
+	switch {
+	case !suffix && strings.HasPrefix(s, t):
+		return s[len(t):], true
+	case suffix && strings.HasSuffix(s, t):
+		return s[:len(s)-len(t)], true
+	}
+	return "", false
+}
+
+// idBytes reports whether s could be part of an id: it holds no byte
+// CheckID refuses.
+func idBytes(s string) bool {
+	return !strings.ContainsFunc(s, func(r rune) bool {
+		return r < 0x20 || r == 0x7f || r == '{' || r == '}' || r == ':'
+	})
 }
 
 // parseDefault converts a default from YAML into a Value of type t. Without

@@ -206,8 +206,8 @@ func TestCompositeTables(t *testing.T) {
 	}{
 		{func() ([]string, error) { return csv("consumer,cs_orders\n1,2\n") }, "cs.csv:1: no store column: want a header line like consumer,store,<feature>"},
 		{func() ([]string, error) { return csv("consumer,store,id\n1,2,3\n") }, "cs.csv:1: column id: not a feature in the catalog"},
-		{func() ([]string, error) { return csv("consumer,store\n1:2,3\n") }, `cs.csv:2: column consumer: bad entity id: consumer id "1:2" holds ":"`},
-		{func() ([]string, error) { return csv("consumer,store\n1,\n") }, "cs.csv:2: column store: empty id"},
+		{func() ([]string, error) { return csv("consumer,store\n1:2,3\n") }, `cs.csv:2: column consumer: bad entity id: ':' at byte 1`},
+		{func() ([]string, error) { return csv("consumer,store\n1,\n") }, "cs.csv:2: column store: bad entity id: empty"},
 		{func() ([]string, error) { return jsonl(`{"consumer": 1}`) }, `cs.jsonl:1: no "store"`},
 		{func() ([]string, error) { return jsonl(`{"consumer": 1, "store": 2, "store": 3}`) }, "cs.jsonl:1: column store: listed twice"},
 	} {

@@ -396,7 +396,7 @@ func (t *TableReader) jsonField(kb []byte) error {
 		default:
 			return t.fail(t.line, name, fmt.Errorf("want a string or an integer id, got %s", v.describe()))
 		}
-		if err := checkID(id); err != nil {
+		if err := CheckID(id); err != nil {
 			return t.fail(t.line, name, err)
 		}
 		t.row.IDs[k] = id

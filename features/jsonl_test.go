@@ -44,7 +44,7 @@ func (t *TableReader) parseJSONStd(line []byte) error {
 		if key == "id" {
 			id, err := jsonIDStd(x)
 			if err == nil {
-				err = checkID(id)
+				err = CheckID(id)
 			}
 			if err != nil {
 				return t.fail(t.line, "id", err)

@@ -406,7 +406,7 @@ func (t *TableReader) parquetRow(values parquet.Row) error {
 		if c.spec == nil {
 			id, err := parquetID(c, run)
 			if err == nil {
-				err = checkID(id)
+				err = CheckID(id)
 			}
 			if err != nil {
 				return t.failRow(line, c.name, err)

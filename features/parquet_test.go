@@ -156,7 +156,7 @@ func TestParquetErrors(t *testing.T) {
 		{"infinite item", []parquettest.Column{id, {Name: "store_embedding", Type: "list<float>"}}, [][]any{{int64(1), []float32{1, float32(math.Inf(1))}}},
 			"part-0.parquet: row 1: column store_embedding: vector item 1, +Inf, is not a finite number (allow_non_finite in the catalog lets feature store_embedding hold NaN and ±Inf)"},
 		{"long id", []parquettest.Column{{Name: "id", Type: "string"}}, [][]any{{strings.Repeat("x", MaxIDSize+1)}},
-			"part-0.parquet: row 1: column id: id of 1025 bytes is over the limit of 1024"},
+			"part-0.parquet: row 1: column id: bad entity id: 1025 bytes is over the limit of 1024"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := readParquet(t, c, parquetFile(t, tc.cols, tc.rows, parquettest.Options{}))

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // ErrTable is wrapped by every error that rejects an upload file.
@@ -23,11 +22,8 @@ const (
 	FormatParquet = "parquet" // columns "id" and features; see NewParquetReader
 )
 
-// Limits of upload files, checked while reading.
-const (
-	MaxTableLine = 16 << 20 // bytes of one line
-	MaxIDSize    = 1024     // bytes of an entity id
-)
+// MaxTableLine caps the bytes of one line of an upload file.
+const MaxTableLine = 16 << 20
 
 // TableFormat returns the format of an upload file from its name: .csv is
 // CSV, .jsonl and .json are JSON Lines, .parquet is Parquet.
@@ -330,7 +326,7 @@ func (t *TableReader) nextCSV() error {
 	t.row.Specs, t.row.Values = t.row.Specs[:0], t.row.Values[:0]
 	for k, col := range t.idCols {
 		id := record[col]
-		if err := checkID(id); err != nil {
+		if err := CheckID(id); err != nil {
 			return t.fail(line, t.idNames[k], err)
 		}
 		t.row.IDs[k] = strings.Clone(id) // the record is reused
@@ -356,18 +352,6 @@ func (t *TableReader) nextCSV() error {
 		}
 		t.row.Specs = append(t.row.Specs, s)
 		t.row.Values = append(t.row.Values, v)
-	}
-	return nil
-}
-
-func checkID(id string) error {
-	switch {
-	case id == "":
-		return errors.New("empty id")
-	case len(id) > MaxIDSize:
-		return fmt.Errorf("id of %d bytes is over the limit of %d", len(id), MaxIDSize)
-	case !utf8.ValidString(id):
-		return errors.New("id is not valid UTF-8")
 	}
 	return nil
 }

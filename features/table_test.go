@@ -58,7 +58,7 @@ func TestTableCSV(t *testing.T) {
 		"1,4.5,10,true,thai,\"[1,2.5]\",\"[\"\"a\"\",\"\"b\"\"]\"\r\n" +
 		"2,,,,,,\n" +
 		"3,-1e2,0,0,\"pizza, pasta\",[],[]\n" +
-		"\"multi\nline\",1,,,,,\n"
+		"\"multi, part\",1,,,\"multi\nline\",,\n"
 	got, err := readTable(t, c, "stores.csv", FormatCSV, data)
 	if err != nil {
 		t.Fatal(err)
@@ -67,7 +67,7 @@ func TestTableCSV(t *testing.T) {
 		`1 store_avg_rating=4.5 store_orders=10 store_open=true store_cuisine="thai" store_embedding=[1,2.5] store_tags=["a","b"]`,
 		`2`,
 		`3 store_avg_rating=-100 store_orders=0 store_open=false store_cuisine="pizza, pasta" store_embedding=[] store_tags=[]`,
-		"multi\nline store_avg_rating=1",
+		`multi, part store_avg_rating=1 store_cuisine="multi\nline"`,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("rows (-want +got):\n%s", diff)
@@ -104,7 +104,7 @@ func TestTableJSONL(t *testing.T) {
 
 func TestTableLines(t *testing.T) {
 	c := mustCatalog(t, tableCatalog)
-	r, err := NewTableReader(strings.NewReader("id,store_orders\n1,2\n\n\"a\nb\",3\n4,5\n"), "s.csv", FormatCSV, c, "store")
+	r, err := NewTableReader(strings.NewReader("id,store_cuisine\n1,x\n\na,\"b\nc\"\n4,y\n"), "s.csv", FormatCSV, c, "store")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,8 +164,8 @@ func TestTableErrors(t *testing.T) {
 		{"csv bad vector", "s.csv", FormatCSV, "id,store_embedding\n1,1;2\n", `s.csv:2: column store_embedding: want vector as a JSON array`},
 		{"csv bad list", "s.csv", FormatCSV, "id,store_tags\n1,[1]\n", `s.csv:2: column store_tags: list item 0: want a string`},
 		{"csv bad string", "s.csv", FormatCSV, "id,store_cuisine\n1,a\xffb\n", `s.csv:2: column store_cuisine: want string, got text that is not valid UTF-8`},
-		{"csv empty id", "s.csv", FormatCSV, "id,store_orders\n,1\n", "s.csv:2: column id: empty id"},
-		{"csv long id", "s.csv", FormatCSV, "id\n" + long + "\n", "s.csv:2: column id: id of 1025 bytes is over the limit"},
+		{"csv empty id", "s.csv", FormatCSV, "id,store_orders\n,1\n", "s.csv:2: column id: bad entity id: empty"},
+		{"csv long id", "s.csv", FormatCSV, "id\n" + long + "\n", "s.csv:2: column id: bad entity id: 1025 bytes is over the limit"},
 		{"csv field count", "s.csv", FormatCSV, "id,store_orders\n1,2\n3\n", "s.csv:3: wrong number of fields"},
 		{"csv bare quote", "s.csv", FormatCSV, "id,store_orders\n1,2\"\n", "s.csv:2: bare \" in non-quoted-field"},
 		{"csv line in quotes", "s.csv", FormatCSV, "id,store_cuisine\n1,\"a\nb\n2,\"x\"y\n", "s.csv:"},
@@ -181,7 +181,7 @@ func TestTableErrors(t *testing.T) {
 		{"jsonl float id", "s.jsonl", FormatJSONL, "{\"id\": 1.5}\n", "s.jsonl:1: column id: want a string or an integer id, got number 1.5"},
 		{"jsonl exp id", "s.jsonl", FormatJSONL, "{\"id\": 1e3}\n", "s.jsonl:1: column id: want a string or an integer id"},
 		{"jsonl bool id", "s.jsonl", FormatJSONL, "{\"id\": true}\n", "s.jsonl:1: column id: want a string or an integer id, got bool true"},
-		{"jsonl empty id", "s.jsonl", FormatJSONL, "{\"id\": \"\"}\n", "s.jsonl:1: column id: empty id"},
+		{"jsonl empty id", "s.jsonl", FormatJSONL, "{\"id\": \"\"}\n", "s.jsonl:1: column id: bad entity id: empty"},
 		{"jsonl null id", "s.jsonl", FormatJSONL, "{\"id\": null}\n", "s.jsonl:1: column id: want a string or an integer id, got null"},
 		{"jsonl duplicate key", "s.jsonl", FormatJSONL, "{\"id\": 1, \"store_orders\": 1, \"store_orders\": 2}\n", "s.jsonl:1: column store_orders: listed twice"},
 		{"jsonl unknown key", "s.jsonl", FormatJSONL, "{\"id\": 1, \"colour\": 1}\n", "s.jsonl:1: column colour: not a feature in the catalog"},
