@@ -117,7 +117,7 @@ func BenchmarkDecode(b *testing.B) {
 		for b.Loop() {
 			req := newRequest()
 			req.body = body
-			if err := req.decode(predictBody); err != nil {
+			if err := req.decode(predictBody, limits{}); err != nil {
 				b.Fatal(err)
 			}
 			if _, err := req.query(p, 0); err != nil {

@@ -754,11 +754,17 @@ var typeNames = [...]struct{ request, queries, query string }{
 	featuresBody: {"serving.featuresRequest", "[]serving.featuresQuery", "serving.featuresQuery"},
 }
 
+// limits are the most queries, and candidates per query, a body may hold;
+// 0 is no limit.
+type limits struct{ queries, candidates int }
+
 // decoder decodes one body into a request.
 type decoder struct {
 	r     reader
 	req   *request
 	kind  bodyKind
+	lim   limits
+	over  string // a limit passed: decoding stopped there, at once
 	stop  string // the first bad entity map: decoding stopped there
 	saved string // the first value of the wrong type, or unknown field
 	// Where the reader is, for the paths of unknown fields: in query qi
@@ -766,9 +772,12 @@ type decoder struct {
 	depth, qi, ci int
 }
 
-// decode decodes the body read into req. Errors wrap ErrBadRequest.
-func (req *request) decode(kind bodyKind) error {
-	d := decoder{r: reader{s: req.body, stack: req.stack[:0]}, req: req, kind: kind}
+// decode decodes the body read into req. Errors wrap ErrBadRequest. A
+// query or candidate past lim stops decoding where it starts, so that
+// refusing a body of a million candidates costs no more than one of
+// lim's.
+func (req *request) decode(kind bodyKind, lim limits) error {
+	d := decoder{r: reader{s: req.body, stack: req.stack[:0]}, req: req, kind: kind, lim: lim}
 	msg := d.body()
 	req.stack = d.r.stack
 	if msg != "" {
@@ -803,6 +812,8 @@ func (d *decoder) body() string {
 		}
 	}
 	switch {
+	case d.over != "":
+		return d.over // no look at the rest of the body: that is the point
 	case !ok && r.syn != "":
 		return "body: " + r.syn
 	case d.stop != "":
@@ -948,6 +959,10 @@ func (d *decoder) queries() bool {
 	switch c := r.s[r.i]; c {
 	case '[':
 		n, ok := r.array(func(i int) bool {
+			if d.lim.queries > 0 && i >= d.lim.queries {
+				d.over = fmt.Sprintf("queries: more than the limit of %d", d.lim.queries)
+				return false
+			}
 			if i == len(req.queries) {
 				req.queries = grown(req.queries)
 			}
@@ -1035,6 +1050,10 @@ func (d *decoder) candidates(q *rawQuery) bool {
 	switch c := r.s[r.i]; c {
 	case '[':
 		n, ok := r.array(func(i int) bool {
+			if d.lim.candidates > 0 && i >= d.lim.candidates {
+				d.over = fmt.Sprintf("queries[%d].candidates: more than the limit of %d", d.qi, d.lim.candidates)
+				return false
+			}
 			if i == len(q.cands) {
 				q.cands = grown(q.cands)
 			}
@@ -1193,7 +1212,8 @@ func (d *decoder) entities(e *entities) bool {
 }
 
 // entityID returns the id a raw JSON value gives the entity type key, or
-// what is wrong with it.
+// what is wrong with it: an id must be a string or an integer, and pass
+// features.CheckID.
 func entityID(key, raw string) (id, msg string) {
 	switch {
 	case raw[0] == '"':
@@ -1201,11 +1221,15 @@ func entityID(key, raw string) (id, msg string) {
 		if id, _ = v.str(true); id == "" {
 			return "", fmt.Sprintf("entity %s: want a non-empty id", key)
 		}
-		return id, ""
 	case isInteger(raw):
-		return raw, ""
+		id = raw
+	default:
+		return "", fmt.Sprintf("entity %s: want a string or integer id, got %s", key, truncateText(raw, 40))
 	}
-	return "", fmt.Sprintf("entity %s: want a string or integer id, got %s", key, truncateText(raw, 40))
+	if err := features.CheckID(id); err != nil {
+		return "", fmt.Sprintf("entity %s: %v", key, err)
+	}
+	return id, ""
 }
 
 // halt records a bad entity map and stops decoding.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -43,7 +44,7 @@ func displayPlan(t testing.TB) *features.Plan {
 func decodeBody(body string, kind bodyKind) (*request, error) {
 	req := newRequest()
 	req.body = body
-	return req, req.decode(kind)
+	return req, req.decode(kind, limits{})
 }
 
 // The decoded request in one shape for both decoders, request features
@@ -231,6 +232,11 @@ func TestDecodeMessages(t *testing.T) {
 		{"entity empty", predictBody, `{"queries": [{"candidates": [{"entities": {"store": ""}}]}]}`, "body: entity store: want a non-empty id"},
 		{"entity null id", predictBody, `{"queries": [{"context": {"store": null}}]}`, "body: entity store: want a string or integer id, got null"},
 		{"entity long", predictBody, `{"queries": [{"context": {"store": [` + strings.Repeat("1,", 30) + `1]}}]}`, "body: entity store: want a string or integer id, got [1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1..."},
+		{"entity colon", predictBody, `{"queries": [{"context": {"store": "1:2"}}]}`, "body: entity store: bad entity id: ':' at byte 1 (it separates the parts of composite keys)"},
+		{"entity brace", predictBody, `{"queries": [{"candidates": [{"entities": {"store": "{7}"}}]}]}`, "body: entity store: bad entity id: '{' at byte 0 (braces would make a Redis hash tag of part of the key)"},
+		{"entity control", predictBody, `{"queries": [{"context": {"consumer": "a\u0000"}}]}`, "body: entity consumer: bad entity id: control byte 0x00 at byte 1"},
+		{"entity too long", predictBody, `{"queries": [{"context": {"store": "` + strings.Repeat("x", 1025) + `"}}]}`, "body: entity store: bad entity id: 1025 bytes is over the limit of 1024"},
+		{"entity longest", predictBody, `{"queries": [{"context": {"store": "` + strings.Repeat("x", 1024) + `"}}]}`, ""},
 		{"entity repeated", predictBody, `{"queries": [{"context": {"store": 1.5, "store": "1"}}]}`, ""},
 		{"entity repeated bad", predictBody, `{"queries": [{"context": {"consumer": "7", "store": "1", "store": true}}]}`, "body: entity store: want a string or integer id, got true"},
 		{"trailing", predictBody, `{"queries": [{"model": "store_ranker"}]} {}`, "body: data after the JSON object"},
@@ -337,7 +343,7 @@ func TestDecodeAllocs(t *testing.T) {
 	req := new(request)
 	got := testing.AllocsPerRun(50, func() {
 		req.body = body
-		if err := req.decode(predictBody); err != nil {
+		if err := req.decode(predictBody, limits{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := req.query(p, 0); err != nil {
@@ -431,5 +437,46 @@ func TestAppendResults(t *testing.T) {
 		if string(got) != string(want)+"\n" {
 			t.Errorf("%s:\n got %s\nwant %s", tt.name, got, want)
 		}
+	}
+}
+
+// TestDecodeLimits: a body with more queries, or more candidates in a
+// query, than the limits is refused as soon as the decoder meets the one
+// too many: what it allocates does not grow with the rest of the body.
+func TestDecodeLimits(t *testing.T) {
+	lim := limits{queries: 64, candidates: 1000}
+	manyCands := `{"queries": [{"model": "m", "candidates": [` + strings.Repeat(`{},`, 1_000_000) + `{}]}]}`
+	manyQueries := `{"queries": [` + strings.Repeat(`{},`, 500_000) + `{}]}`
+	tests := []struct {
+		name, body, want string
+	}{
+		{"candidates", manyCands, "queries[0].candidates: more than the limit of 1000"},
+		{"candidates of the second query", `{"queries": [{}, {"candidates": [` + strings.Repeat(`{},`, 1000) + `{}]}]}`, "queries[1].candidates: more than the limit of 1000"},
+		{"queries", manyQueries, "queries: more than the limit of 64"},
+		{"before a syntax error", `{"queries": [` + strings.Repeat(`{},`, 65) + `x]}`, "queries: more than the limit of 64"},
+		{"at the limits", `{"queries": [{"candidates": [` + strings.Repeat(`{},`, 999) + `{}]}` + strings.Repeat(`, {}`, 63) + `]}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			req := newRequest()
+			req.body = tt.body
+			err := req.decode(predictBody, lim)
+			runtime.ReadMemStats(&after)
+			req.release()
+			got := ""
+			if err != nil {
+				got = err.Error()
+			}
+			if got != tt.want || (err != nil && !errors.Is(err, ErrBadRequest)) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+			// 1000 candidates take about 200 KiB; a million would take
+			// hundreds of MiB.
+			if n := after.TotalAlloc - before.TotalAlloc; n > 2<<20 {
+				t.Errorf("decoding a %d-byte body allocated %d KiB", len(tt.body), n>>10)
+			}
+		})
 	}
 }

@@ -190,6 +190,18 @@ func TestGRPCErrors(t *testing.T) {
 			}
 		})
 	}
+	// Entity ids follow features.CheckID here too.
+	for id, want := range map[string]string{
+		"1:2":                     `queries[0].context.store: bad entity id: ':' at byte 1`,
+		strings.Repeat("7", 1025): "queries[0].context.store: bad entity id: 1025 bytes is over the limit of 1024",
+		"{7}":                     "queries[0].context.store: bad entity id: '{' at byte 0",
+	} {
+		req := &seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: "store_ranker", Context: map[string]string{"store": id}}}}
+		_, err := client.Predict(context.Background(), req)
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), want) {
+			t.Errorf("id %.20q: got %v %q, want InvalidArgument %q", id, st.Code(), st.Message(), want)
+		}
+	}
 	// A message over max_body_bytes.
 	big := &seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: "store_ranker", Id: strings.Repeat("x", 5<<20)}}}
 	if _, err := client.Predict(context.Background(), big); status.Code(err) != codes.ResourceExhausted {

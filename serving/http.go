@@ -232,7 +232,7 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, kind bodyKi
 	req := newRequest()
 	err := s.readBody(w, r, req)
 	if err == nil {
-		err = req.decode(kind)
+		err = req.decode(kind, limits{queries: s.cfg.Predict.MaxQueries, candidates: s.cfg.Predict.MaxCandidates})
 	}
 	if err == nil {
 		err = s.checkShape(req.nq, func(i int) int { return req.queries[i].nc })

@@ -24,12 +24,14 @@ func (s *Server) checkShape(nqueries int, candidates func(i int) int) error {
 	if nqueries == 0 {
 		return badRequest("queries: none given")
 	}
+	// The messages are the JSON decoder's, which stops at the first one
+	// too many without counting the rest.
 	if nqueries > lim.MaxQueries {
-		return badRequest("queries: %d is over the limit of %d", nqueries, lim.MaxQueries)
+		return badRequest("queries: more than the limit of %d", lim.MaxQueries)
 	}
 	for i := range nqueries {
 		if n := candidates(i); n > lim.MaxCandidates {
-			return badRequest("queries[%d].candidates: %d is over the limit of %d", i, n, lim.MaxCandidates)
+			return badRequest("queries[%d].candidates: more than the limit of %d", i, lim.MaxCandidates)
 		}
 	}
 	return nil

@@ -76,6 +76,9 @@ func (m *entityMap) UnmarshalJSON(b []byte) error {
 		default:
 			return fmt.Errorf("entity %s: want a string or integer id, got %s", k, truncateText(string(v), 40))
 		}
+		if err := features.CheckID(s); err != nil {
+			return fmt.Errorf("entity %s: %v", k, err)
+		}
 		out[k] = s
 	}
 	*m = out

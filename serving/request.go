@@ -254,11 +254,15 @@ func typedQuery(p *features.Plan, i int, context map[string]string, feats map[st
 	return q, nil
 }
 
-// checkIDs refuses empty entity ids, as the JSON decoder does.
+// checkIDs refuses the entity ids features.CheckID refuses, as the JSON
+// decoder does.
 func checkIDs(where string, m map[string]string) error {
 	for entity, id := range m {
 		if id == "" {
 			return badRequest("%s.%s: want a non-empty id", where, entity)
+		}
+		if err := features.CheckID(id); err != nil {
+			return badRequest("%s.%s: %v", where, entity, err)
 		}
 	}
 	return nil

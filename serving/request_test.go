@@ -140,8 +140,8 @@ func TestTypedErrors(t *testing.T) {
 		want     string
 	}{
 		{"no queries", &PredictRequest{}, ErrBadRequest, "queries: none given"},
-		{"too many queries", &PredictRequest{Queries: make([]Query, 65)}, ErrBadRequest, "queries: 65 is over the limit of 64"},
-		{"too many candidates", one(Query{Model: "store_ranker", Candidates: make([]Candidate, 1001)}), ErrBadRequest, "queries[0].candidates: 1001 is over the limit of 1000"},
+		{"too many queries", &PredictRequest{Queries: make([]Query, 65)}, ErrBadRequest, "queries: more than the limit of 64"},
+		{"too many candidates", one(Query{Model: "store_ranker", Candidates: make([]Candidate, 1001)}), ErrBadRequest, "queries[0].candidates: more than the limit of 1000"},
 		{"no model", one(Query{}), ErrBadRequest, "queries[0].model: missing"},
 		{"unknown model", one(Query{Model: "nope"}), registry.ErrUnknownModel, `queries[0].model: unknown model "nope"`},
 		{"unknown version", one(Query{Model: "store_ranker@9"}), registry.ErrUnknownVersion, `unknown model version "9"`},

@@ -517,7 +517,7 @@ func TestBadRequests(t *testing.T) {
 		{"wrong type query", "/v1/predict", `{"queries": [{"model": "store_ranker", "features": {"hour_of_day": 1.5}}]}`, 400, "queries[0].features.hour_of_day: want int"},
 		{"bad category", "/v1/predict", `{"queries": [{"model": "store_ranker", "features": {"store_cuisine": 3}}]}`, 400, "store_cuisine: want string"},
 		{"field type", "/v1/predict", `{"queries": [{"model": 7}]}`, 400, "queries.model"},
-		{"too many candidates", "/v1/predict", `{"queries": [{"model": "store_ranker", "candidates": [` + strings.TrimSuffix(many, ",") + `]}]}`, 400, "queries[0].candidates: 51 is over the limit of 50"},
+		{"too many candidates", "/v1/predict", `{"queries": [{"model": "store_ranker", "candidates": [` + strings.TrimSuffix(many, ",") + `]}]}`, 400, "queries[0].candidates: more than the limit of 50"},
 		{"too large", "/v1/predict", `{"queries": [{"model": "store_ranker", "id": "` + strings.Repeat("x", 300000) + `"}]}`, 413, "over the limit"},
 		{"trailing", "/v1/predict", `{"queries": [{"model": "store_ranker"}]} {}`, 400, "after the JSON"},
 		{"features unknown", "/v1/features", `{"queries": [{"features": ["nope"]}]}`, 400, "nope"},
