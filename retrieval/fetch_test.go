@@ -3,6 +3,8 @@ package retrieval
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -158,4 +160,101 @@ func BenchmarkFloor(b *testing.B) {
 		read()
 	}
 	b.ReportMetric(float64(f.values), "values/op")
+}
+
+// BenchmarkFetchGenerations reads the fixture's 201 keys with the values
+// written three ways: at generation 0 (no generations: the read path of
+// before they existed), after one upload (generation 1: reads find their
+// fields through the generation table) and after two (generation 2, with
+// generation 1 kept beside it for a rollback: each hash twice as long).
+// redis-µs/op is the CPU Redis spent per Fetch.
+func BenchmarkFetchGenerations(b *testing.B) {
+	for _, uploads := range []int{0, 1, 2} {
+		b.Run(fmt.Sprintf("uploads=%d", uploads), func(b *testing.B) {
+			f := newFetchFixture(b, 200)
+			if uploads > 0 {
+				f.reupload(b, uploads)
+			}
+			f.fetch(b)
+			for _, l := range f.batch.Lookups {
+				for j, g := range l.Got {
+					if !g.Found() {
+						b.Fatalf("%s %s missing", l.Key, l.Specs[j].Name)
+					}
+				}
+			}
+			cpu0 := f.redisCPU(b)
+			b.ReportAllocs()
+			for b.Loop() {
+				f.fetch(b)
+			}
+			b.ReportMetric((f.redisCPU(b)-cpu0)*1e6/float64(b.N), "redis-µs/op")
+		})
+	}
+}
+
+// reupload replaces the fixture's values with the same ones uploaded n
+// times through UploadFile, and forgets generation 0.
+func (f *fetchFixture) reupload(tb testing.TB, n int) {
+	tb.Helper()
+	ctx := context.Background()
+	var stores, consumers strings.Builder
+	stores.WriteString("id")
+	consumers.WriteString("id")
+	for _, s := range f.cat.Specs {
+		if s.Entity.Name == "store" {
+			stores.WriteString("," + s.Name)
+		} else {
+			consumers.WriteString("," + s.Name)
+		}
+	}
+	for i := range f.query.Candidates {
+		fmt.Fprintf(&stores, "\n%d", 100000+i)
+		for _, s := range f.cat.Specs[:15] {
+			if s.Type == features.Int {
+				fmt.Fprintf(&stores, ",%d", i*31)
+			} else {
+				fmt.Fprintf(&stores, ",%v", float64(i)/7)
+			}
+		}
+	}
+	consumers.WriteString("\n42" + strings.Repeat(",0.5", 10))
+	for ent, data := range map[string]string{"store": stores.String(), "consumer": consumers.String()} {
+		path := filepath.Join(tb.TempDir(), ent+".csv")
+		if err := os.WriteFile(path, []byte(data+"\n"), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		for range n {
+			if _, err := f.r.UploadFile(ctx, f.cat, ent, path, UploadOptions{}); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	// Generation 0 goes, as the collector deletes it once it is garbage.
+	st := f.r.stores[0]
+	for _, l := range f.batch.Lookups {
+		for _, s := range l.Specs {
+			if err := st.client.HDel(ctx, l.Key, s.Field).Err(); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+}
+
+// redisCPU returns the seconds of CPU the fixture's Redis has used.
+func (f *fetchFixture) redisCPU(tb testing.TB) float64 {
+	tb.Helper()
+	info, err := f.r.stores[0].client.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if ok && (k == "used_cpu_user" || k == "used_cpu_sys") {
+			x, _ := strconv.ParseFloat(v, 64)
+			total += x
+		}
+	}
+	return total
 }

@@ -194,6 +194,8 @@ type Server struct {
 	batches   sync.Pool
 
 	learn learning // feature log, shadow models, guardrails
+
+	hashEnc map[string]*retrieval.HashEncoding // by store, read at start
 }
 
 // Open loads the catalog, opens the stores and the cache and loads the
@@ -226,6 +228,7 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	s.retriever = retrieval.New(s.stores, retrieval.Options{Registerer: s.metrics, Cache: s.cache})
+	s.reportHashEncoding(ctx)
 	s.registry, err = registry.Open(s.catalog, registry.Options{
 		Root: cfg.Models, Poll: cfg.ModelsPoll, Logger: s.log, Metrics: s.metrics,
 	})
@@ -240,6 +243,33 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// reportHashEncoding reads each store's hash-max-listpack-entries once and
+// logs the entity types whose hashes outgrow it (docs/performance.md,
+// "Redis hash encoding"); /readyz shows the same.
+func (s *Server) reportHashEncoding(ctx context.Context) {
+	s.hashEnc = make(map[string]*retrieval.HashEncoding, len(s.stores))
+	for _, st := range s.stores {
+		if st.Mode() == retrieval.ModeEmbedded {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		he := st.HashEncoding(cctx, s.catalog)
+		cancel()
+		s.hashEnc[st.Name()] = &he
+		switch {
+		case he.Limit < 0:
+			s.log.Info("hash encoding unknown", "store", st.Name(), "err", he.Error)
+		case len(he.Wide) > 0:
+			for _, w := range he.Wide {
+				s.log.Warn("entity hashes outgrow hash-max-listpack-entries: Redis stores them as hash tables (about 2.4x the memory, cheaper reads)",
+					"store", st.Name(), "entity", w.Entity, "features", w.Features, "fields_with_previous_generation", w.Fields, "hash_max_listpack_entries", he.Limit)
+			}
+		default:
+			s.log.Info("entity hashes fit hash-max-listpack-entries", "store", st.Name(), "hash_max_listpack_entries", he.Limit)
+		}
+	}
 }
 
 // Close stops the shadow workers and the guardrails, writes out the

@@ -20,6 +20,9 @@ type StoreStatus struct {
 	Status   string                 `json:"status"`
 	Required bool                   `json:"required"`
 	Nodes    []retrieval.NodeHealth `json:"nodes"`
+	// HashEncoding is the store's hash-max-listpack-entries and the entity
+	// types whose hashes outgrow it, as read at start (informational).
+	HashEncoding *retrieval.HashEncoding `json:"hash_encoding,omitempty"`
 }
 
 // Readiness says whether the server should get traffic, and why.
@@ -58,7 +61,7 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 			if st.Required() && h.Status != retrieval.StatusOK {
 				body.Ready = false
 			}
-			body.Stores[st.Name()] = StoreStatus{Mode: st.Mode(), Status: h.Status, Required: st.Required(), Nodes: h.Nodes}
+			body.Stores[st.Name()] = StoreStatus{Mode: st.Mode(), Status: h.Status, Required: st.Required(), Nodes: h.Nodes, HashEncoding: s.hashEnc[st.Name()]}
 		})
 	}
 	wg.Wait()
