@@ -46,7 +46,14 @@ type wire struct {
 	tls    bool
 	in     []byte // replies, read here
 	out    []byte // commands, written from here
+	used   time.Time
 }
+
+// checkIdle is how long a wire may stay idle before it is checked
+// (stale) before its next read: a wire in constant use saves the syscall,
+// and should its connection have broken meanwhile, the read is tried
+// again on a new one.
+const checkIdle = time.Second
 
 // errRedial is what the dialer of a wire's client says when go-redis would
 // dial a second connection.
@@ -147,6 +154,7 @@ func (w *wire) roundTrip(deadline time.Time, n int, spans []span) error {
 	if at != len(w.in) {
 		return fmt.Errorf("%w: %d bytes after the last reply", errReply, len(w.in)-at)
 	}
+	w.used = time.Now()
 	return nil
 }
 
@@ -201,7 +209,7 @@ func (ws *wires) get(dial func() (*wire, error)) (*wire, error) {
 		w := ws.idle[len(ws.idle)-1]
 		ws.idle = ws.idle[:len(ws.idle)-1]
 		ws.mu.Unlock()
-		if !w.stale() {
+		if time.Since(w.used) < checkIdle || !w.stale() {
 			ws.lend(w)
 			return w, nil
 		}

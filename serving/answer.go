@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/seer-ml/seer/features"
@@ -74,7 +76,7 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 			b = res.scores.appendJSON(b)
 		} else {
 			b = append(b, `"rows":`...)
-			b = appendCells(b, res.plan, res.cells)
+			b = appendCells(b, res.plan, res.layout, res.cells)
 		}
 		if len(res.degraded) > 0 {
 			b = append(b, `,"degraded":true,"degraded_stores":[`...)
@@ -88,7 +90,7 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 		}
 		if predict && len(res.cells) > 0 {
 			b = append(b, `,"debug":`...)
-			b = appendCells(b, res.plan, res.cells)
+			b = appendCells(b, res.plan, res.layout, res.cells)
 		}
 		b = append(b, '}')
 	}
@@ -98,26 +100,27 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 // appendCells appends row-major cells as an array of objects, one per row,
 // from input name to {"value", "source", "why", "updated"} (the last two
 // when set), names sorted.
-func appendCells(b []byte, p *features.Plan, cells []features.Cell) []byte {
-	ni := len(p.Inputs)
-	order := make([]int, ni)
-	for k := range order {
-		order[k] = k
+func appendCells(b []byte, p *features.Plan, lay *cellLayout, cells []features.Cell) []byte {
+	if lay == nil {
+		lay = newCellLayout(p)
 	}
-	slices.SortFunc(order, func(a, c int) int { return strings.Compare(p.Inputs[a].Name, p.Inputs[c].Name) })
+	ni := len(p.Inputs)
+	// The values of one upload share their stamp: it is formatted once.
+	var last features.Stamp
+	var lastText []byte
+	var text [40]byte
 	b = append(b, '[')
 	for r := 0; r*ni < len(cells); r++ {
 		if r > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, '{')
-		for n, k := range order {
+		for n, k := range lay.order {
 			if n > 0 {
 				b = append(b, ',')
 			}
 			c := &cells[r*ni+k]
-			b = appendString(b, p.Inputs[k].Name)
-			b = append(b, `:{"value":`...)
+			b = append(b, lay.keys[n]...)
 			b = appendValue(b, &c.Value)
 			b = append(b, `,"source":"`...)
 			b = append(b, c.Source.String()...)
@@ -128,8 +131,12 @@ func appendCells(b []byte, p *features.Plan, cells []features.Cell) []byte {
 				b = append(b, '"')
 			}
 			if c.Updated != 0 {
+				if c.Updated != last || lastText == nil {
+					last = c.Updated
+					lastText, _ = c.Updated.AppendText(text[:0])
+				}
 				b = append(b, `,"updated":"`...)
-				b, _ = c.Updated.AppendText(b)
+				b = append(b, lastText...)
 				b = append(b, '"')
 			}
 			b = append(b, '}')
@@ -137,6 +144,47 @@ func appendCells(b []byte, p *features.Plan, cells []features.Cell) []byte {
 		b = append(b, '}')
 	}
 	return append(b, ']')
+}
+
+// cellLayout is how a plan's cells are written: the inputs in the order of
+// their names, and each one's `"name":{"value":`.
+type cellLayout struct {
+	order []int
+	keys  [][]byte
+}
+
+// cellLayouts holds the layouts of the plans met so far, up to
+// maxLayouts: a model version's plan or a cached display plan lives long.
+type cellLayouts struct {
+	m sync.Map // *features.Plan -> *cellLayout
+	n atomic.Int32
+}
+
+const maxLayouts = 1024
+
+// of returns the layout of p's cells.
+func (c *cellLayouts) of(p *features.Plan) *cellLayout {
+	if l, ok := c.m.Load(p); ok {
+		return l.(*cellLayout)
+	}
+	l := newCellLayout(p)
+	if c.n.Add(1) <= maxLayouts {
+		c.m.Store(p, l)
+	}
+	return l
+}
+
+func newCellLayout(p *features.Plan) *cellLayout {
+	ni := len(p.Inputs)
+	l := &cellLayout{order: make([]int, ni), keys: make([][]byte, ni)}
+	for k := range l.order {
+		l.order[k] = k
+	}
+	slices.SortFunc(l.order, func(a, c int) int { return strings.Compare(p.Inputs[a].Name, p.Inputs[c].Name) })
+	for n, k := range l.order {
+		l.keys[n] = append(appendString(nil, p.Inputs[k].Name), `:{"value":`...)
+	}
+	return l
 }
 
 // appendValue appends a value as features.Value.MarshalJSON writes it.

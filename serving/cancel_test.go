@@ -88,3 +88,20 @@ func TestPredictCancelled(t *testing.T) {
 		t.Errorf("seer_retrieval_fetch_duration_seconds{result=timeout} counted %v, want 0", got)
 	}
 }
+
+// TestDisplayPlanCache: a list of features is compiled once.
+func TestDisplayPlanCache(t *testing.T) {
+	srv := testServer(t)
+	a, err := srv.displayPlan(0, []string{"store_avg_rating", "consumer_avg_spend"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := srv.displayPlan(0, []string{"store_avg_rating", "consumer_avg_spend"})
+	c, _ := srv.displayPlan(0, []string{"consumer_avg_spend", "store_avg_rating"})
+	if a != b || a == c || len(c.Inputs) != 2 || c.Inputs[0].Name != "consumer_avg_spend" {
+		t.Errorf("plans %p %p %p", a, b, c)
+	}
+	if _, err := srv.displayPlan(3, []string{"nope"}); err == nil || !strings.Contains(err.Error(), "queries[3].features") {
+		t.Errorf("unknown feature: %v", err)
+	}
+}

@@ -357,19 +357,23 @@ func TestDecodeAllocs(t *testing.T) {
 }
 
 // TestAppendResultsAllocs pins the allocations of writing a 200-candidate
-// answer into a warm buffer: none, and one for the sorted names of debug
-// rows.
+// answer into a warm buffer: none, debug rows included once the plan's
+// layout is known (the server keeps it).
 func TestAppendResultsAllocs(t *testing.T) {
 	p := demoPlan(t)
 	vals := make([]float64, 200)
 	cells := make([]features.Cell, 200*len(p.Inputs))
+	for i := range cells {
+		cells[i] = features.Cell{Value: features.FloatValue(1.5), Source: features.FromRedis, Updated: features.Stamp(1700000000 + i%2)}
+	}
+	var layouts cellLayouts
 	for _, tt := range []struct {
 		debug bool
 		want  float64
-	}{{false, 0}, {true, 1}} {
+	}{{false, 0}, {true, 0}} {
 		res := []queryResult{{id: "q", model: "store_ranker", version: "1", scores: scores{vals: vals, width: 1}}}
 		if tt.debug {
-			res[0].plan, res[0].cells = p, cells
+			res[0].plan, res[0].layout, res[0].cells = p, layouts.of(p), cells
 		}
 		buf := appendResults(nil, res, true)
 		got := testing.AllocsPerRun(50, func() { buf = appendResults(buf[:0], res, true) })

@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
+	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/seer-ml/seer/features"
@@ -51,6 +54,7 @@ type queryResult struct {
 	scores             scores
 	degraded           []string // stores that failed or timed out
 	plan               *features.Plan
+	layout             *cellLayout     // how cells are written; nil: worked out then
 	cells              []features.Cell // debug: each row's inputs and their origins
 }
 
@@ -174,7 +178,7 @@ func (s *Server) score(ctx context.Context, jobs []job, results []queryResult) e
 			s.logQuery(ctx, j, res)
 		}
 		if j.debug {
-			res.plan, res.cells = j.plan, j.cells
+			res.plan, res.layout, res.cells = j.plan, s.layouts.of(j.plan), j.cells
 		}
 		return nil
 	})
@@ -189,23 +193,82 @@ func (s *Server) lookup(ctx context.Context, jobs []job, results []queryResult) 
 			return fmt.Errorf("queries[%d]: %w", i, err)
 		}
 		res := &results[i]
-		res.plan, res.cells, res.degraded = jobs[i].plan, jobs[i].cells, degraded
+		res.plan, res.layout, res.cells, res.degraded = jobs[i].plan, s.layouts.of(jobs[i].plan), jobs[i].cells, degraded
 		return nil
 	})
 }
 
-// displayPlan compiles the plan that reads the catalog features a
-// /v1/features query names.
+// displayPlan returns the plan that reads the catalog features a
+// /v1/features query names, compiled once per list of names.
 func (s *Server) displayPlan(i int, names []string) (*features.Plan, error) {
-	where := fmt.Sprintf("queries[%d]", i)
 	if len(names) == 0 {
-		return nil, badRequest("%s.features: name at least one catalog feature", where)
+		return nil, fmt.Errorf("%w: queries[%d].features: name at least one catalog feature", ErrBadRequest, i)
+	}
+	if p := s.displayPlans.get(names); p != nil {
+		return p, nil
 	}
 	plan, err := s.catalog.DisplayPlan(names)
 	if err != nil {
-		return nil, badRequest("%s.features: %v", where, err)
+		return nil, fmt.Errorf("%w: queries[%d].features: %v", ErrBadRequest, i, err)
 	}
+	s.displayPlans.put(names, plan)
 	return plan, nil
+}
+
+// planCache keeps the display plans of the lists of features queries
+// name: a service's callers ask for a few lists, over and over. It keeps at
+// most maxDisplayPlans of them, the first ones asked for.
+type planCache struct {
+	mu    sync.RWMutex
+	plans map[uint64][]cachedPlan
+	n     int
+}
+
+type cachedPlan struct {
+	names []string
+	plan  *features.Plan
+}
+
+const maxDisplayPlans = 256
+
+func namesHash(names []string) uint64 {
+	var d xxhash.Digest
+	for _, n := range names {
+		d.WriteString(n)
+		d.Write([]byte{0})
+	}
+	return d.Sum64()
+}
+
+func (c *planCache) get(names []string) *features.Plan {
+	h := namesHash(names)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, cp := range c.plans[h] {
+		if slices.Equal(cp.names, names) {
+			return cp.plan
+		}
+	}
+	return nil
+}
+
+func (c *planCache) put(names []string, p *features.Plan) {
+	h := namesHash(names)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n >= maxDisplayPlans {
+		return
+	}
+	if c.plans == nil {
+		c.plans = make(map[uint64][]cachedPlan)
+	}
+	// The names may be parts of a request's pooled memory: copy them.
+	kept := make([]string, len(names))
+	for k, n := range names {
+		kept[k] = strings.Clone(n)
+	}
+	c.plans[h] = append(c.plans[h], cachedPlan{kept, p})
+	c.n++
 }
 
 // forEach runs fn for 0..n-1, concurrently when n > 1, and returns the

@@ -191,7 +191,10 @@ type Server struct {
 	rows      *prometheus.CounterVec
 	degraded  *prometheus.CounterVec
 	cancelled prometheus.Counter
-	batches   sync.Pool
+	// displayPlans are the plans of /v1/features queries.
+	displayPlans planCache
+	layouts      cellLayouts // how each plan's cells are written
+	batches      sync.Pool
 
 	learn learning // feature log, shadow models, guardrails
 

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# seer's side of the /v1/features comparison with Feast's Go feature server
+# (issue 9, goal 5): one standalone redis-server on a loopback port holding
+# 10,000 entities of 3 features (two floats and an int, as Feast's
+# driver_hourly_stats), uploaded with `seer upload`, and tools/floorload
+# sending /v1/features for 1 entity and for 100 entities per request,
+# reporting seer's process CPU time per request. Prints uptime at start and
+# end. docs/performance.md ("/v1/features") has figures.
+#
+#   go build -o /tmp/seer ./cmd/seer && go build -o /tmp/floorload ./tools/floorload
+#   tools/bench_features.sh [seconds per round, default 10] [concurrencies, default 1,8] [rounds, default 3]
+#
+# With OLD=/path/to/an/older/seer, that binary serves the same Redis too and
+# takes its turn in every round. Needs redis-server, redis-cli, curl and
+# python3. Everything it starts is stopped on exit.
+set -euo pipefail
+
+SEER=${SEER:-/tmp/seer}
+LOAD=${LOAD:-/tmp/floorload}
+OLD=${OLD:-}
+DURATION=${1:-10}
+CONCS=${2:-1,8}
+ROUNDS=${3:-3}
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+cd "$WORK"
+cat >catalog.yaml <<'EOF2'
+entities: {driver: {key: "driver_{id}"}}
+features:
+  - {name: conv_rate, entity: driver, type: float, store: main}
+  - {name: acc_rate, entity: driver, type: float, store: main}
+  - {name: avg_daily_trips, entity: driver, type: int, store: main}
+EOF2
+mkdir -p models
+python3 - <<'EOF2'
+import json, random
+random.seed(1)
+with open("drivers.csv", "w") as f:
+    f.write("id,conv_rate,acc_rate,avg_daily_trips\n")
+    for d in range(10000):
+        f.write("%d,%.6f,%.6f,%d\n" % (1000 + d, random.random(), random.random(), random.randint(0, 1000)))
+names = ["conv_rate", "acc_rate", "avg_daily_trips"]
+for n in (1, 100):
+    ids = random.sample(range(1000, 11000), n)
+    with open("body%d.json" % n, "w") as f:
+        json.dump({"queries": [{"features": names, "candidates": [{"entities": {"driver": str(i)}} for i in ids]}]}, f)
+EOF2
+
+RP=$(freeport)
+redis-server --port "$RP" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly no --logfile redis.log &
+PIDS+=($!)
+for _ in $(seq 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.05; done
+config() {
+	cat <<EOF2
+listen: 127.0.0.1:$1
+catalog: catalog.yaml
+models: models
+models_poll: 0s
+log_level: warn
+stores:
+  main: {mode: standalone, addr: 127.0.0.1:$RP}
+predict:
+  timeout: 3s
+  retrieval_timeout: 2s
+EOF2
+}
+serve() { # BINARY PORT CONFIG: starts it, waits until ready, prints its pid
+	"$1" serve --config "$3" >/dev/null 2>"$3.log" &
+	local pid=$!
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.05; done
+	echo "$pid"
+}
+HP=$(freeport)
+config "$HP" >seer.yaml
+"$SEER" upload --config seer.yaml --entity driver drivers.csv >/dev/null
+SPID=$(serve "$SEER" "$HP" seer.yaml)
+PIDS+=("$SPID")
+OLDARGS=()
+if [ -n "$OLD" ]; then
+	OP=$(freeport)
+	config "$OP" >old.yaml
+	OPID=$(serve "$OLD" "$OP" old.yaml)
+	PIDS+=("$OPID")
+	OLDARGS=(-old-url "http://127.0.0.1:$OP" -old-pid "$OPID")
+fi
+
+echo "uptime at start: $(uptime)"
+for n in 1 100; do
+	echo "== /v1/features, $n entities x 3 features"
+	"$LOAD" -floor=false -path /v1/features -url "http://127.0.0.1:$HP" -pid "$SPID" "${OLDARGS[@]}" \
+		-body "body$n.json" -c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS"
+done
+echo "uptime at end: $(uptime)"
