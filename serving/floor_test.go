@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -102,5 +103,44 @@ func BenchmarkPredictLinear(b *testing.B) {
 		if w.Code != 200 || strings.Contains(w.Body.String(), `"degraded"`) {
 			b.Fatalf("%d %.200s", w.Code, w.Body.String())
 		}
+	}
+}
+
+// TestPredictAllocs pins the allocations of a whole uncached request of
+// the shape above through the HTTP handler, the test's own request and
+// recorder included: at most 100 allocations and 32 KiB (issue 9). The
+// race detector empties sync.Pools at random: the pin holds without it.
+func TestPredictAllocs(t *testing.T) {
+	if raceEnabled || testing.Short() {
+		t.Skip("allocation counts: without -race and -short")
+	}
+	h := linearServer(t).Handler()
+	body := linearBody()
+	serve := func() {
+		req := httptest.NewRequest("POST", "/v1/predict", strings.NewReader(body))
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != 200 || strings.Contains(w.Body.String(), `"degraded"`) {
+			t.Fatalf("%d %.200s", w.Code, w.Body.String())
+		}
+	}
+	for range 20 {
+		serve() // pools and wires warm
+	}
+	allocs := testing.AllocsPerRun(50, serve)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	const n = 50
+	for range n {
+		serve()
+	}
+	runtime.ReadMemStats(&after)
+	bytes := (after.TotalAlloc - before.TotalAlloc) / n
+	t.Logf("a 200-candidate request: %.0f allocations, %d bytes", allocs, bytes)
+	if allocs > 100 {
+		t.Errorf("%.0f allocations per request, want at most 100", allocs)
+	}
+	if bytes > 32<<10 {
+		t.Errorf("%d bytes per request, want at most %d", bytes, 32<<10)
 	}
 }

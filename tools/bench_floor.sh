@@ -115,5 +115,5 @@ fi
 echo "uptime at start: $(uptime)"
 "$LOAD" -redis "127.0.0.1:$RP" -catalog catalog.yaml -manifest models/ranker/1/manifest.yaml \
 	-url "http://127.0.0.1:$HP" -pid "$SPID" "${OLDARGS[@]}" -body body.json \
-	-c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS"
+	-c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS" -metrics
 echo "uptime at end: $(uptime)"

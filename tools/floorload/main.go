@@ -16,7 +16,12 @@
 // them. With -floor=false only seer is driven, at -path (for
 // /v1/features). With -old-url and -old-pid, a second seer (an older
 // build over the same Redis) takes its turn after the floor in each round.
-// Used by tools/bench_floor.sh; docs/performance.md has the figures.
+// With -log, every request to seer is logged with its start and outcome
+// (for a timeline of degraded answers around a fault). With -metrics, each
+// seer round also reports the allocations and bytes
+// the serving process made per request (Go's memstats from its /metrics,
+// everything the process did meanwhile included). Used by
+// tools/bench_floor.sh; docs/performance.md has the figures.
 package main
 
 import (
@@ -124,17 +129,48 @@ type result struct {
 	p50, p99      time.Duration
 	errors, total int
 	cpu           time.Duration // per request
+	allocs, bytes float64       // per request, from the seer's /metrics
 }
 
-// drive runs do from c workers for d, and measures it and the CPU time of
-// process pid (this one when 0).
-func drive(c int, d time.Duration, pid int, do func() error) result {
+// memstats returns the allocations and bytes allocated so far by the
+// process whose Prometheus metrics are at url (go_memstats_mallocs_total,
+// go_memstats_alloc_bytes_total); zeros when url is empty.
+func memstats(url string) (allocs, bytes float64) {
+	if url == "" {
+		return 0, 0
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(data), "\n") {
+		name, value, ok := strings.Cut(line, " ")
+		if !ok {
+			continue
+		}
+		switch name {
+		case "go_memstats_mallocs_total":
+			allocs, _ = strconv.ParseFloat(value, 64)
+		case "go_memstats_alloc_bytes_total":
+			bytes, _ = strconv.ParseFloat(value, 64)
+		}
+	}
+	return allocs, bytes
+}
+
+// drive runs do from c workers for d, and measures it, the CPU time of
+// process pid (this one when 0) and, with metrics, the allocations of the
+// process that serves them.
+func drive(c int, d time.Duration, pid int, metrics string, do func() error) result {
 	var mu sync.Mutex
 	var lat []time.Duration
 	errs := 0
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	before := cpu(pid)
+	allocs, bytes := memstats(metrics)
 	start := time.Now()
 	for range c {
 		wg.Go(func() {
@@ -156,12 +192,15 @@ func drive(c int, d time.Duration, pid int, do func() error) result {
 	wg.Wait()
 	elapsed := time.Since(start)
 	spent := cpu(pid) - before
+	allocs2, bytes2 := memstats(metrics)
 	slices.Sort(lat)
 	r := result{errors: errs, total: len(lat)}
 	if len(lat) > 0 {
 		r.rate = float64(len(lat)) / elapsed.Seconds()
 		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 		r.cpu = spent / time.Duration(len(lat))
+		r.allocs = (allocs2 - allocs) / float64(len(lat)+errs)
+		r.bytes = (bytes2 - bytes) / float64(len(lat)+errs)
 	}
 	return r
 }
@@ -185,6 +224,8 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each round")
 	rounds := flag.Int("rounds", 3, "rounds at each concurrency, each the floor then seer")
 	withFloor := flag.Bool("floor", true, "drive the floor beside seer")
+	metrics := flag.Bool("metrics", false, "report seer's allocations per request, from its /metrics (Go's memstats)")
+	logPath := flag.String("log", "", "write a line per seer request to this file: its start (unix ns), then ok, degraded or the error")
 	flag.Parse()
 	if *url == "" || *bodyPath == "" || *pid == 0 || (*withFloor && (*redisAddr == "" || *catalog == "" || *manifest == "")) {
 		fmt.Fprintln(os.Stderr, "floorload: -url, -body and -pid are required, and -redis, -catalog and -manifest with the floor")
@@ -242,6 +283,26 @@ func main() {
 		return nil
 	}
 	seerDo := func() error { return post(*url) }
+	if *logPath != "" {
+		f, err := os.Create(*logPath)
+		if err != nil {
+			fail("%v", err)
+		}
+		defer f.Close()
+		var mu sync.Mutex
+		seerDo = func() error {
+			start := time.Now()
+			err := post(*url)
+			what := "ok"
+			if err != nil {
+				what = err.Error()
+			}
+			mu.Lock()
+			fmt.Fprintf(f, "%d %s\n", start.UnixNano(), what)
+			mu.Unlock()
+			return err
+		}
+	}
 	if err := seerDo(); err != nil {
 		fail("seer: %v", err)
 	}
@@ -262,27 +323,36 @@ func main() {
 	for _, c := range cs {
 		// Warm both up.
 		if floorDo != nil {
-			drive(c, time.Second, 0, floorDo)
+			drive(c, time.Second, 0, "", floorDo)
 		}
-		drive(c, time.Second, *pid, seerDo)
+		drive(c, time.Second, *pid, "", seerDo)
 		if oldDo != nil {
-			drive(c, time.Second, *oldPid, oldDo)
+			drive(c, time.Second, *oldPid, "", oldDo)
 		}
 		for i := range *rounds {
 			for _, side := range []struct {
 				name string
 				pid  int
+				url  string
 				do   func() error
-			}{{"floor", 0, floorDo}, {"old", *oldPid, oldDo}, {"seer", *pid, seerDo}} {
+			}{{"floor", 0, "", floorDo}, {"old", *oldPid, *oldURL, oldDo}, {"seer", *pid, *url, seerDo}} {
 				if side.do == nil {
 					continue
 				}
-				r := drive(c, *dur, side.pid, side.do)
+				var m string
+				if *metrics && side.url != "" {
+					m = side.url + "/metrics"
+				}
+				r := drive(c, *dur, side.pid, m, side.do)
 				load, _ := os.ReadFile("/proc/loadavg")
 				var l1 string
 				fmt.Sscan(string(load), &l1)
-				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s\n", i+1, c, side.name, r.rate,
+				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s", i+1, c, side.name, r.rate,
 					float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.cpu.Microseconds(), r.errors, l1)
+				if m != "" {
+					fmt.Printf("  %.0f allocs %.1f KiB", r.allocs, r.bytes/1024)
+				}
+				fmt.Println()
 				k := key{c, side.name}
 				rates[k] = append(rates[k], r.rate)
 				cpus[k] = append(cpus[k], float64(r.cpu.Microseconds()))
