@@ -472,46 +472,6 @@ func TestSampled(t *testing.T) {
 	}
 }
 
-func TestAppendString(t *testing.T) {
-	for _, s := range []string{"", "plain", `q"b\`, "\x00\x1f\n\t\r", "é€😀", "bad\xffutf8", "<&>", "\u2028"} {
-		got := appendString(nil, s)
-		var back string
-		if err := json.Unmarshal(got, &back); err != nil {
-			t.Fatalf("%q: %s does not decode: %v", s, got, err)
-		}
-		if want := viaJSON(t, s); back != want {
-			t.Errorf("%q: decoded %q, want %q", s, back, want)
-		}
-	}
-}
-
-func FuzzAppendString(f *testing.F) {
-	f.Add("plain")
-	f.Add("q\"\\\x00\xff")
-	f.Fuzz(func(t *testing.T, s string) {
-		got := appendString(nil, s)
-		var back string
-		if err := json.Unmarshal(got, &back); err != nil {
-			t.Fatalf("%q: %s does not decode: %v", s, got, err)
-		}
-		if want := viaJSON(t, s); back != want {
-			t.Fatalf("%q: decoded %q, want %q", s, back, want)
-		}
-	})
-}
-
-// viaJSON returns s as encoding/json writes and reads it back.
-func viaJSON(t *testing.T, s string) string {
-	b, err := json.Marshal(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var back string
-	if err := json.Unmarshal(b, &back); err != nil {
-		t.Fatal(err)
-	}
-	return back
-}
 
 // hundredRows is a query of 100 candidates over the test plan.
 func hundredRows(p *features.Plan) *Query {

@@ -2,11 +2,8 @@ package featurelog
 
 import (
 	"cmp"
-	"math"
 	"slices"
-	"strconv"
 	"time"
-	"unicode/utf8"
 	"unsafe"
 
 	"github.com/seer-ml/seer/features"
@@ -117,7 +114,7 @@ type planKeys []string
 func newPlanKeys(p *features.Plan) planKeys {
 	keys := make(planKeys, len(p.Inputs))
 	for k, in := range p.Inputs {
-		keys[k] = string(append(appendString(nil, in.Name), ':'))
+		keys[k] = string(append(features.AppendJSONString(nil, in.Name), ':'))
 	}
 	return keys
 }
@@ -128,13 +125,13 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 	b = append(b, `{"time":"`...)
 	b = e.time.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","request_id":`...)
-	b = appendString(b, e.str(e.meta[0]))
+	b = features.AppendJSONString(b, e.str(e.meta[0]))
 	b = append(b, `,"query_id":`...)
-	b = appendString(b, e.str(e.meta[1]))
+	b = features.AppendJSONString(b, e.str(e.meta[1]))
 	b = append(b, `,"model":`...)
-	b = appendString(b, e.str(e.meta[2]))
+	b = features.AppendJSONString(b, e.str(e.meta[2]))
 	b = append(b, `,"version":`...)
-	b = appendString(b, e.str(e.meta[3]))
+	b = features.AppendJSONString(b, e.str(e.meta[3]))
 	b = append(b, `,"rows":[`...)
 	ni := len(keys)
 	var merged []pair
@@ -148,9 +145,9 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, e.str(p.key))
+			b = features.AppendJSONString(b, e.str(p.key))
 			b = append(b, ':')
-			b = appendString(b, e.str(p.id))
+			b = features.AppendJSONString(b, e.str(p.id))
 		}
 		cells := e.cells[r*ni : (r+1)*ni]
 		b = append(b, `},"inputs":{`...)
@@ -159,7 +156,7 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 				b = append(b, ',')
 			}
 			b = append(b, key...)
-			b = appendValue(b, &cells[k].Value)
+			b = cells[k].Value.AppendJSON(b)
 		}
 		b = append(b, `},"sources":{`...)
 		for k, key := range keys {
@@ -176,7 +173,7 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendFloat(b, s)
+			b = features.AppendJSONFloat(b, s)
 		}
 		b = append(b, "]}"...)
 	}
@@ -187,7 +184,7 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 			if i > 0 {
 				b = append(b, ',')
 			}
-			b = appendString(b, s)
+			b = features.AppendJSONString(b, s)
 		}
 		b = append(b, ']')
 	}
@@ -212,97 +209,4 @@ func (e *entry) rowEntities(dst []pair, r int) []pair {
 	}
 	slices.SortFunc(dst, func(a, b pair) int { return cmp.Compare(e.str(a.key), e.str(b.key)) })
 	return dst
-}
-
-// appendValue appends a value in its JSON form: numbers, booleans and
-// strings as they are, vectors and lists as arrays, and null for a missing
-// value or a non-finite number.
-func appendValue(b []byte, v *features.Value) []byte {
-	switch v.Type() {
-	case features.Float:
-		return appendFloat(b, v.Float())
-	case features.Int:
-		return strconv.AppendInt(b, v.Int(), 10)
-	case features.Bool:
-		return strconv.AppendBool(b, v.Bool())
-	case features.String:
-		return appendString(b, v.Str())
-	case features.Vector:
-		b = append(b, '[')
-		for i, f := range v.Vector() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if f != f || math.IsInf(float64(f), 0) {
-				b = append(b, "null"...)
-			} else {
-				b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
-			}
-		}
-		return append(b, ']')
-	case features.List:
-		b = append(b, '[')
-		for i, s := range v.List() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		return append(b, ']')
-	}
-	return append(b, "null"...)
-}
-
-// appendFloat appends f exactly (the shortest text that parses back to
-// it), or null when it is not finite.
-func appendFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string: quotes, backslashes and control
-// characters escaped, invalid UTF-8 replaced by U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

@@ -182,45 +182,9 @@ func (v Value) String() string {
 	return string(b)
 }
 
-// MarshalJSON encodes the value as its natural JSON form; an invalid value is
-// null and non-finite floats are null too, since JSON has no NaN.
+// MarshalJSON encodes the value as its natural JSON form (see AppendJSON).
 func (v Value) MarshalJSON() ([]byte, error) {
-	switch v.t {
-	case Float:
-		return appendJSONFloat(nil, v.Float()), nil
-	case Int:
-		return strconv.AppendInt(nil, v.Int(), 10), nil
-	case Bool:
-		return strconv.AppendBool(nil, v.Bool()), nil
-	case String:
-		return json.Marshal(v.s)
-	case Vector:
-		b := []byte{'['}
-		for i, f := range v.vec {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONFloat32(b, f)
-		}
-		return append(b, ']'), nil
-	case List:
-		return json.Marshal(v.list)
-	}
-	return []byte("null"), nil
-}
-
-func appendJSONFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-func appendJSONFloat32(b []byte, f float32) []byte {
-	if f != f || math.IsInf(float64(f), 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, float64(f), 'g', -1, 32)
+	return v.AppendJSON(nil), nil
 }
 
 // Coerce converts x, a value decoded from JSON or YAML (float64, int,

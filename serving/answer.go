@@ -1,14 +1,11 @@
 package serving
 
 import (
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"unicode/utf8"
 
 	"github.com/seer-ml/seer/features"
 )
@@ -34,7 +31,7 @@ func (s scores) appendJSON(b []byte) []byte {
 			}
 			b = append(b, '[')
 		}
-		b = appendFloat(b, v)
+		b = features.AppendJSONFloat(b, v)
 	}
 	if s.width > 1 && len(s.vals) > 0 {
 		b = append(b, ']')
@@ -64,14 +61,14 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 		b = append(b, '{')
 		if res.id != "" {
 			b = append(b, `"id":`...)
-			b = appendString(b, res.id)
+			b = features.AppendJSONString(b, res.id)
 			b = append(b, ',')
 		}
 		if predict {
 			b = append(b, `"model":`...)
-			b = appendString(b, res.model)
+			b = features.AppendJSONString(b, res.model)
 			b = append(b, `,"version":`...)
-			b = appendString(b, res.version)
+			b = features.AppendJSONString(b, res.version)
 			b = append(b, `,"scores":`...)
 			b = res.scores.appendJSON(b)
 		} else {
@@ -84,7 +81,7 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 				if k > 0 {
 					b = append(b, ',')
 				}
-				b = appendString(b, st)
+				b = features.AppendJSONString(b, st)
 			}
 			b = append(b, ']')
 		}
@@ -121,7 +118,7 @@ func appendCells(b []byte, p *features.Plan, lay *cellLayout, cells []features.C
 			}
 			c := &cells[r*ni+k]
 			b = append(b, lay.keys[n]...)
-			b = appendValue(b, &c.Value)
+			b = c.Value.AppendJSON(b)
 			b = append(b, `,"source":"`...)
 			b = append(b, c.Source.String()...)
 			b = append(b, '"')
@@ -182,111 +179,7 @@ func newCellLayout(p *features.Plan) *cellLayout {
 	}
 	slices.SortFunc(l.order, func(a, c int) int { return strings.Compare(p.Inputs[a].Name, p.Inputs[c].Name) })
 	for n, k := range l.order {
-		l.keys[n] = append(appendString(nil, p.Inputs[k].Name), `:{"value":`...)
+		l.keys[n] = append(features.AppendJSONString(nil, p.Inputs[k].Name), `:{"value":`...)
 	}
 	return l
-}
-
-// appendValue appends a value as features.Value.MarshalJSON writes it.
-func appendValue(b []byte, v *features.Value) []byte {
-	switch v.Type() {
-	case features.Float:
-		return appendFloat(b, v.Float())
-	case features.Int:
-		return strconv.AppendInt(b, v.Int(), 10)
-	case features.Bool:
-		return strconv.AppendBool(b, v.Bool())
-	case features.String:
-		return appendString(b, v.Str())
-	case features.Vector:
-		b = append(b, '[')
-		for i, f := range v.Vector() {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			if f != f || math.IsInf(float64(f), 0) {
-				b = append(b, "null"...)
-			} else {
-				b = strconv.AppendFloat(b, float64(f), 'g', -1, 32)
-			}
-		}
-		return append(b, ']')
-	case features.List:
-		l := v.List()
-		if l == nil {
-			return append(b, "null"...)
-		}
-		b = append(b, '[')
-		for i, s := range l {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, s)
-		}
-		return append(b, ']')
-	}
-	return append(b, "null"...)
-}
-
-func appendFloat(b []byte, f float64) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string the way encoding/json writes it:
-// <, > and & escaped for HTML, invalid UTF-8 as \ufffd, U+2028 and U+2029
-// escaped.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\b':
-				b = append(b, '\\', 'b')
-			case '\f':
-				b = append(b, '\\', 'f')
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
