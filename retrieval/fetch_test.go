@@ -15,6 +15,7 @@ import (
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/floor"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/internal/testenv"
 )
 
 // fetchFixture is a query of 200 stores with 15 features each plus a
@@ -183,12 +184,12 @@ func BenchmarkFetchGenerations(b *testing.B) {
 					}
 				}
 			}
-			cpu0, own0 := f.redisCPU(b), cpuTime()
+			cpu0, own0 := f.redisCPU(b), testenv.CPUTime()
 			b.ReportAllocs()
 			for b.Loop() {
 				f.fetch(b)
 			}
-			b.ReportMetric(float64(cpuTime()-own0)/1e3/float64(b.N), "seer-µs/op")
+			b.ReportMetric(float64(testenv.CPUTime()-own0)/1e3/float64(b.N), "seer-µs/op")
 			b.ReportMetric((f.redisCPU(b)-cpu0)*1e6/float64(b.N), "redis-µs/op")
 		})
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/seer-ml/seer/internal/testenv"
 	"github.com/seer-ml/seer/registry"
 )
 
@@ -42,7 +43,7 @@ func BenchmarkLearning(b *testing.B) {
 			f := newLearnFixture(b, v.files, v.edit)
 			h := f.srv.Handler()
 			b.ReportAllocs()
-			cpu := cpuTime()
+			cpu := testenv.CPUTime()
 			for b.Loop() {
 				req := httptest.NewRequest("POST", "/v1/predict", strings.NewReader(body))
 				w := httptest.NewRecorder()
@@ -65,7 +66,7 @@ func BenchmarkLearning(b *testing.B) {
 			if strings.HasPrefix(v.name, "log") {
 				f.srv.learn.log.Close() // write out the queue: the file holds what was logged
 			}
-			reportCPU(b, cpu)
+			testenv.ReportCPU(b, cpu)
 			b.StopTimer()
 			if v.name == "shadow" {
 				for _, p := range f.srv.ShadowStats() {

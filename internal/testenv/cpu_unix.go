@@ -1,15 +1,14 @@
 //go:build unix
 
-package retrieval
+package testenv
 
 import (
 	"syscall"
 	"time"
 )
 
-// cpuTime returns the CPU time the process has used, user and system:
-// unlike ns/op it holds on a busy machine.
-func cpuTime() time.Duration {
+// CPUTime returns the CPU time the process has used, user and system.
+func CPUTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
