@@ -14,7 +14,6 @@ import (
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/models"
-	"github.com/seer-ml/seer/serving"
 )
 
 // runManifest prints a manifest for a model artifact: its format from its
@@ -34,23 +33,12 @@ func runManifest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usagef("manifest needs one artifact file (seer manifest --help)")
 	}
 	path := fs.Arg(0)
-	var catalog *features.Catalog
-	var err error
-	switch {
-	case *catalogPath != "" && *configPath != "":
-		return usagef("give --catalog or --config, not both")
-	case *catalogPath != "":
-		catalog, err = serving.LoadCatalog(*catalogPath, nil)
-	case *configPath != "":
-		var cfg *Config
-		if cfg, err = loadConfig(*configPath); err == nil {
-			catalog, err = serving.LoadCatalog(cfg.path(cfg.Catalog), cfg.StoreNames())
-		}
-	default:
-		return usagef("manifest needs --catalog FILE (or --config FILE) to match the artifact's inputs to features")
-	}
+	catalog, err := flagCatalog(*catalogPath, *configPath)
 	if err != nil {
 		return err
+	}
+	if catalog == nil {
+		return usagef("manifest needs --catalog FILE (or --config FILE) to match the artifact's inputs to features")
 	}
 	if *name == "" {
 		*name = modelNameOf(path)

@@ -25,19 +25,8 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return usagef("validate needs one model version directory")
 	}
 	dir := fs.Arg(0)
-	catalog := &features.Catalog{}
-	var err error
-	switch {
-	case *catalogPath != "" && *configPath != "":
-		return usagef("give --catalog or --config, not both")
-	case *catalogPath != "":
-		catalog, err = serving.LoadCatalog(*catalogPath, nil)
-	case *configPath != "":
-		var cfg *Config
-		if cfg, err = loadConfig(*configPath); err == nil {
-			catalog, err = serving.LoadCatalog(cfg.path(cfg.Catalog), cfg.StoreNames())
-		}
-	default:
+	catalog, err := flagCatalog(*catalogPath, *configPath)
+	if err == nil && catalog == nil {
 		catalog, err = features.ParseCatalog([]byte("{}"), nil)
 	}
 	if err != nil {
@@ -65,4 +54,23 @@ func runValidate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		fmt.Fprintf(stderr, "%s: warning: %s\n", dir, w)
 	}
 	return nil
+}
+
+// flagCatalog loads the catalog that --catalog names, or the one the
+// configuration file that --config names points to; with neither it
+// returns nil and no error.
+func flagCatalog(catalogPath, configPath string) (*features.Catalog, error) {
+	switch {
+	case catalogPath != "" && configPath != "":
+		return nil, usagef("give --catalog or --config, not both")
+	case catalogPath != "":
+		return serving.LoadCatalog(catalogPath, nil)
+	case configPath != "":
+		cfg, err := loadConfig(configPath)
+		if err != nil {
+			return nil, err
+		}
+		return serving.LoadCatalog(cfg.path(cfg.Catalog), cfg.StoreNames())
+	}
+	return nil, nil
 }
