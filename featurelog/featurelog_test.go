@@ -472,7 +472,6 @@ func TestSampled(t *testing.T) {
 	}
 }
 
-
 // hundredRows is a query of 100 candidates over the test plan.
 func hundredRows(p *features.Plan) *Query {
 	q := twoRows(p, "bench")
