@@ -1,11 +1,10 @@
 package serving
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/internal/testenv"
 )
 
 // TestMain checks that the server's goroutines (the cache's poller and
@@ -14,28 +13,11 @@ func TestMain(m *testing.M) {
 	redistest.VerifyTestMain(m)
 }
 
-// writeFiles writes name -> content under dir, making directories.
-func writeFiles(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func copyFile(t testing.TB, src, dst string) {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFiles(t, filepath.Dir(dst), map[string]string{filepath.Base(dst): string(data)})
-}
+// The files tests write.
+var (
+	writeFiles = testenv.WriteFiles
+	copyFile   = testenv.CopyFile
+)
 
 // demoCatalog is the quickstart catalog without defaults for the model's
 // catalog inputs, so that a missing value is NaN, as in the golden rows.

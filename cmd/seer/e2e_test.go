@@ -10,7 +10,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/oracle"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/internal/testenv"
 	"github.com/seer-ml/seer/retrieval"
 	"github.com/seer-ml/seer/serving"
 )
@@ -134,28 +134,11 @@ func get(t *testing.T, url string, out any) int {
 	return resp.StatusCode
 }
 
-// writeFiles writes name -> content under dir, making directories.
-func writeFiles(t testing.TB, dir string, files map[string]string) {
-	t.Helper()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-func copyFile(t testing.TB, src, dst string) {
-	t.Helper()
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFiles(t, filepath.Dir(dst), map[string]string{filepath.Base(dst): string(data)})
-}
+// The files tests write.
+var (
+	writeFiles = testenv.WriteFiles
+	copyFile   = testenv.CopyFile
+)
 
 // upload runs `seer upload` and fails the test on error.
 func upload(t *testing.T, cfg, entity string, files ...string) string {
