@@ -32,7 +32,7 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	status := fs.Bool("status", false, "list each feature's current and previous generations")
 	rollback := fs.Bool("rollback", false, "switch the named features back to their previous generations")
 	gc := fs.Bool("gc", false, "delete generations no longer served")
-	grace := fs.Duration("gc-grace", retrieval.DefaultGCGrace, "how long a generation no longer served is kept")
+	grace := fs.Duration("gc-grace", retrieval.DefaultGCGrace, "how long a generation no longer served is kept (0: none)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,6 +57,13 @@ func runUpload(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usagef("upload: --entity, --dry-run and --in-place are for uploads")
 	case *dryRun && *inPlace:
 		return usagef("upload: --dry-run and --in-place exclude each other")
+	case *grace < 0:
+		return usagef("upload: --gc-grace %s is negative", *grace)
+	}
+	if *grace == 0 {
+		// GCOptions takes a zero grace for the default; --gc-grace 0
+		// means none.
+		*grace = time.Nanosecond
 	}
 	switch *progressMode {
 	case "auto", "on", "off":

@@ -104,9 +104,15 @@ func TestUploadGenerationsCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "checked (dry run, nothing written) 300 rows") {
 		t.Errorf("dry run: %v\n%s", err, out)
 	}
+	// Generation 0 of store_avg_rating stopped being served at the second
+	// upload: kept for a minute by default, at once with --gc-grace 0.
 	out, _, err = uploadCmd(t, "--config", cfg, "--gc")
-	if err != nil || !strings.Contains(out, "collected") {
+	if err != nil || !strings.Contains(out, "collected 0 generations") {
 		t.Errorf("gc: %v\n%s", err, out)
+	}
+	out, _, err = uploadCmd(t, "--config", cfg, "--gc", "--gc-grace", "0s")
+	if err != nil || !strings.Contains(out, "collected 1 generations") {
+		t.Errorf("gc --gc-grace 0s: %v\n%s", err, out)
 	}
 	eventually("2.5 7")
 
@@ -115,6 +121,7 @@ func TestUploadGenerationsCLI(t *testing.T) {
 		{"--config", cfg, "--status", "--gc"},
 		{"--config", cfg, "--entity", "store", "--status"},
 		{"--config", cfg, "--entity", "store", "--dry-run", "--in-place", "x.csv"},
+		{"--config", cfg, "--gc", "--gc-grace", "-1s"},
 	} {
 		if _, _, err := uploadCmd(t, args...); err == nil || !strings.Contains(err.Error(), "upload") {
 			t.Errorf("%v: %v, want a usage error", args, err)
