@@ -4,17 +4,21 @@
 # commands that load the same hashes; then, round after round, it loads
 # each into a fresh redis-server: the commands with `redis-cli --pipe`
 # (the floor) and each file with `seer upload`, interleaved. It prints, per
-# run, the wall time, values/s, the peak RSS of the loading process, Redis's
+# run, the wall time, values/s, the peak RSS of the loading process, the
+# CPU seconds (user + system) of the loading process and of Redis, Redis's
 # used memory after the load and the ratio to the floor of the same round,
-# then the medians.
+# then the medians. On a machine shared with other work the CPU seconds
+# vary less than the wall time: a load cannot take less wall time than
+# Redis's CPU seconds, nor, with two cores, than half the sum.
 #
 #   go build -o /tmp/seer ./cmd/seer
 #   tools/bench_upload.sh [rounds, default 3] [rows, default 200000] [features, default 30]
 #
 # Needs redis-server, redis-cli, GNU time (/usr/bin/time) and go. Set
 # FORMATS to choose what runs (default "pipe csv jsonl parquet"), and
-# SEER_FLAGS to pass flags to seer upload. Everything it starts is
-# stopped on exit.
+# SEER_FLAGS to pass flags to seer upload; DATA=DIR keeps the generated
+# files in DIR and reuses them when it holds them already (same rows and
+# features). Everything it starts is stopped on exit.
 set -euo pipefail
 
 SEER=${SEER:-/tmp/seer}
@@ -30,9 +34,17 @@ cleanup() {
 	rm -rf "$WORK"
 }
 trap cleanup EXIT
+DATA=${DATA:-$WORK}
+mkdir -p "$DATA"
 cd "$(dirname "$0")/.."
-go run ./tools/uploadgen -rows "$ROWS" -features "$NF" -dir "$WORK"
+if [ ! -s "$DATA/data.resp" ] || [ "$(cat "$DATA/shape" 2>/dev/null)" != "$ROWS $NF" ]; then
+	go run ./tools/uploadgen -rows "$ROWS" -features "$NF" -dir "$DATA" -stamp "$(date +%s)"
+	echo "$ROWS $NF" >"$DATA/shape"
+fi
 cd "$WORK"
+for f in catalog.yaml data.csv data.jsonl data.parquet data.resp; do
+	[ "$DATA" = "$WORK" ] || ln -sf "$DATA/$f" "$WORK/$f"
+done
 
 freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -49,9 +61,14 @@ fresh() {
 	exit 1
 }
 
+# redis_cpu: the CPU seconds, user and system, the running redis-server used so far.
+redis_cpu() {
+	redis-cli -p "$PORT" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'
+}
+
 values=$((ROWS * NF))
 echo "# $ROWS rows x $NF float features = $values values; $(uptime)"
-printf '%-6s %-8s %8s %12s %9s %10s %7s\n' round format seconds 'values/s' 'rss MB' 'redis MB' ratio
+printf '%-6s %-8s %8s %12s %9s %9s %9s %10s %7s\n' round format seconds 'values/s' 'rss MB' 'cpu s' 'redis s' 'redis MB' ratio
 declare -A ALL
 for round in $(seq "$ROUNDS"); do
 	floor=
@@ -67,29 +84,32 @@ EOC
 		pipe) cmd=(redis-cli -p "$PORT" --pipe) ;;
 		*) cmd=("$SEER" upload --config seer.yaml --entity store ${SEER_FLAGS:-} "data.$fmt") ;;
 		esac
+		rcpu0=$(redis_cpu)
 		if [ "$fmt" = pipe ]; then
-			/usr/bin/time -o time.txt -f '%e %M' "${cmd[@]}" <data.resp >out.txt 2>&1
+			/usr/bin/time -o time.txt -f '%e %M %U %S' "${cmd[@]}" <data.resp >out.txt 2>&1
 		else
-			/usr/bin/time -o time.txt -f '%e %M' "${cmd[@]}" >out.txt 2>&1 </dev/null
+			/usr/bin/time -o time.txt -f '%e %M %U %S' "${cmd[@]}" >out.txt 2>&1 </dev/null
 		fi || { cat out.txt >&2; exit 1; }
-		read -r secs rss <time.txt
+		rcpu=$(awk -v a="$rcpu0" -v b="$(redis_cpu)" 'BEGIN {printf "%.2f", b - a}')
+		read -r secs rss usr sys <time.txt
+		cpu=$(awk -v u="$usr" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
 		keys=$(redis-cli -p "$PORT" dbsize)
 		[ "$keys" -ge "$ROWS" ] || { echo "$fmt: $keys keys, want $ROWS" >&2; cat out.txt >&2; exit 1; }
 		mem=$(redis-cli -p "$PORT" info memory | awk -F: '/^used_memory:/ {printf "%.0f", $2/1048576}')
 		[ "$fmt" = pipe ] && floor=$secs
 		ratio=-
 		[ -n "$floor" ] && ratio=$(awk -v s="$secs" -v f="$floor" 'BEGIN {printf "%.2f", s/f}')
-		printf '%-6s %-8s %8s %12.0f %9.0f %10s %7s\n' "$round" "$fmt" "$secs" \
-			"$(awk -v v="$values" -v s="$secs" 'BEGIN {print v/s}')" "$((rss / 1024))" "$mem" "$ratio"
-		ALL[$fmt]+="$secs $rss $ratio,"
+		printf '%-6s %-8s %8s %12.0f %9.0f %9s %9s %10s %7s\n' "$round" "$fmt" "$secs" \
+			"$(awk -v v="$values" -v s="$secs" 'BEGIN {print v/s}')" "$((rss / 1024))" "$cpu" "$rcpu" "$mem" "$ratio"
+		ALL[$fmt]+="$secs $rss $ratio $cpu $rcpu,"
 	done
 done
 echo "# medians; $(uptime)"
 for fmt in $FORMATS; do
 	echo "${ALL[$fmt]}" | tr ',' '\n' | awk -v f="$fmt" -v v="$values" 'NF {
-		s[n] = $1; r[n] = $2; q[n] = $3; n++
+		s[n] = $1; r[n] = $2; q[n] = $3; c[n] = $4; rc[n] = $5; n++
 	} END {
-		asort(s); asort(r); asort(q); m = int((n + 1) / 2)
-		printf "%-15s %8s %12.0f %9.0f %10s %7s\n", f, s[m], v / s[m], r[m] / 1024, "", q[m]
+		asort(s); asort(r); asort(q); asort(c); asort(rc); m = int((n + 1) / 2)
+		printf "%-15s %8s %12.0f %9.0f %9s %9s %10s %7s\n", f, s[m], v / s[m], r[m] / 1024, c[m], rc[m], "", q[m]
 	}'
 done

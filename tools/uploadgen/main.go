@@ -1,10 +1,11 @@
 // Command uploadgen writes the data of tools/bench_upload.sh: a catalog of
 // F float features of one entity type, the same R rows as CSV, JSON Lines
 // and Parquet (snappy pages, row groups of 100,000 rows, as Spark writes
-// them), and the HSET commands that load exactly those hashes, in the
-// Redis protocol that `redis-cli --pipe` reads. The values are encoded
-// from docs/format.md here, independently of seer's code, so that the
-// floor they measure is Redis's own.
+// them), and the HSET commands that load exactly the hashes `seer upload`
+// writes into a fresh Redis (its first generation, -gen), in the Redis
+// protocol that `redis-cli --pipe` reads. The fields and values are
+// encoded from docs/format.md here, independently of seer's code, so that
+// the floor they measure is Redis's own.
 //
 //	go run ./tools/uploadgen -rows 200000 -features 30 -dir /tmp/upload
 package main
@@ -30,19 +31,25 @@ func main() {
 	nf := flag.Int("features", 30, "float features per row")
 	dir := flag.String("dir", ".", "directory to write into")
 	stamp := flag.Int64("stamp", 1700000000, "unix seconds every value of the HSET commands is stamped with")
+	gen := flag.Uint64("gen", 1, "generation the HSET commands write (seer's first upload into a fresh Redis writes 1)")
 	flag.Parse()
-	if err := run(*dir, *rows, *nf, *stamp); err != nil {
+	if *gen >= 1<<31 {
+		fmt.Fprintln(os.Stderr, "uploadgen: -gen is at most 2147483647")
+		os.Exit(2)
+	}
+	if err := run(*dir, *rows, *nf, *stamp, *gen); err != nil {
 		fmt.Fprintln(os.Stderr, "uploadgen:", err)
 		os.Exit(1)
 	}
 }
 
-func run(dir string, rows, nf int, stamp int64) error {
+func run(dir string, rows, nf int, stamp int64, gen uint64) error {
 	names := make([]string, nf)
 	fields := make([]string, nf)
 	for i := range names {
 		names[i] = "f" + strconv.Itoa(i)
-		fields[i] = strconv.FormatUint(xxhash.Sum64String(names[i])&0xffffffff, 10)
+		// docs/format.md: field(id, g) = decimal(g * 2^32 + id).
+		fields[i] = strconv.FormatUint(gen<<32|xxhash.Sum64String(names[i])&0xffffffff, 10)
 	}
 	files := map[string]*bufio.Writer{}
 	var closers []*os.File

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# What generations cost Redis in memory: R rows of F float features
+# (tools/uploadgen, CSV) uploaded three times into one fresh redis-server,
+# then the generations no longer served collected. It prints Redis's
+# used_memory empty, after each upload, the peak during each upload
+# (used_memory_peak, reset before it), and after `seer upload --gc`, with
+# the fields per hash and the wall time of each step. The uploads run
+# with --no-gc so that the collection is one step of its own; the first
+# upload writes generation 1 (30 fields per hash), the second generation 2
+# beside it (60), the third generation 3 beside both (90) until the
+# collection deletes generation 1.
+#
+#   go build -o /tmp/seer ./cmd/seer
+#   tools/bench_upload_memory.sh [rows, default 200000] [features, default 30]
+#
+# Needs redis-server, redis-cli and go. DATA=DIR reuses the files of
+# tools/bench_upload.sh. Everything it starts is stopped on exit.
+set -euo pipefail
+
+SEER=${SEER:-/tmp/seer}
+ROWS=${1:-200000}
+NF=${2:-30}
+WORK=$(mktemp -d)
+DATA=${DATA:-$WORK}
+REDIS_PID=
+cleanup() {
+	[ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null
+	wait 2>/dev/null || true
+	rm -rf "$WORK"
+}
+trap cleanup EXIT
+cd "$(dirname "$0")/.."
+if [ ! -s "$DATA/data.csv" ] || [ "$(cat "$DATA/shape" 2>/dev/null)" != "$ROWS $NF" ]; then
+	go run ./tools/uploadgen -rows "$ROWS" -features "$NF" -dir "$DATA" -stamp "$(date +%s)"
+	echo "$ROWS $NF" >"$DATA/shape"
+fi
+cd "$WORK"
+
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly no --logfile redis.log &
+REDIS_PID=$!
+for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+cat >seer.yaml <<EOC
+catalog: $DATA/catalog.yaml
+models: models
+stores:
+  main: {mode: standalone, addr: 127.0.0.1:$PORT}
+EOC
+
+mem() { redis-cli -p "$PORT" info memory | awk -F: -v k="$1" '$1 == k {printf "%.1f", $2 / 1048576}'; }
+fields() { redis-cli -p "$PORT" hlen st_1; }
+
+echo "# $ROWS rows x $NF float features; $(uptime)"
+printf '%-34s %8s %14s %14s %8s\n' step seconds 'used MB after' 'peak MB during' fields
+printf '%-34s %8s %14s %14s %8s\n' 'empty' - "$(mem used_memory)" - 0
+step() {
+	local name=$1
+	shift
+	redis-cli -p "$PORT" config resetstat >/dev/null
+	/usr/bin/time -o time.txt -f '%e' "$@" >out.txt 2>&1 </dev/null || { cat out.txt >&2; exit 1; }
+	sleep 0.3 # let Redis's cron sample the peak
+	printf '%-34s %8s %14s %14s %8s\n' "$name" "$(cat time.txt)" "$(mem used_memory)" "$(mem used_memory_peak)" "$(fields)"
+}
+for i in 1 2 3; do
+	step "upload $i (generation $i)" "$SEER" upload --config seer.yaml --entity store --no-gc "$DATA/data.csv"
+done
+step "seer upload --gc --gc-grace 0s" "$SEER" upload --config seer.yaml --gc --gc-grace 0s
+grep -h . out.txt | sed 's/^/# /'
+echo "# $(uptime)"
