@@ -17,7 +17,8 @@ import (
 // AccessLogConfig says which requests the access log records.
 type AccessLogConfig struct {
 	// Sample is the share of requests logged, from 0 to 1. Answers with a
-	// 5xx status and degraded answers are always logged.
+	// 5xx status are always logged, except the 503 of on_degraded fail:
+	// degraded queries have a rate-limited line of their own.
 	Sample float64 `yaml:"sample"`
 }
 
@@ -29,6 +30,10 @@ type call struct {
 	models     []modelUse // one per query whose model resolved
 	candidates int
 	degraded   []string // stores that failed or timed out, once each
+	values     int      // values that took defaults because of them
+	// failedDegraded: the request failed because a query that asked for
+	// on_degraded fail met a degraded store (its degraded line says so).
+	failedDegraded bool
 }
 
 type modelUse struct{ name, version string }
@@ -64,6 +69,7 @@ func (c *call) note(results []queryResult, candidates int) {
 		if r.model != "" {
 			c.models = append(c.models, modelUse{r.model, r.version})
 		}
+		c.values += r.degradedValues
 		for _, st := range r.degraded {
 			if !slices.Contains(c.degraded, st) {
 				c.degraded = append(c.degraded, st)
@@ -139,8 +145,10 @@ func newModelMetrics(reg prometheus.Registerer) modelMetrics {
 }
 
 // finish records a request once it is answered: the per-model metrics,
-// and the access log line when the request is sampled, failed with a 5xx
-// status or was degraded.
+// and the access log line when the request is sampled or failed with a
+// 5xx status. Degraded queries have lines of their own (degraded.go), so
+// a request that failed only because a query asked for on_degraded fail
+// is logged here when sampled, like a degraded answer.
 func (s *Server) finish(ctx context.Context, c *call, transport, route string, code slog.Attr, class string, elapsed time.Duration) {
 	seen := 0
 	for i, m := range c.models {
@@ -153,7 +161,8 @@ func (s *Server) finish(ctx context.Context, c *call, transport, route string, c
 			s.models.duration.WithLabelValues(m.name).Observe(elapsed.Seconds())
 		}
 	}
-	if class != "5xx" && len(c.degraded) == 0 && (s.cfg.AccessLog.Sample <= 0 || rand.Float64() >= s.cfg.AccessLog.Sample) {
+	always := class == "5xx" && !c.failedDegraded
+	if !always && (s.cfg.AccessLog.Sample <= 0 || rand.Float64() >= s.cfg.AccessLog.Sample) {
 		return
 	}
 	models := make([]string, 0, seen)
@@ -169,7 +178,8 @@ func (s *Server) finish(ctx context.Context, c *call, transport, route string, c
 	s.log.LogAttrs(ctx, level, "access",
 		slog.String("transport", transport), slog.String("route", route), code,
 		slog.Any("models", models), slog.Int("candidates", c.candidates),
-		slog.Any("degraded_stores", c.degraded), slog.Float64("elapsed_seconds", elapsed.Seconds()))
+		slog.Any("degraded_stores", c.degraded), slog.Int("degraded_values", c.values),
+		slog.Float64("elapsed_seconds", elapsed.Seconds()))
 }
 
 // idHandler adds the request id to every log record made with the

@@ -107,8 +107,9 @@ func TestRequestIDs(t *testing.T) {
 	}
 }
 
-// TestAccessLogSampling: with sampling off, only degraded answers and 5xx
-// are logged.
+// TestAccessLogSampling: with sampling off, only 5xx are logged; degraded
+// answers have their own rate-limited lines (TestDegradedLog), and the
+// access log carries their stores and values when it samples them.
 func TestAccessLogSampling(t *testing.T) {
 	logs := new(logBuffer)
 	srv := testServerWith(t, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
@@ -124,11 +125,25 @@ func TestAccessLogSampling(t *testing.T) {
 	srv.cfg.Predict.RetrievalTimeout = time.Nanosecond
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, httptest.NewRequest("POST", "/v1/predict", strings.NewReader(rankingBody(false))))
-	access := logs.lines(t, "access")
-	if w.Code != 200 || !strings.Contains(w.Body.String(), `"degraded":true`) || len(access) != 1 {
-		t.Fatalf("%d %.100s; %d access lines", w.Code, w.Body, len(access))
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"degraded":true`) {
+		t.Fatalf("%d %.100s", w.Code, w.Body)
 	}
-	if a := access[0]; a["level"] != "WARN" || a["degraded_stores"].([]any)[0] != "main" {
+	if n := len(logs.lines(t, "access")); n != 0 {
+		t.Errorf("sampling off: %d access lines for a degraded answer", n)
+	}
+	if n := len(logs.lines(t, "degraded")); n != 1 {
+		t.Errorf("%d degraded lines, want 1", n)
+	}
+	// Sampled, the access line has the stores and values.
+	srv.cfg.AccessLog.Sample = 1
+	w = httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("POST", "/v1/predict", strings.NewReader(rankingBody(false))))
+	access := logs.lines(t, "access")
+	if w.Code != 200 || len(access) != 1 {
+		t.Fatalf("%d; %d access lines", w.Code, len(access))
+	}
+	// 200 rows of five store inputs, and the consumer's two.
+	if a := access[0]; a["level"] != "WARN" || a["degraded_stores"].([]any)[0] != "main" || a["degraded_values"] != float64(200*7) {
 		t.Errorf("degraded access line %v", a)
 	}
 }

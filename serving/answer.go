@@ -3,6 +3,7 @@ package serving
 import (
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -76,7 +77,9 @@ func appendResults(b []byte, results []queryResult, predict bool) []byte {
 			b = appendCells(b, res.plan, res.layout, res.cells)
 		}
 		if len(res.degraded) > 0 {
-			b = append(b, `,"degraded":true,"degraded_stores":[`...)
+			b = append(b, `,"degraded":true,"degraded_values":`...)
+			b = strconv.AppendInt(b, int64(res.degradedValues), 10)
+			b = append(b, `,"degraded_stores":[`...)
 			for k, st := range res.degraded {
 				if k > 0 {
 					b = append(b, ',')

@@ -556,11 +556,12 @@ func (r *reader) skip() bool {
 // slice: a field given twice decodes its elements into the ones before.
 type (
 	request struct {
-		buf     []byte // the body as read
-		body    string // the body: decoded strings are substrings of it
-		debug   bool
-		queries []rawQuery // the body's queries are queries[:nq]
-		nq      int
+		buf        []byte // the body as read
+		body       string // the body: decoded strings are substrings of it
+		debug      bool
+		onDegraded string     // as given ("" when not), checked when the queries are built
+		queries    []rawQuery // the body's queries are queries[:nq]
+		nq         int
 
 		// Memory for the reader and for building queries.
 		stack   []byte
@@ -572,15 +573,16 @@ type (
 		out     []byte
 	}
 	rawQuery struct {
-		id, model string
-		debug     bool
-		context   entities
-		features  spans // /v1/predict: the request feature objects
-		typed     map[string]features.Value
-		names     []string // /v1/features: names[:nn] are the features to read
-		nn        int
-		cands     []rawCandidate // cands[:nc] are the query's candidates
-		nc        int
+		id, model  string
+		debug      bool
+		onDegraded string // as in request
+		context    entities
+		features   spans // /v1/predict: the request feature objects
+		typed      map[string]features.Value
+		names      []string // /v1/features: names[:nn] are the features to read
+		nn         int
+		cands      []rawCandidate // cands[:nc] are the query's candidates
+		nc         int
 	}
 	rawCandidate struct {
 		id       string
@@ -645,7 +647,7 @@ func emptied[M ~map[K]V, K comparable, V any](m M) M {
 }
 
 func (q *rawQuery) reset() {
-	q.id, q.model, q.debug = "", "", false
+	q.id, q.model, q.debug, q.onDegraded = "", "", false, ""
 	q.context.reset()
 	q.features.reset()
 	q.typed = emptied(q.typed)
@@ -700,7 +702,7 @@ func (req *request) empty() bool {
 	clear(req.cands)
 	clear(req.cells)
 	req.cands, req.cells, req.floats = req.cands[:0], req.cells[:0], req.floats[:0]
-	req.body, req.debug, req.nq = "", false, 0
+	req.body, req.debug, req.onDegraded, req.nq = "", false, "", 0
 	req.queries = req.queries[:0]
 	req.out = req.out[:0]
 	return n <= keepBytes
@@ -913,13 +915,15 @@ func fieldName(key string, names ...string) string {
 
 func (d *decoder) requestObject() bool {
 	return d.r.object(func(key string) bool {
-		switch fieldName(key, "queries", "debug") {
+		switch fieldName(key, "queries", "debug", "on_degraded") {
 		case "queries":
 			return d.queries()
 		case "debug":
 			if d.kind == predictBody {
 				return d.boolean(&d.req.debug, "debug")
 			}
+		case "on_degraded":
+			return d.text(&d.req.onDegraded, "on_degraded")
 		}
 		return d.unknown(key)
 	})
@@ -1020,7 +1024,7 @@ func grown[T any, P interface {
 
 func (d *decoder) query(q *rawQuery) bool {
 	return d.r.object(func(key string) bool {
-		switch fieldName(key, "id", "model", "context", "features", "candidates", "debug") {
+		switch fieldName(key, "id", "model", "context", "features", "candidates", "debug", "on_degraded") {
 		case "id":
 			return d.text(&q.id, "queries.id")
 		case "model":
@@ -1040,6 +1044,8 @@ func (d *decoder) query(q *rawQuery) bool {
 			if d.kind == predictBody {
 				return d.boolean(&q.debug, "queries.debug")
 			}
+		case "on_degraded":
+			return d.text(&q.onDegraded, "queries.on_degraded")
 		}
 		return d.unknown(key)
 	})

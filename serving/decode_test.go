@@ -51,15 +51,17 @@ func decodeBody(body string, kind bodyKind) (*request, error) {
 // left out (they are compared typed).
 type (
 	plainRequest struct {
-		Debug   bool
-		Queries []plainQuery
+		Debug      bool
+		OnDegraded string
+		Queries    []plainQuery
 	}
 	plainQuery struct {
-		ID, Model string
-		Debug     bool
-		Context   map[string]string
-		Names     []string
-		Cands     []plainCandidate
+		ID, Model  string
+		Debug      bool
+		OnDegraded string
+		Context    map[string]string
+		Names      []string
+		Cands      []plainCandidate
 	}
 	plainCandidate struct {
 		ID       string
@@ -68,9 +70,9 @@ type (
 )
 
 func plainNew(req *request) plainRequest {
-	out := plainRequest{Debug: req.debug}
+	out := plainRequest{Debug: req.debug, OnDegraded: req.onDegraded}
 	for _, q := range req.queries[:req.nq] {
-		pq := plainQuery{ID: q.id, Model: q.model, Debug: q.debug, Names: q.names[:q.nn]}
+		pq := plainQuery{ID: q.id, Model: q.model, Debug: q.debug, OnDegraded: q.onDegraded, Names: q.names[:q.nn]}
 		if q.context.set {
 			pq.Context = q.context.m
 		}
@@ -137,15 +139,17 @@ func checkDecode(t *testing.T, body []byte, kind bodyKind, plans []*features.Pla
 	case predictBody:
 		var ref predictRequest
 		refErr = decodeJSON(body, &ref)
-		queries, want.Debug = ref.Queries, ref.Debug
+		queries, want.Debug, want.OnDegraded = ref.Queries, ref.Debug, ref.OnDegraded
 		for _, q := range ref.Queries {
-			want.Queries = append(want.Queries, plainQuery{ID: q.ID, Model: q.Model, Debug: q.Debug, Context: q.Context, Cands: plainCands(q.Candidates)})
+			want.Queries = append(want.Queries, plainQuery{ID: q.ID, Model: q.Model, Debug: q.Debug, OnDegraded: q.OnDegraded,
+				Context: q.Context, Cands: plainCands(q.Candidates)})
 		}
 	case featuresBody:
 		var ref featuresRequest
 		refErr = decodeJSON(body, &ref)
+		want.OnDegraded = ref.OnDegraded
 		for _, q := range ref.Queries {
-			want.Queries = append(want.Queries, plainQuery{ID: q.ID, Context: q.Context, Names: q.Features, Cands: plainCands(q.Candidates)})
+			want.Queries = append(want.Queries, plainQuery{ID: q.ID, OnDegraded: q.OnDegraded, Context: q.Context, Names: q.Features, Cands: plainCands(q.Candidates)})
 			queries = append(queries, predictQuery{Context: q.Context, Candidates: q.Candidates})
 		}
 	}
@@ -223,6 +227,10 @@ func TestDecodeMessages(t *testing.T) {
 		{"candidate id type", predictBody, `{"queries": [{"candidates": [{"id": {}}]}]}`, "queries.candidates.id: want string, got JSON object"},
 		{"candidate type", predictBody, `{"queries": [{"candidates": ["x"]}]}`, "queries.candidates: want serving.candidate, got JSON string"},
 		{"debug type", predictBody, `{"debug": "yes"}`, "debug: want bool, got JSON string"},
+		{"on_degraded type", predictBody, `{"on_degraded": true}`, "on_degraded: want string, got JSON bool"},
+		{"query on_degraded type", featuresBody, `{"queries": [{"on_degraded": 1}]}`, "queries.on_degraded: want string, got JSON number"},
+		{"on_degraded", predictBody, `{"on_degraded": "fail", "queries": [{"on_degraded": "defaults"}, {"On_Degraded": null}]}`, ""},
+		{"features on_degraded", featuresBody, `{"queries": [{"on_degraded": "fail"}], "on_degraded": "defaults"}`, ""},
 		{"body type", predictBody, `[1]`, "body: want serving.predictRequest, got JSON array"},
 		{"body number", featuresBody, `5x`, "body: want serving.featuresRequest, got JSON number"},
 		{"first type error", predictBody, `{"debug": 1, "queries": 2}`, "debug: want bool, got JSON number"},
@@ -403,14 +411,14 @@ func TestAppendResults(t *testing.T) {
 	}
 	predict := []queryResult{
 		{id: "q<1>", model: "store_ranker", version: "1", scores: scores{vals: []float64{0.5, math.NaN(), 1e-7}, width: 1}},
-		{model: "multi", version: "2", scores: scores{vals: []float64{1, 2, 3, 4}, width: 2}, degraded: []string{"main", "b&c"},
+		{model: "multi", version: "2", scores: scores{vals: []float64{1, 2, 3, 4}, width: 2}, degraded: []string{"main", "b&c"}, degradedValues: 7,
 			plan: demo, cells: cellsOf(demo, 2, vals...)},
 		{model: "none", version: "3", scores: scores{width: 3}},
 	}
 	var refPredict []refQueryResult
 	for _, r := range predict {
 		ref := refQueryResult{ID: r.id, Model: r.model, Version: r.version, Scores: refScores(r.scores),
-			Degraded: len(r.degraded) > 0, DegradedStores: r.degraded}
+			Degraded: len(r.degraded) > 0, DegradedValues: r.degradedValues, DegradedStores: r.degraded}
 		if r.cells != nil {
 			ref.Debug = cellRows(r.plan, r.cells)
 		}
@@ -418,11 +426,12 @@ func TestAppendResults(t *testing.T) {
 	}
 	feats := []queryResult{
 		{id: "f", plan: disp, cells: cellsOf(disp, 3, vals...)},
-		{plan: disp, cells: cellsOf(disp, 1, vals[8:]...), degraded: []string{"main"}},
+		{plan: disp, cells: cellsOf(disp, 1, vals[8:]...), degraded: []string{"main"}, degradedValues: 12},
 	}
 	var refFeats []refFeaturesResult
 	for _, r := range feats {
-		refFeats = append(refFeats, refFeaturesResult{ID: r.id, Rows: cellRows(r.plan, r.cells), Degraded: len(r.degraded) > 0, DegradedStores: r.degraded})
+		refFeats = append(refFeats, refFeaturesResult{ID: r.id, Rows: cellRows(r.plan, r.cells), Degraded: len(r.degraded) > 0,
+			DegradedValues: r.degradedValues, DegradedStores: r.degraded})
 	}
 	for _, tt := range []struct {
 		name    string

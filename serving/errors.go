@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/models"
@@ -15,8 +16,7 @@ import (
 // sentinel of the package at fault (registry.ErrUnknownModel,
 // registry.ErrUnknownVersion, features.ErrQuery, models.ErrInput: values a
 // model cannot score, such as an id outside an ONNX embedding table), with
-// a message naming
-// the field; errors.Is tells them apart.
+// a message naming the field; errors.Is tells them apart.
 var (
 	// ErrBadRequest marks a request that is malformed or breaks a limit.
 	ErrBadRequest = errors.New("bad request")
@@ -26,7 +26,30 @@ var (
 	ErrUnauthorized = errors.New("unauthorized")
 	// ErrDisabled marks an admin call while admin endpoints are off.
 	ErrDisabled = errors.New("disabled")
+	// ErrDegraded marks a query that asked for on_degraded fail and whose
+	// stores failed or missed the retrieval deadline; errors.As finds the
+	// *DegradedError that names them.
+	ErrDegraded = errors.New("degraded")
 )
+
+// DegradedError is the error of a query that asked for on_degraded fail
+// when some of its stores failed or missed the retrieval deadline. It wraps
+// ErrDegraded.
+type DegradedError struct {
+	Query  int      // the query's index in the request
+	Stores []string // the stores that failed or timed out
+}
+
+func (e *DegradedError) Error() string {
+	what := "store "
+	if len(e.Stores) > 1 {
+		what = "stores "
+	}
+	return fmt.Sprintf("queries[%d]: degraded: %s%s failed or missed the retrieval deadline, and on_degraded is fail",
+		e.Query, what, strings.Join(e.Stores, ", "))
+}
+
+func (e *DegradedError) Unwrap() error { return ErrDegraded }
 
 // class is what an error means to a client, whatever the transport.
 type class uint8
@@ -40,6 +63,7 @@ const (
 	classForbidden
 	classTimeout
 	classCancelled
+	classUnavailable
 )
 
 // classify is the one place where errors are mapped to what they mean to a
@@ -56,6 +80,8 @@ func classify(err error) class {
 		return classUnauthorized
 	case errors.Is(err, ErrDisabled):
 		return classForbidden
+	case errors.Is(err, ErrDegraded):
+		return classUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		return classTimeout
 	case errors.Is(err, context.Canceled):
@@ -74,6 +100,7 @@ var httpStatus = [...]int{
 	classForbidden:    http.StatusForbidden,
 	classTimeout:      http.StatusGatewayTimeout,
 	classCancelled:    statusClientClosed,
+	classUnavailable:  http.StatusServiceUnavailable,
 }
 
 // statusClientClosed is the status recorded for a request whose client

@@ -56,6 +56,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	f.Add([]byte(`{"queries": [{"context": {"store": 1, "store": "", "consumer": -0}, "features": {"distance_km": null}}]} `))
 	f.Add([]byte(`{"queries": [{"model": 7, "context": 5}], "x": [1, {"y": [true, false, null]}]}`))
 	f.Add([]byte(`{"queries": [{"features": ["a", null, 1]}]}]`))
+	f.Add([]byte(`{"on_degraded": "fail", "queries": [{"model": "m", "on_degraded": "defaults"}, {"ON_DEGRADED": null}, {"on_degraded": 1}]}`))
 	plans := []*features.Plan{demoPlan(f), displayPlan(f)}
 	plan := plans[0]
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -48,6 +48,7 @@ var grpcCode = [...]codes.Code{
 	classForbidden:    codes.PermissionDenied,
 	classTimeout:      codes.DeadlineExceeded,
 	classCancelled:    codes.Canceled,
+	classUnavailable:  codes.Unavailable,
 }
 
 // grpcCall gives each call of seer.v1.Seer its request id (metadata
@@ -87,6 +88,12 @@ func (s *Server) grpcCall(ctx context.Context, req any, info *grpc.UnaryServerIn
 // message the JSON API gives; internal errors are logged here, once.
 func (s *Server) grpcError(ctx context.Context, method string, err error) error {
 	c := classify(err)
+	if c == classUnavailable && errors.Is(err, ErrDegraded) {
+		// Reported on the query's degraded line, rate-limited.
+		if cl := callFrom(ctx); cl != nil {
+			cl.failedDegraded = true
+		}
+	}
 	if c == classInternal || c == classTimeout {
 		s.log.ErrorContext(ctx, "request failed", "method", method, "code", grpcCode[c].String(), "err", err)
 	}
@@ -100,14 +107,15 @@ type grpcSeer struct {
 }
 
 func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seerv1.PredictResponse, error) {
-	if err := onDegraded(in.GetOnDegraded(), in.GetQueries()); err != nil {
-		return nil, g.s.grpcError(ctx, "Predict", err)
+	req := &PredictRequest{
+		Debug: in.GetDebug(), OnDegraded: onDegradedFromProto(in.GetOnDegraded()),
+		Queries: make([]Query, len(in.GetQueries())),
 	}
-	req := &PredictRequest{Debug: in.GetDebug(), Queries: make([]Query, len(in.GetQueries()))}
 	for i, q := range in.GetQueries() {
 		req.Queries[i] = Query{
 			ID: q.GetId(), Model: q.GetModel(), Context: q.GetContext(), Debug: q.GetDebug(),
 			Features: valuesFromProto(q.GetFeatures()), Candidates: candidatesFromProto(q.GetCandidates()),
+			OnDegraded: onDegradedFromProto(q.GetOnDegraded()),
 		}
 	}
 	resp, err := g.s.Predict(ctx, req)
@@ -119,26 +127,19 @@ func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seer
 		r := &resp.Results[i]
 		out.Results[i] = &seerv1.Result{
 			Id: r.ID, Model: r.Model, Version: r.Version, Scores: r.Scores, Outputs: int32(r.Outputs),
-			Degraded: r.Degraded(), DegradedStores: r.DegradedStores, Debug: rowsToProto(r.Debug),
+			Degraded: r.Degraded(), DegradedStores: r.DegradedStores, DegradedValues: int64(r.DegradedValues),
+			Debug: rowsToProto(r.Debug),
 		}
 	}
 	return out, nil
 }
 
 func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest) (*seerv1.GetFeaturesResponse, error) {
-	if in.GetOnDegraded() == seerv1.OnDegraded_ON_DEGRADED_FAIL {
-		return nil, g.s.grpcError(ctx, "GetFeatures", badRequest("on_degraded: FAIL is not served yet"))
-	}
-	for i, q := range in.GetQueries() {
-		if q.GetOnDegraded() == seerv1.OnDegraded_ON_DEGRADED_FAIL {
-			return nil, g.s.grpcError(ctx, "GetFeatures", badRequest("queries[%d].on_degraded: FAIL is not served yet", i))
-		}
-	}
-	req := &FeaturesRequest{Queries: make([]FeaturesQuery, len(in.GetQueries()))}
+	req := &FeaturesRequest{OnDegraded: onDegradedFromProto(in.GetOnDegraded()), Queries: make([]FeaturesQuery, len(in.GetQueries()))}
 	for i, q := range in.GetQueries() {
 		req.Queries[i] = FeaturesQuery{
 			ID: q.GetId(), Features: q.GetFeatures(), Context: q.GetContext(),
-			Candidates: candidatesFromProto(q.GetCandidates()),
+			Candidates: candidatesFromProto(q.GetCandidates()), OnDegraded: onDegradedFromProto(q.GetOnDegraded()),
 		}
 	}
 	resp, err := g.s.Features(ctx, req)
@@ -150,25 +151,20 @@ func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest
 		r := &resp.Results[i]
 		out.Results[i] = &seerv1.FeaturesResult{
 			Id: r.ID, Rows: rowsToProto(&r.Rows), Degraded: len(r.DegradedStores) > 0, DegradedStores: r.DegradedStores,
+			DegradedValues: int64(r.DegradedValues),
 		}
 	}
 	return out, nil
 }
 
-// onDegraded is where a request's on_degraded reaches the request path.
-// Until the request path can fail a query whose stores degraded (the JSON
-// API's "on_degraded": "fail"), FAIL is refused rather than answered with
-// defaults the caller asked not to get.
-func onDegraded(req seerv1.OnDegraded, qs []*seerv1.Query) error {
-	if req == seerv1.OnDegraded_ON_DEGRADED_FAIL {
-		return badRequest("on_degraded: FAIL is not served yet")
+// onDegradedFromProto converts on_degraded; the two enums have the same
+// numbers, and one out of range is refused as a bad request by Predict
+// and Features.
+func onDegradedFromProto(v seerv1.OnDegraded) OnDegraded {
+	if v < 0 || v > 255 {
+		return 255
 	}
-	for i, q := range qs {
-		if q.GetOnDegraded() == seerv1.OnDegraded_ON_DEGRADED_FAIL {
-			return badRequest("queries[%d].on_degraded: FAIL is not served yet", i)
-		}
-	}
-	return nil
+	return OnDegraded(v)
 }
 
 func candidatesFromProto(cs []*seerv1.Candidate) []Candidate {

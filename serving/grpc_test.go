@@ -207,12 +207,11 @@ func TestGRPCErrors(t *testing.T) {
 	if _, err := client.Predict(context.Background(), big); status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("a 5 MB message: %v", err)
 	}
-	// on_degraded FAIL is refused until the request path serves it, not
-	// answered with defaults.
-	fail := rankingProto(false)
-	fail.Queries[0].OnDegraded = seerv1.OnDegraded_ON_DEGRADED_FAIL
-	if _, err := client.Predict(context.Background(), fail); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "queries[0].on_degraded") {
-		t.Errorf("on_degraded FAIL: %v", err)
+	// An on_degraded out of the enum's range (TestOnDegradedFail has FAIL).
+	odd := rankingProto(false)
+	odd.OnDegraded = 7
+	if _, err := client.Predict(context.Background(), odd); status.Code(err) != codes.InvalidArgument || status.Convert(err).Message() != "on_degraded: unknown value 7" {
+		t.Errorf("on_degraded 7: %v", err)
 	}
 	_, err := client.GetFeatures(context.Background(), &seerv1.GetFeaturesRequest{Queries: []*seerv1.FeaturesQuery{{Features: []string{"nope"}}}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "queries[0].features") {

@@ -39,7 +39,7 @@ func (s *Server) initMetrics() {
 	}, []string{"model"})
 	s.degraded = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "seer_predict_degraded_total",
-		Help: "Queries answered with defaults because a store failed or timed out, by store.",
+		Help: "Queries (/v1/predict and /v1/features) degraded because a store failed or missed the retrieval deadline, by store: answered with defaults or failed (on_degraded: fail).",
 	}, []string{"store"})
 	s.cancelled = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "seer_predict_cancelled_total",
@@ -47,6 +47,7 @@ func (s *Server) initMetrics() {
 	})
 	s.metrics.MustRegister(s.requests, s.duration, s.rows, s.degraded, s.cancelled)
 	s.models = newModelMetrics(s.metrics)
+	s.degradedBy = newDegradedMetrics(s.metrics)
 }
 
 // Handler returns the HTTP transport with every route on one listener:
@@ -148,15 +149,28 @@ func (s *Server) instrument(next http.Handler) http.Handler {
 type errorBody struct {
 	Error     string `json:"error"`
 	RequestID string `json:"request_id,omitempty"`
+	// DegradedStores names the stores of a query that asked for
+	// on_degraded fail (503).
+	DegradedStores []string `json:"degraded_stores,omitempty"`
 }
 
-// fail answers with the status an error maps to; 5xx are logged here, once.
+// fail answers with the status an error maps to; 5xx are logged here,
+// once, except a query's on_degraded fail, which its degraded line
+// (degraded.go) reports, rate-limited.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := httpStatus[classify(err)]
-	if status >= 500 {
+	body := errorBody{Error: err.Error(), RequestID: requestID(r.Context())}
+	var de *DegradedError
+	switch {
+	case errors.As(err, &de):
+		body.DegradedStores = de.Stores
+		if c := callFrom(r.Context()); c != nil {
+			c.failedDegraded = true
+		}
+	case status >= 500:
 		s.log.ErrorContext(r.Context(), "request failed", "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, errorBody{Error: err.Error(), RequestID: requestID(r.Context())})
+	writeJSON(w, status, body)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -264,6 +278,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		results[i] = queryResult{id: q.id, model: v.Name, version: v.Version}
+		fail, err := failOnDegradedText(req.onDegraded, q.onDegraded, i)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		fq, err := req.query(v.Plan, i)
 		if err != nil {
 			s.fail(w, r, err)
@@ -271,7 +290,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 		}
 		jobs[i] = job{
 			plan: v.Plan, model: v.Model, version: v, query: fq,
-			debug: req.debug || q.debug, logged: s.learn.log.Sampled(),
+			debug: req.debug || q.debug, logged: s.learn.log.Sampled(), fail: fail,
 		}
 	}
 	req.floats, req.cells = carve(jobs, needsCells(jobs), req.floats, req.cells)
@@ -303,12 +322,17 @@ func (s *Server) handleFeatures(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
+		fail, err := failOnDegradedText(req.onDegraded, q.onDegraded, i)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		fq, err := req.query(plan, i)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		jobs[i] = job{plan: plan, query: fq}
+		jobs[i] = job{plan: plan, query: fq, fail: fail}
 		results[i].id = q.id
 	}
 	req.floats, req.cells = carve(jobs, func(int) bool { return true }, req.floats, req.cells)

@@ -86,6 +86,12 @@ func treeModel(t testing.TB, leaf func(tree int, v float64) float64) string {
 
 func newLearnFixture(t testing.TB, files map[string]string, edit func(*Config)) *learnFixture {
 	t.Helper()
+	return newLearnFixtureWith(t, files, edit, Options{})
+}
+
+// newLearnFixtureWith is newLearnFixture with the server's options.
+func newLearnFixtureWith(t testing.TB, files map[string]string, edit func(*Config), opt Options) *learnFixture {
+	t.Helper()
 	f := &learnFixture{dir: t.TempDir(), rs: redistest.Start(t)}
 	var stores strings.Builder
 	stores.WriteString("id,store_avg_rating,store_num_ratings,store_delivery_minutes,store_price_level,store_cuisine\n")
@@ -113,7 +119,7 @@ func newLearnFixture(t testing.TB, files map[string]string, edit func(*Config)) 
 	if edit != nil {
 		edit(&cfg)
 	}
-	srv, err := Open(context.Background(), cfg, Options{})
+	srv, err := Open(context.Background(), cfg, opt)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 	"golang.org/x/sync/errgroup"
@@ -53,6 +54,7 @@ type queryResult struct {
 	id, model, version string
 	scores             scores
 	degraded           []string // stores that failed or timed out
+	degradedValues     int      // cells that took defaults because of them
 	plan               *features.Plan
 	layout             *cellLayout     // how cells are written; nil: worked out then
 	cells              []features.Cell // debug: each row's inputs and their origins
@@ -69,6 +71,7 @@ type job struct {
 	cells   []features.Cell // rows × inputs, when debugging or logging
 	debug   bool            // the answer shows the cells
 	logged  bool            // the feature log samples the query
+	fail    bool            // on_degraded fail: a degraded store fails the query
 }
 
 // needsCells reports whether job i keeps its cells: to show them, or to
@@ -120,42 +123,79 @@ func resize[T any](s []T, n int) []T {
 	return s
 }
 
+// fetched is what reading a query's features found.
+type fetched struct {
+	degraded []string      // stores that failed or timed out
+	values   int           // cells that took defaults because of them (store_degraded)
+	elapsed  time.Duration // how long reading and assembling took
+}
+
 // fetch reads a job's features and assembles its rows: request values, then
 // the stores (under the retrieval timeout), then defaults. It returns the
-// stores that failed or timed out.
-func (s *Server) fetch(ctx context.Context, j *job) ([]string, error) {
-	degraded, err := s.assemble(ctx, j)
-	if err == nil && len(degraded) > 0 && errors.Is(ctx.Err(), context.Canceled) {
+// stores that failed or timed out and how many values took defaults
+// because of them.
+func (s *Server) fetch(ctx context.Context, j *job) (fetched, error) {
+	start := time.Now()
+	f, err := s.assemble(ctx, j)
+	f.elapsed = time.Since(start)
+	if err == nil && len(f.degraded) > 0 && errors.Is(ctx.Err(), context.Canceled) {
 		// The caller went away before the reads were done: no store
 		// failed, and nobody is there to take a degraded answer.
 		s.cancelled.Inc()
-		return nil, fmt.Errorf("%w: the caller went away before the features were read", context.Canceled)
+		return fetched{}, fmt.Errorf("%w: the caller went away before the features were read", context.Canceled)
 	}
-	for _, st := range degraded {
+	for _, st := range f.degraded {
 		s.degraded.WithLabelValues(st).Inc()
 	}
-	return degraded, err
+	return f, err
 }
 
 // assemble is fetch without the metrics: shadow models read through it.
-func (s *Server) assemble(ctx context.Context, j *job) ([]string, error) {
+func (s *Server) assemble(ctx context.Context, j *job) (fetched, error) {
 	b := s.batches.Get().(*features.Batch)
 	defer func() {
 		b.Reset()
 		s.batches.Put(b)
 	}()
 	if err := j.plan.Prepare(&j.query, b); err != nil {
-		return nil, err
+		return fetched{}, err
 	}
-	var degraded []string
+	var f fetched
 	if len(b.Lookups) > 0 {
 		rctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.RetrievalTimeout)
-		degraded = s.retriever.Fetch(rctx, b.Lookups)
+		f.degraded = s.retriever.Fetch(rctx, b.Lookups)
 		cancel()
 	}
-	j.plan.Assemble(&j.query, b, j.x, j.cells)
-	return degraded, nil
+	if len(f.degraded) == 0 {
+		j.plan.Assemble(&j.query, b, j.x, j.cells)
+		return f, nil
+	}
+	// Degraded: the cells say which values took defaults because of it,
+	// and a query that does not keep its cells borrows some to count them.
+	cells := j.cells
+	var borrowed *[]features.Cell
+	if cells == nil {
+		borrowed = s.cellBufs.Get().(*[]features.Cell)
+		cells = resize(*borrowed, j.query.Rows()*len(j.plan.Inputs))
+	}
+	j.plan.Assemble(&j.query, b, j.x, cells)
+	for k := range cells {
+		if cells[k].Why == features.ReasonStoreDegraded {
+			f.values++
+		}
+	}
+	if borrowed != nil {
+		clear(cells) // they may hold parts of the request
+		if cap(cells) <= maxBorrowedCells {
+			*borrowed = cells[:0]
+			s.cellBufs.Put(borrowed)
+		}
+	}
+	return f, nil
 }
+
+// maxBorrowedCells bounds the cells kept for counting degraded values.
+const maxBorrowedCells = 1 << 16
 
 // score runs the jobs of a prediction, concurrently: it fetches and
 // assembles each job's rows and scores them with its model into results,
@@ -163,9 +203,16 @@ func (s *Server) assemble(ctx context.Context, j *job) ([]string, error) {
 func (s *Server) score(ctx context.Context, jobs []job, results []queryResult) error {
 	return forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
 		j, res := &jobs[i], &results[i]
-		degraded, err := s.fetch(ctx, j)
+		f, err := s.fetch(ctx, j)
 		if err != nil {
 			return fmt.Errorf("queries[%d]: %w", i, err)
+		}
+		if len(f.degraded) > 0 {
+			res.degraded, res.degradedValues = f.degraded, f.values
+			s.reportDegraded(ctx, res.model, res.version, j.fail, f)
+			if j.fail {
+				return &DegradedError{Query: i, Stores: f.degraded}
+			}
 		}
 		rows := j.query.Rows()
 		if err := j.model.Predict(j.out, j.x, rows); err != nil {
@@ -173,7 +220,6 @@ func (s *Server) score(ctx context.Context, jobs []job, results []queryResult) e
 		}
 		s.rows.WithLabelValues(res.model).Add(float64(rows))
 		res.scores = scores{vals: j.out, width: j.model.NumOutputs()}
-		res.degraded = degraded
 		if j.logged {
 			s.logQuery(ctx, j, res)
 		}
@@ -188,12 +234,19 @@ func (s *Server) score(ctx context.Context, jobs []job, results []queryResult) e
 // assembles each job's rows into results, with every cell.
 func (s *Server) lookup(ctx context.Context, jobs []job, results []queryResult) error {
 	return forEach(ctx, len(jobs), func(ctx context.Context, i int) error {
-		degraded, err := s.fetch(ctx, &jobs[i])
+		j, res := &jobs[i], &results[i]
+		f, err := s.fetch(ctx, j)
 		if err != nil {
 			return fmt.Errorf("queries[%d]: %w", i, err)
 		}
-		res := &results[i]
-		res.plan, res.layout, res.cells, res.degraded = jobs[i].plan, s.layouts.of(jobs[i].plan), jobs[i].cells, degraded
+		if len(f.degraded) > 0 {
+			res.degraded, res.degradedValues = f.degraded, f.values
+			s.reportDegraded(ctx, "", "", j.fail, f)
+			if j.fail {
+				return &DegradedError{Query: i, Stores: f.degraded}
+			}
+		}
+		res.plan, res.layout, res.cells = j.plan, s.layouts.of(j.plan), j.cells
 		return nil
 	})
 }

@@ -7,7 +7,8 @@ package serving
 // name them, and the new decoder repeats those names.
 //
 // One change from the code that served: decodeJSON refuses a stray '}' or
-// ']' after the body, which json.Decoder.More let through.
+// ']' after the body, which json.Decoder.More let through. The on_degraded
+// fields came later, decoded as strings as the other string fields are.
 
 import (
 	"bytes"
@@ -24,8 +25,9 @@ import (
 
 type (
 	predictRequest struct {
-		Queries []predictQuery `json:"queries"`
-		Debug   bool           `json:"debug"`
+		Queries    []predictQuery `json:"queries"`
+		Debug      bool           `json:"debug"`
+		OnDegraded string         `json:"on_degraded"`
 	}
 	predictQuery struct {
 		ID         string         `json:"id"`
@@ -34,15 +36,18 @@ type (
 		Features   map[string]any `json:"features"`
 		Candidates []candidate    `json:"candidates"`
 		Debug      bool           `json:"debug"`
+		OnDegraded string         `json:"on_degraded"`
 	}
 	featuresRequest struct {
-		Queries []featuresQuery `json:"queries"`
+		Queries    []featuresQuery `json:"queries"`
+		OnDegraded string          `json:"on_degraded"`
 	}
 	featuresQuery struct {
 		ID         string      `json:"id"`
 		Features   []string    `json:"features"`
 		Context    entityMap   `json:"context"`
 		Candidates []candidate `json:"candidates"`
+		OnDegraded string      `json:"on_degraded"`
 	}
 	candidate struct {
 		ID       string         `json:"id"`
@@ -171,6 +176,7 @@ type (
 		Version        string                     `json:"version"`
 		Scores         refScores                  `json:"scores"`
 		Degraded       bool                       `json:"degraded,omitempty"`
+		DegradedValues int                        `json:"degraded_values,omitempty"`
 		DegradedStores []string                   `json:"degraded_stores,omitempty"`
 		Debug          []map[string]features.Cell `json:"debug,omitempty"`
 	}
@@ -178,6 +184,7 @@ type (
 		ID             string                     `json:"id,omitempty"`
 		Rows           []map[string]features.Cell `json:"rows"`
 		Degraded       bool                       `json:"degraded,omitempty"`
+		DegradedValues int                        `json:"degraded_values,omitempty"`
 		DegradedStores []string                   `json:"degraded_stores,omitempty"`
 	}
 )

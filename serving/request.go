@@ -14,6 +14,69 @@ type PredictRequest struct {
 	Queries []Query
 	// Debug asks every query for its rows' inputs and their origins.
 	Debug bool
+	// OnDegraded is what every query answers when a store it reads fails
+	// or misses the retrieval deadline, unless the query says otherwise.
+	OnDegraded OnDegraded
+}
+
+// OnDegraded says what a query answers when a store it reads fails or
+// misses the retrieval deadline ("on_degraded" in the JSON API).
+type OnDegraded uint8
+
+// The values of OnDegraded; they are those of seer.v1.OnDegraded.
+const (
+	// OnDegradedUnset is the request's setting for a query, and
+	// OnDegradedDefaults for a request.
+	OnDegradedUnset OnDegraded = iota
+	// OnDegradedDefaults answers with the inputs' defaults, the result
+	// marked degraded with the stores and the number of values.
+	OnDegradedDefaults
+	// OnDegradedFail fails the request with a *DegradedError (ErrDegraded:
+	// HTTP 503, gRPC UNAVAILABLE) naming the query and the stores.
+	OnDegradedFail
+)
+
+// parseOnDegraded reads the JSON API's "on_degraded": "defaults" or
+// "fail"; "" (not given) is OnDegradedUnset.
+func parseOnDegraded(s string) (OnDegraded, bool) {
+	switch s {
+	case "":
+		return OnDegradedUnset, true
+	case "defaults":
+		return OnDegradedDefaults, true
+	case "fail":
+		return OnDegradedFail, true
+	}
+	return 0, false
+}
+
+// failOnDegraded reports whether a query whose own setting is q, in a
+// request whose setting is req, fails when its stores degrade. A value
+// out of range is a bad request naming the field (i is the query's index).
+func failOnDegraded(req, q OnDegraded, i int) (bool, error) {
+	if req > OnDegradedFail {
+		return false, badRequest("on_degraded: unknown value %d", req)
+	}
+	if q > OnDegradedFail {
+		return false, badRequest("queries[%d].on_degraded: unknown value %d", i, q)
+	}
+	if q == OnDegradedUnset {
+		q = req
+	}
+	return q == OnDegradedFail, nil
+}
+
+// failOnDegradedText is failOnDegraded for the JSON API's strings.
+func failOnDegradedText(req, q string, i int) (bool, error) {
+	r, ok := parseOnDegraded(req)
+	if !ok {
+		return false, badRequest(`on_degraded: want "defaults" or "fail", got %q`, truncateText(req, 40))
+	}
+	qm, ok := parseOnDegraded(q)
+	if !ok {
+		return false, badRequest(`queries[%d].on_degraded: want "defaults" or "fail", got %q`, i, truncateText(q, 40))
+	}
+	return failOnDegraded(r, qm, i)
 }
 
 // Query is one model scoring one or more candidates.
@@ -32,6 +95,8 @@ type Query struct {
 	// context alone.
 	Candidates []Candidate
 	Debug      bool
+	// OnDegraded overrides the request's OnDegraded for this query.
+	OnDegraded OnDegraded
 }
 
 // Candidate is one row of a query; its entities and features override the
@@ -57,6 +122,10 @@ type Result struct {
 	// DegradedStores names the stores that failed or timed out: their
 	// features took defaults.
 	DegradedStores []string
+	// DegradedValues counts the input values (rows × inputs) that took
+	// their defaults because their store failed or timed out: the cells
+	// whose why is store_degraded.
+	DegradedValues int
 	// Debug holds each row's inputs and their origins, when asked for.
 	Debug *Rows
 }
@@ -90,6 +159,8 @@ func (r *Rows) Row(i int) []features.Cell {
 // /v1/features does.
 type FeaturesRequest struct {
 	Queries []FeaturesQuery
+	// OnDegraded is as in PredictRequest.
+	OnDegraded OnDegraded
 }
 
 // FeaturesQuery names catalog features to read for its context and
@@ -99,6 +170,8 @@ type FeaturesQuery struct {
 	Features   []string
 	Context    map[string]string
 	Candidates []Candidate
+	// OnDegraded overrides the request's OnDegraded for this query.
+	OnDegraded OnDegraded
 }
 
 // FeaturesResponse holds a result per query, in the order of the queries.
@@ -111,12 +184,14 @@ type FeaturesResult struct {
 	ID             string
 	Rows           Rows
 	DegradedStores []string
+	DegradedValues int // as in Result
 }
 
 // Predict scores every query of req with its model: request features,
 // then stored values (through the cache), then defaults. The error wraps
 // ErrBadRequest, features.ErrQuery, registry.ErrUnknownModel or
-// registry.ErrUnknownVersion when the request is at fault.
+// registry.ErrUnknownVersion when the request is at fault, and ErrDegraded
+// (a *DegradedError) when a query with OnDegradedFail met a degraded store.
 func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Predict.Timeout)
 	defer cancel()
@@ -133,13 +208,17 @@ func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 			return nil, fmt.Errorf("queries[%d].model: %w", i, err)
 		}
 		results[i] = queryResult{id: q.ID, model: v.Name, version: v.Version}
+		fail, err := failOnDegraded(req.OnDegraded, q.OnDegraded, i)
+		if err != nil {
+			return nil, err
+		}
 		fq, err := typedQuery(v.Plan, i, q.Context, q.Features, q.Candidates)
 		if err != nil {
 			return nil, err
 		}
 		jobs[i] = job{
 			plan: v.Plan, model: v.Model, version: v, query: fq,
-			debug: req.Debug || q.Debug, logged: s.learn.log.Sampled(),
+			debug: req.Debug || q.Debug, logged: s.learn.log.Sampled(), fail: fail,
 		}
 	}
 	carve(jobs, needsCells(jobs), nil, nil)
@@ -155,7 +234,8 @@ func (s *Server) Predict(ctx context.Context, req *PredictRequest) (*PredictResp
 		res := &results[i]
 		resp.Results[i] = Result{
 			ID: res.id, Model: res.model, Version: res.version,
-			Scores: res.scores.vals, Outputs: res.scores.width, DegradedStores: res.degraded,
+			Scores: res.scores.vals, Outputs: res.scores.width,
+			DegradedStores: res.degraded, DegradedValues: res.degradedValues,
 		}
 		if res.cells != nil {
 			resp.Results[i].Debug = &Rows{Inputs: inputNames(res.plan), Cells: res.cells}
@@ -185,11 +265,15 @@ func (s *Server) Features(ctx context.Context, req *FeaturesRequest) (*FeaturesR
 		if err != nil {
 			return nil, err
 		}
+		fail, err := failOnDegraded(req.OnDegraded, q.OnDegraded, i)
+		if err != nil {
+			return nil, err
+		}
 		fq, err := typedQuery(plan, i, q.Context, nil, q.Candidates)
 		if err != nil {
 			return nil, err
 		}
-		jobs[i] = job{plan: plan, query: fq}
+		jobs[i] = job{plan: plan, query: fq, fail: fail}
 		results[i].id = q.ID
 	}
 	carve(jobs, func(int) bool { return true }, nil, nil)
@@ -200,7 +284,8 @@ func (s *Server) Features(ctx context.Context, req *FeaturesRequest) (*FeaturesR
 	for i := range results {
 		res := &results[i]
 		resp.Results[i] = FeaturesResult{
-			ID: res.id, Rows: Rows{Inputs: inputNames(res.plan), Cells: res.cells}, DegradedStores: res.degraded,
+			ID: res.id, Rows: Rows{Inputs: inputNames(res.plan), Cells: res.cells},
+			DegradedStores: res.degraded, DegradedValues: res.degradedValues,
 		}
 	}
 	return resp, nil

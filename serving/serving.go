@@ -191,6 +191,11 @@ type Server struct {
 	rows      *prometheus.CounterVec
 	degraded  *prometheus.CounterVec
 	cancelled prometheus.Counter
+	// degradedBy counts degraded queries per model; degradedLog logs
+	// them, rate-limited (degraded.go).
+	degradedBy  degradedMetrics
+	degradedLog degradedLog
+	cellBufs    sync.Pool // *[]features.Cell: to count degraded values
 	// displayPlans are the plans of /v1/features queries.
 	displayPlans planCache
 	layouts      cellLayouts // how each plan's cells are written
@@ -241,6 +246,8 @@ func Open(ctx context.Context, cfg Config, opt Options) (*Server, error) {
 	}
 	s.initMetrics()
 	s.batches.New = func() any { return new(features.Batch) }
+	s.cellBufs.New = func() any { return new([]features.Cell) }
+	s.degradedLog = degradedLog{now: time.Now, every: time.Second}
 	if err := s.openLearning(opt.Stdout); err != nil {
 		s.Close()
 		return nil, err

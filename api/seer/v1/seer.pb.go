@@ -26,15 +26,18 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// OnDegraded says what to answer when a store fails or times out.
+// OnDegraded says what a query answers when a store it reads fails or
+// misses the retrieval deadline: the JSON API's "on_degraded". A query's
+// own setting wins over its request's.
 type OnDegraded int32
 
 const (
 	// Not set: the request's setting, else DEFAULTS.
 	OnDegraded_ON_DEGRADED_UNSPECIFIED OnDegraded = 0
-	// Answer with the inputs' defaults, the result marked degraded.
+	// Answer with the inputs' defaults, the result marked degraded with the
+	// stores and the number of values that took defaults.
 	OnDegraded_ON_DEGRADED_DEFAULTS OnDegraded = 1
-	// Fail with UNAVAILABLE, naming the stores.
+	// Fail the whole call with UNAVAILABLE, naming the query and the stores.
 	OnDegraded_ON_DEGRADED_FAIL OnDegraded = 2
 )
 
@@ -592,7 +595,8 @@ type Result struct {
 	Outputs int32     `protobuf:"varint,5,opt,name=outputs,proto3" json:"outputs,omitempty"`
 	// Degraded is set when a store failed or timed out and some inputs took
 	// their defaults; degraded_stores names the stores and degraded_values
-	// counts the values that took defaults because of it.
+	// counts the input values (rows × inputs, the cells whose why is
+	// store_degraded) that took defaults because of it; 0 when not degraded.
 	Degraded       bool     `protobuf:"varint,6,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	DegradedStores []string `protobuf:"bytes,7,rep,name=degraded_stores,json=degradedStores,proto3" json:"degraded_stores,omitempty"`
 	DegradedValues int64    `protobuf:"varint,8,opt,name=degraded_values,json=degradedValues,proto3" json:"degraded_values,omitempty"`
@@ -988,12 +992,13 @@ func (x *GetFeaturesResponse) GetResults() []*FeaturesResult {
 }
 
 type FeaturesResult struct {
-	state          protoimpl.MessageState `protogen:"open.v1"`
-	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Rows           []*Row                 `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
-	Degraded       bool                   `protobuf:"varint,3,opt,name=degraded,proto3" json:"degraded,omitempty"`
-	DegradedStores []string               `protobuf:"bytes,4,rep,name=degraded_stores,json=degradedStores,proto3" json:"degraded_stores,omitempty"`
-	DegradedValues int64                  `protobuf:"varint,5,opt,name=degraded_values,json=degradedValues,proto3" json:"degraded_values,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Rows  []*Row                 `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
+	// As in Result: the values are the cells whose why is store_degraded.
+	Degraded       bool     `protobuf:"varint,3,opt,name=degraded,proto3" json:"degraded,omitempty"`
+	DegradedStores []string `protobuf:"bytes,4,rep,name=degraded_stores,json=degradedStores,proto3" json:"degraded_stores,omitempty"`
+	DegradedValues int64    `protobuf:"varint,5,opt,name=degraded_values,json=degradedValues,proto3" json:"degraded_values,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }

@@ -37,11 +37,13 @@ type SeerClient interface {
 	// Predict scores each query's candidates with its model. Errors:
 	// INVALID_ARGUMENT for a malformed request or one over a limit,
 	// NOT_FOUND for an unknown model or version, RESOURCE_EXHAUSTED for a
-	// message over max_body_bytes, UNAVAILABLE when on_degraded is FAIL and a
-	// store failed; the message is the JSON API's error.
+	// message over max_body_bytes, UNAVAILABLE when a query's on_degraded is
+	// FAIL and a store it reads failed or missed the retrieval deadline (the
+	// message names the query and the stores); the message is the JSON API's
+	// error.
 	Predict(ctx context.Context, in *PredictRequest, opts ...grpc.CallOption) (*PredictResponse, error)
 	// GetFeatures reads the catalog features each query names, for its
-	// context and candidates, as /v1/features does.
+	// context and candidates, as /v1/features does, with the same errors.
 	GetFeatures(ctx context.Context, in *GetFeaturesRequest, opts ...grpc.CallOption) (*GetFeaturesResponse, error)
 }
 
@@ -83,11 +85,13 @@ type SeerServer interface {
 	// Predict scores each query's candidates with its model. Errors:
 	// INVALID_ARGUMENT for a malformed request or one over a limit,
 	// NOT_FOUND for an unknown model or version, RESOURCE_EXHAUSTED for a
-	// message over max_body_bytes, UNAVAILABLE when on_degraded is FAIL and a
-	// store failed; the message is the JSON API's error.
+	// message over max_body_bytes, UNAVAILABLE when a query's on_degraded is
+	// FAIL and a store it reads failed or missed the retrieval deadline (the
+	// message names the query and the stores); the message is the JSON API's
+	// error.
 	Predict(context.Context, *PredictRequest) (*PredictResponse, error)
 	// GetFeatures reads the catalog features each query names, for its
-	// context and candidates, as /v1/features does.
+	// context and candidates, as /v1/features does, with the same errors.
 	GetFeatures(context.Context, *GetFeaturesRequest) (*GetFeaturesResponse, error)
 	mustEmbedUnimplementedSeerServer()
 }
