@@ -1,9 +1,12 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
 	"strings"
 	"testing"
 	"time"
@@ -304,5 +307,34 @@ golden:
 	lines := ProblemLines(err)
 	if len(lines) != 1 || !strings.Contains(lines[0], "second evaluation: evaluators disagree: row 1, output 0") {
 		t.Errorf("problems %q, want one naming the second evaluation and the golden row", lines)
+	}
+}
+
+// TestLargeArtifactMemoryReturned loads a version whose 64 MiB artifact
+// is a valid beginning followed by junk: once it is refused, the
+// collector's goal no longer counts the artifact's buffer, so that a
+// serving process's own garbage cannot grow the heap to twice the
+// artifact's size (issue 8: the soak run saw +399 MiB of RSS for a
+// 200 MiB file).
+func TestLargeArtifactMemoryReturned(t *testing.T) {
+	root := t.TempDir()
+	dir := writeVersion(t, root, "2", nil)
+	good, err := os.ReadFile(filepath.Join(dir, "model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := append(good[:len(good)/2:len(good)/2], bytes.Repeat([]byte("junk "), 64<<20/5)...)
+	if err := os.WriteFile(filepath.Join(dir, "model.txt"), junk, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	junk, good = nil, nil
+	runtime.GC()
+	if _, err := LoadVersion(dir, catalog(t)); !errors.Is(err, models.ErrArtifact) {
+		t.Fatalf("LoadVersion = %v, want an error wrapping models.ErrArtifact", err)
+	}
+	s := []metrics.Sample{{Name: "/gc/heap/goal:bytes"}}
+	metrics.Read(s)
+	if goal := s[0].Value.Uint64(); goal > 32<<20 {
+		t.Errorf("after a 64 MiB artifact was refused the heap goal is %d MiB, want at most 32", goal>>20)
 	}
 }

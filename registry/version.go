@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -103,6 +104,16 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 	if err != nil {
 		return fail(err)
 	}
+	if len(art) >= largeArtifact {
+		// The buffer is garbage once the version is built or refused, but
+		// the collector sized its goal to it: left alone, the serving
+		// process's own garbage grows the heap to about twice the
+		// artifact before the next collection notices.
+		defer func() {
+			art = nil
+			debug.FreeOSMemory()
+		}()
+	}
 	opt := m.Options()
 	columns := len(m.Inputs)
 	if v.Plan != nil {
@@ -168,6 +179,10 @@ func loadVersion(fr *fileReader, dir string, c *features.Catalog) (*Version, err
 	v.LoadedAt = time.Now()
 	return v, nil
 }
+
+// largeArtifact is the size from which the memory an artifact's buffer
+// held is given back to the system once its version is loaded or refused.
+const largeArtifact = 16 << 20
 
 // artifact reads the model file a manifest names, which must be named
 // inside the version directory, or encodes an inline linear model. The file
