@@ -1,6 +1,6 @@
 GO ?= go
 
-.PHONY: help build run test lint bench check-imports proto
+.PHONY: help build run test lint bench soak check-imports proto
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -20,6 +20,11 @@ lint: ## go vet and staticcheck
 
 bench: ## Run the benchmarks once
 	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+soak: ## The real binary under load and faults against real redis-servers, about 5 minutes (docs/soak.md)
+	$(GO) build -o bin/seer ./cmd/seer
+	$(GO) build -o bin/soak ./tools/soak
+	./bin/soak -seer bin/seer -quickstart configs/quickstart
 
 check-imports: ## Check that package dependencies point one way
 	$(GO) test -count=1 ./internal/layering

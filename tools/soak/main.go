@@ -1,0 +1,639 @@
+// Command soak runs the real seer binary under steady load against a ring
+// of real redis-server processes on loopback, injects one fault per
+// phase, and checks that seer's answers stay honest and its process
+// bounded (issue 8). `make soak` builds seer and runs it; docs/soak.md
+// says what each phase does and which bounds it checks.
+//
+//	go build -o bin/seer ./cmd/seer && go run ./tools/soak -seer bin/seer
+//
+// It prints one table, a row per phase: requests of the steady load,
+// answers other than 200 by status, degraded answers, latency
+// percentiles, seer's RSS and goroutines at the start and end of the
+// phase; then what each phase observed and every bound that broke. It
+// exits 1 when a bound broke, 2 when the run could not be set up. Every
+// process it starts is stopped when it ends.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The shape of the steady load and of the data.
+const (
+	numStores    = 1000
+	numConsumers = 200
+	firstStore   = 3000000
+	firstConsum  = 5000
+	numBodies    = 64
+	model        = "store_ranker"
+)
+
+// Defaults of seer's config that the bounds follow (docs/config.md); the
+// run's config leaves them unset.
+const (
+	breakerCooldown = 5 * time.Second
+	artifactCap     = 256 * mib // models.MaxLightGBMSize
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout)
+	stop()
+	var broke boundsError
+	switch {
+	case errors.As(err, &broke):
+		os.Exit(1)
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "soak:", err)
+		os.Exit(2)
+	}
+}
+
+// boundsError says how many bounds broke.
+type boundsError int
+
+func (e boundsError) Error() string { return fmt.Sprintf("%d bounds broke", int(e)) }
+
+type options struct {
+	seer       string
+	quickstart string
+	phase      time.Duration
+	c          int
+	candidates int
+	keep       bool
+	only       string
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	var o options
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
+	fs.StringVar(&o.seer, "seer", "bin/seer", "the seer binary")
+	fs.StringVar(&o.quickstart, "quickstart", "configs/quickstart", "the quickstart directory: its catalog and store_ranker model are used")
+	fs.DurationVar(&o.phase, "phase", 45*time.Second, "the length of the phases without a fixed schedule (control, hostile)")
+	fs.IntVar(&o.c, "c", 8, "concurrent clients of the steady load")
+	fs.IntVar(&o.candidates, "candidates", 50, "candidates per query of the steady load")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, config, data, and records.csv: every request of the steady load)")
+	fs.StringVar(&o.only, "only", "", "run only these phases (comma-separated names) after the control phase")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	seer, err := filepath.Abs(o.seer)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "seer-soak-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(stdout, "work directory:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	e := &env{opts: o, seerBin: seer, work: work, out: stdout, rec: &recorder{}}
+	defer e.close()
+	if err := e.setup(ctx); err != nil {
+		return err
+	}
+	return e.soak(ctx)
+}
+
+// env is the run: the processes, the data, the load.
+type env struct {
+	opts    options
+	seerBin string
+	work    string
+	out     io.Writer
+
+	nodes   []*redisNode
+	markers int            // the node that holds the generations hash
+	keyNode map[string]int // entity key -> node
+
+	seer     *exec.Cmd
+	seerURL  string
+	seerDone chan struct{} // closed when the seer process exited
+	seerErr  error
+
+	epoch  time.Time
+	rec    *recorder
+	probes probeLog
+	client *http.Client
+	bodies [][]byte
+
+	controlP99 time.Duration // the steady load's p99 in the control phase
+}
+
+// redisNode is one redis-server of the ring.
+type redisNode struct {
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	cl   *redis.Client
+}
+
+func (n *redisNode) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
+
+func (n *redisNode) start(ctx context.Context) error {
+	n.cmd = exec.Command("redis-server", "--port", strconv.Itoa(n.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", n.dir, "--logfile", "redis.log", "--enable-debug-command", "local")
+	if err := n.cmd.Start(); err != nil {
+		return fmt.Errorf("redis-server: %w", err)
+	}
+	go func(c *exec.Cmd) { _ = c.Wait() }(n.cmd)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if n.cl.Ping(ctx).Err() == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", n.port)
+}
+
+func (n *redisNode) signal(sig syscall.Signal) {
+	if n.cmd != nil && n.cmd.Process != nil {
+		_ = n.cmd.Process.Signal(sig)
+	}
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (e *env) since() time.Duration { return time.Since(e.epoch) }
+
+// setup starts three redis-servers, writes the catalog, the model and
+// the data, uploads it with seer upload, and starts seer.
+func (e *env) setup(ctx context.Context) error {
+	for i := range 3 {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		dir := filepath.Join(e.work, "redis"+strconv.Itoa(i+1))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return err
+		}
+		n := &redisNode{port: port, dir: dir}
+		n.cl = redis.NewClient(&redis.Options{Addr: n.addr(), DialTimeout: time.Second, ReadTimeout: 5 * time.Second, MaxRetries: -1})
+		e.nodes = append(e.nodes, n)
+		if err := n.start(ctx); err != nil {
+			return err
+		}
+	}
+	if err := e.writeFiles(); err != nil {
+		return err
+	}
+	if _, err := e.upload(ctx); err != nil {
+		return err
+	}
+	if err := e.mapKeys(ctx); err != nil {
+		return err
+	}
+	if err := e.startSeer(ctx); err != nil {
+		return err
+	}
+	e.client = &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 0},
+	}
+	e.bodies = makeBodies(e.opts.candidates)
+	return nil
+}
+
+// storeIDs and consumerIDs are the entities of the data.
+func storeID(i int) string    { return strconv.Itoa(firstStore + i) }
+func consumerID(i int) string { return strconv.Itoa(firstConsum + i) }
+
+var cuisines = []string{"pizza", "sushi", "burger", "thai", "mexican"}
+
+func (e *env) writeFiles() error {
+	qs := e.opts.quickstart
+	catalog, err := os.ReadFile(filepath.Join(qs, "catalog.yaml"))
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(e.work, "catalog.yaml"), catalog, 0o644); err != nil {
+		return err
+	}
+	v1 := filepath.Join(e.work, "models", model, "1")
+	if err := os.MkdirAll(v1, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []string{"manifest.yaml", "model.txt"} {
+		data, err := os.ReadFile(filepath.Join(qs, "models", model, "1", f))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(v1, f), data, 0o644); err != nil {
+			return err
+		}
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	var b bytes.Buffer
+	b.WriteString("id,store_avg_rating,store_num_ratings,store_delivery_minutes,store_price_level,store_cuisine,store_is_open\n")
+	for i := range numStores {
+		fmt.Fprintf(&b, "%s,%.2f,%d,%.1f,%d,%s,%t\n", storeID(i), 1+4*r.Float64(), r.IntN(3000),
+			10+50*r.Float64(), 1+r.IntN(4), cuisines[r.IntN(len(cuisines))], r.IntN(5) > 0)
+	}
+	if err := os.WriteFile(filepath.Join(e.work, "stores.csv"), b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	b.Reset()
+	for i := range numConsumers {
+		emb := make([]float64, 8)
+		for j := range emb {
+			emb[j] = float64(int(2000*r.Float64()-1000)) / 1000
+		}
+		line, _ := json.Marshal(map[string]any{
+			"id": consumerID(i), "consumer_order_count": r.IntN(300), "consumer_avg_spend": float64(int(1000+9000*r.Float64())) / 100,
+			"consumer_embedding": emb, "consumer_recent_cuisines": []string{cuisines[r.IntN(5)], cuisines[r.IntN(5)]},
+		})
+		b.Write(line)
+		b.WriteByte('\n')
+	}
+	if err := os.WriteFile(filepath.Join(e.work, "consumers.jsonl"), b.Bytes(), 0o644); err != nil {
+		return err
+	}
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	e.seerURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	var addrs []string
+	for _, n := range e.nodes {
+		addrs = append(addrs, n.addr())
+	}
+	// Everything the bounds depend on (retrieval_timeout, breaker,
+	// read_timeout, limits) is left at its default.
+	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+catalog: catalog.yaml
+models: models
+models_poll: 1s
+log_level: warn
+stores:
+  main:
+    mode: ring
+    addrs: [%s]
+`, port, strings.Join(addrs, ", "))
+	return os.WriteFile(filepath.Join(e.work, "seer.yaml"), []byte(cfg), 0o644)
+}
+
+// upload loads both tables with seer upload and returns how long it took.
+func (e *env) upload(ctx context.Context) (time.Duration, error) {
+	start := time.Now()
+	for _, u := range [][2]string{{"store", "stores.csv"}, {"consumer", "consumers.jsonl"}} {
+		cmd := exec.CommandContext(ctx, e.seerBin, "upload", "--config", "seer.yaml", "--entity", u[0], u[1])
+		cmd.Dir = e.work
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("seer upload %s: %w: %s", u[1], err, bytes.TrimSpace(out))
+		}
+	}
+	return time.Since(start), nil
+}
+
+// mapKeys learns which node holds each entity key, and the generations
+// hash, from the nodes themselves.
+func (e *env) mapKeys(ctx context.Context) error {
+	e.keyNode = map[string]int{}
+	e.markers = -1
+	for i, n := range e.nodes {
+		iter := n.cl.Scan(ctx, 0, "*", 1000).Iterator()
+		for iter.Next(ctx) {
+			e.keyNode[iter.Val()] = i
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("scan %s: %w", n.addr(), err)
+		}
+		if n.cl.Exists(ctx, "{seer:markers}:generations").Val() == 1 {
+			e.markers = i
+		}
+	}
+	if e.markers < 0 {
+		return errors.New("no node holds the generations hash after the upload")
+	}
+	for i := range numStores {
+		if _, ok := e.keyNode["st_"+storeID(i)]; !ok {
+			return fmt.Errorf("no node holds st_%s after the upload", storeID(i))
+		}
+	}
+	return nil
+}
+
+func (e *env) startSeer(ctx context.Context) error {
+	logf, err := os.Create(filepath.Join(e.work, "seer.log"))
+	if err != nil {
+		return err
+	}
+	e.seer = exec.Command(e.seerBin, "serve", "--config", "seer.yaml")
+	e.seer.Dir = e.work
+	e.seer.Stdout, e.seer.Stderr = logf, logf
+	if err := e.seer.Start(); err != nil {
+		return err
+	}
+	e.seerDone = make(chan struct{})
+	go func() {
+		e.seerErr = e.seer.Wait()
+		logf.Close()
+		close(e.seerDone)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-e.seerDone:
+			return fmt.Errorf("seer exited at start (%v); see %s", e.seerErr, logf.Name())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if resp, err := http.Get(e.seerURL + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("seer was not ready within 30s")
+}
+
+func (e *env) seerAlive() bool {
+	select {
+	case <-e.seerDone:
+		return false
+	default:
+		return true
+	}
+}
+
+// close stops every process, stopped ones included.
+func (e *env) close() {
+	if e.seer != nil && e.seerAlive() {
+		_ = e.seer.Process.Signal(syscall.SIGCONT)
+		_ = e.seer.Process.Kill()
+		<-e.seerDone
+	}
+	for _, n := range e.nodes {
+		n.signal(syscall.SIGCONT)
+		n.signal(syscall.SIGKILL)
+		n.cl.Close()
+	}
+}
+
+// makeBodies returns fixed-shape /v1/predict bodies: one query of the
+// model, a consumer in the context, n stores as candidates.
+func makeBodies(n int) [][]byte {
+	r := rand.New(rand.NewPCG(3, 4))
+	var out [][]byte
+	for range numBodies {
+		out = append(out, predictBody(r, n, false))
+	}
+	return out
+}
+
+// predictBody returns one query of n random stores for a random consumer.
+func predictBody(r *rand.Rand, n int, debug bool) []byte {
+	type cand struct {
+		Entities map[string]string  `json:"entities"`
+		Features map[string]float64 `json:"features"`
+	}
+	cands := make([]cand, n)
+	for i := range cands {
+		cands[i] = cand{
+			Entities: map[string]string{"store": storeID(r.IntN(numStores))},
+			Features: map[string]float64{"distance_km": float64(r.IntN(200)) / 10},
+		}
+	}
+	body, _ := json.Marshal(map[string]any{"debug": debug, "queries": []map[string]any{{
+		"model": model, "context": map[string]string{"consumer": consumerID(r.IntN(numConsumers))},
+		"features": map[string]int{"hour_of_day": r.IntN(24)}, "candidates": cands,
+	}}})
+	return body
+}
+
+var degradedTrue = []byte(`"degraded":true`)
+
+// load runs the steady load, c clients in a closed loop, until stop is
+// closed.
+func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range c {
+		wg.Go(func() {
+			for i := w; ; i += c {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				start := time.Now()
+				rec := record{start: start.Sub(e.epoch)}
+				resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[i%len(e.bodies)]))
+				if err == nil {
+					body, rerr := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if rerr == nil {
+						rec.status = resp.StatusCode
+						rec.degraded = bytes.Contains(body, degradedTrue)
+					}
+				}
+				rec.latency = time.Since(start)
+				e.rec.add(rec)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond) // seer is gone or stopped: do not spin
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+// probe is one debug query and where each of its stored inputs came
+// from, by node.
+type probe struct {
+	at       time.Duration
+	status   int
+	redis    [3]int // cells read from Redis, by the node holding the key
+	degraded [3]int // cells that took the default because the store was degraded
+	absent   [3]int // cells that took the default because the store had no value
+	other    int    // other defaults (corrupt, wrong_type, stale)
+}
+
+// probeLog keeps every probe of the run.
+type probeLog struct {
+	mu     sync.Mutex
+	probes []probe
+}
+
+func (l *probeLog) add(p probe) {
+	l.mu.Lock()
+	l.probes = append(l.probes, p)
+	l.mu.Unlock()
+}
+
+func (l *probeLog) window(from, to time.Duration) []probe {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []probe
+	for _, p := range l.probes {
+		if p.at >= from && p.at < to {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// probeEvery sends a debug query of 12 stores every period until stop is
+// closed: which inputs took defaults, and which node holds each one's
+// key.
+func (e *env) probeEvery(stop <-chan struct{}, period time.Duration) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(5, 6))
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			e.probes.add(e.probeOnce(r))
+		}
+	})
+	return &wg
+}
+
+func (e *env) probeOnce(r *rand.Rand) probe {
+	body := predictBody(r, 12, true)
+	p := probe{at: e.since()}
+	resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return p
+	}
+	defer resp.Body.Close()
+	p.status = resp.StatusCode
+	var req struct {
+		Queries []struct {
+			Context    map[string]string `json:"context"`
+			Candidates []struct {
+				Entities map[string]string `json:"entities"`
+			} `json:"candidates"`
+		} `json:"queries"`
+	}
+	_ = json.Unmarshal(body, &req)
+	var ans struct {
+		Results []struct {
+			Debug []map[string]struct {
+				Source string `json:"source"`
+				Why    string `json:"why"`
+			} `json:"debug"`
+		} `json:"results"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&ans) != nil || len(ans.Results) != 1 {
+		return p
+	}
+	q := req.Queries[0]
+	for i, row := range ans.Results[0].Debug {
+		for name, cell := range row {
+			var key string
+			switch {
+			case strings.HasPrefix(name, "store_"):
+				key = "st_" + q.Candidates[i].Entities["store"]
+			case strings.HasPrefix(name, "consumer_"):
+				key = "cx_" + q.Context["consumer"]
+			default:
+				continue // request inputs
+			}
+			n := e.keyNode[key]
+			switch {
+			case cell.Source == "redis":
+				p.redis[n]++
+			case cell.Why == "store_degraded":
+				p.degraded[n]++
+			case cell.Why == "absent":
+				p.absent[n]++
+			default:
+				p.other++
+			}
+		}
+	}
+	return p
+}
+
+// scrape reads seer's /metrics.
+func (e *env) scrape() (metrics, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.seerURL+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	return parseMetrics(resp.Body)
+}
+
+// rssMonitor samples seer's RSS from /proc every 20 ms and keeps the
+// largest since the last reset.
+type rssMonitor struct {
+	peak atomic.Int64
+}
+
+func (m *rssMonitor) run(stop <-chan struct{}, pid int) {
+	path := fmt.Sprintf("/proc/%d/status", pid)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if rss := vmRSS(path); rss > m.peak.Load() {
+			m.peak.Store(rss)
+		}
+	}
+}
+
+// vmRSS returns the VmRSS of a /proc/PID/status file in bytes, 0 when it
+// cannot be read.
+func vmRSS(path string) int64 {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
