@@ -536,6 +536,17 @@ func TestUploadBadFile(t *testing.T) {
 			t.Errorf("%s: error %v, want one wrapping %v containing %q", tt.name, err, tt.sentinel, tt.want)
 		}
 	}
+	// A key that is not a hash: Redis's error reply fails the upload.
+	if err := main.client.Set(ctx, "st_ex4", "x", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := r.UploadFile(ctx, c, "store", writeFile(t, "s.csv", good), UploadOptions{BatchSize: 10})
+	if !errors.Is(err, ErrUpload) || !strings.Contains(err.Error(), "hset store main") || !strings.Contains(err.Error(), "WRONGTYPE") {
+		t.Errorf("upload over a key that is not a hash: %v", err)
+	}
+	if err := main.client.Del(ctx, "st_ex4").Err(); err != nil {
+		t.Fatal(err)
+	}
 	// A catalog feature whose store the retriever lacks.
 	other, err := features.ParseCatalog([]byte(strings.Replace(testCatalog, "store: search", "store: archive", 1)), nil)
 	if err != nil {

@@ -209,8 +209,10 @@ type uploader struct {
 	gens    []uint32
 	ids     [][]uint32 // the entity's features in the store
 	writers []*storeWriter
-	// fields is the field each feature (by catalog index) is written to.
-	fields []*string
+	// fields is the field each feature (by catalog index) is written to,
+	// and fieldBulks the same in RESP (uploadwire.go).
+	fields     []*string
+	fieldBulks [][]byte
 
 	source  string
 	storeOf []int      // by catalog index: the feature's store, -1 when the retriever lacks it
@@ -255,7 +257,8 @@ func newUploader(r *Retriever, c *features.Catalog, e *features.Entity, opt Uplo
 		r: r, c: c, e: e, opt: opt, unix: stamp.Unix(), start: start, storeOf: storeOf,
 		gens: make([]uint32, len(r.stores)), ids: make([][]uint32, len(r.stores)),
 		writers: make([]*storeWriter, len(r.stores)),
-		fields:  make([]*string, len(c.Specs)), counts: make([]int64, len(c.Specs)),
+		fields:  make([]*string, len(c.Specs)), fieldBulks: make([][]byte, len(c.Specs)),
+		counts: make([]int64, len(c.Specs)),
 	}
 }
 
@@ -318,6 +321,7 @@ func (u *uploader) openStore(si int) error {
 			f = *tab.field(s)
 		}
 		u.fields[s.Index] = &f
+		u.fieldBulks[s.Index] = appendBulk(nil, f)
 	}
 	u.writers[si] = u.newStoreWriter(st)
 	return nil
@@ -643,12 +647,16 @@ func (c *countingReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// storeWriter sends one store's HSETs through opt.Pipelines pipelines.
+// storeWriter sends one store's HSETs through opt.Pipelines pipelines:
+// in RESP written here when raw (see uploadwire.go), through go-redis
+// otherwise.
 type storeWriter struct {
-	st     *Store
-	u      *uploader
-	shards []*writeShard
-	free   chan *writeBatch
+	st      *Store
+	u       *uploader
+	raw     bool
+	shards  []*writeShard
+	free    chan *writeBatch
+	scratch []byte // where add encodes a value when raw
 }
 
 // writeShard is one pipeline: the batch being filled and the goroutine
@@ -657,11 +665,15 @@ type writeShard struct {
 	cur  *writeBatch
 	full chan *writeBatch
 	done chan struct{}
+	hw   hsetWires // when raw
 }
 
 // writeBatch is the HSETs of up to BatchSize rows, with the memory their
-// arguments live in.
+// arguments live in: when raw, in RESP, per node of the store (out, and n
+// commands in each); otherwise as go-redis commands.
 type writeBatch struct {
+	out    [][]byte
+	n      []int
 	cmds   []redis.Cmder
 	args   []any
 	keys   []string
@@ -673,12 +685,16 @@ type writeBatch struct {
 
 func (u *uploader) newStoreWriter(st *Store) *storeWriter {
 	n := u.opt.Pipelines
-	w := &storeWriter{st: st, u: u, free: make(chan *writeBatch, 2*n)}
+	w := &storeWriter{st: st, u: u, raw: st.rawHSETs(), free: make(chan *writeBatch, 2*n)}
 	for range 2 * n {
-		w.free <- &writeBatch{}
+		b := &writeBatch{}
+		if w.raw {
+			b.out, b.n = make([][]byte, len(st.nodes)), make([]int, len(st.nodes))
+		}
+		w.free <- b
 	}
 	for range n {
-		sh := &writeShard{full: make(chan *writeBatch, 1), done: make(chan struct{})}
+		sh := &writeShard{full: make(chan *writeBatch, 1), done: make(chan struct{}), hw: hsetWires{st: st}}
 		w.shards = append(w.shards, sh)
 		go w.send(sh)
 	}
@@ -697,6 +713,42 @@ func (w *storeWriter) add(key string, h uint64, row *features.Row, si int, u *up
 		}
 		sh.cur = b
 	}
+	if w.raw {
+		w.addRaw(b, key, row, si, u)
+	} else {
+		w.addCmd(b, key, row, si, u)
+	}
+	if b.rows++; b.rows >= u.opt.BatchSize {
+		sh.full <- b
+		sh.cur = nil
+	}
+}
+
+// addRaw appends the row's HSET in RESP to the batch's commands for the
+// key's node.
+func (w *storeWriter) addRaw(b *writeBatch, key string, row *features.Row, si int, u *uploader) {
+	n := 0
+	for _, s := range row.Specs {
+		if u.storeOf[s.Index] == si {
+			n++
+		}
+	}
+	ni := w.st.nodeIndex(key)
+	out := appendHSETHead(b.out[ni], key, n)
+	for k, s := range row.Specs {
+		if u.storeOf[s.Index] != si {
+			continue
+		}
+		out = append(out, u.fieldBulks[s.Index]...)
+		out, w.scratch = appendValue(out, w.scratch, row.Values[k], u.unix)
+	}
+	b.out[ni] = out
+	b.n[ni]++
+	b.values += n
+}
+
+// addCmd appends the row's HSET to the batch as a go-redis command.
+func (w *storeWriter) addCmd(b *writeBatch, key string, row *features.Row, si int, u *uploader) {
 	b.keys = append(b.keys, key)
 	start := len(b.args)
 	b.args = append(b.args, "hset", &b.keys[len(b.keys)-1])
@@ -715,20 +767,27 @@ func (w *storeWriter) add(key string, h uint64, row *features.Row, si int, u *up
 		b.values++
 	}
 	b.cmds = append(b.cmds, redis.NewIntCmd(u.ctx, b.args[start:len(b.args):len(b.args)]...))
-	if b.rows++; b.rows >= u.opt.BatchSize {
-		sh.full <- b
-		sh.cur = nil
-	}
 }
 
 // send runs the pipelines of one shard until its channel closes.
 func (w *storeWriter) send(sh *writeShard) {
 	defer close(sh.done)
+	defer sh.hw.close()
 	for b := range sh.full {
 		if w.u.ctx.Err() == nil {
-			pipe := w.st.client.Pipeline()
-			_ = pipe.BatchProcess(w.u.ctx, b.cmds...)
-			if _, err := pipe.Exec(w.u.ctx); err != nil {
+			var err error
+			if w.raw {
+				for ni, out := range b.out {
+					if b.n[ni] > 0 && err == nil {
+						err = sh.hw.send(ni, out, b.n[ni])
+					}
+				}
+			} else {
+				pipe := w.st.client.Pipeline()
+				_ = pipe.BatchProcess(w.u.ctx, b.cmds...)
+				_, err = pipe.Exec(w.u.ctx)
+			}
+			if err != nil {
 				w.u.cancel(fmt.Errorf("%w: hset store %s: %w", ErrUpload, w.st.name, err))
 			} else {
 				w.u.r.upload.WithLabelValues(w.st.name).Add(float64(b.values))
@@ -740,6 +799,12 @@ func (w *storeWriter) send(sh *writeShard) {
 }
 
 func (b *writeBatch) reset() {
+	for i, out := range b.out {
+		if cap(out) > maxKeptBuffer {
+			out = nil
+		}
+		b.out[i], b.n[i] = out[:0], 0
+	}
 	clear(b.cmds)
 	clear(b.args)
 	clear(b.keys)
