@@ -438,7 +438,17 @@ func predictBody(r *rand.Rand, n int, debug bool) []byte {
 	return body
 }
 
-var degradedTrue = []byte(`"degraded":true`)
+var (
+	degradedTrue   = []byte(`"degraded":true`)
+	degradedValues = []byte(`"degraded_values":`)
+)
+
+// silentDegraded reports whether a degraded answer fails to say how many
+// values took defaults (a missing or zero "degraded_values").
+func silentDegraded(body []byte) bool {
+	_, after, ok := bytes.Cut(body, degradedValues)
+	return !ok || len(after) == 0 || after[0] < '1' || after[0] > '9'
+}
 
 // load runs the steady load, c clients in a closed loop, until stop is
 // closed.
@@ -461,6 +471,7 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 					if rerr == nil {
 						rec.status = resp.StatusCode
 						rec.degraded = bytes.Contains(body, degradedTrue)
+						rec.silent = rec.degraded && silentDegraded(body)
 					}
 				}
 				rec.latency = time.Since(start)

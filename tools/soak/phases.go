@@ -133,6 +133,7 @@ func (e *env) end(ctx context.Context, p *phaseResult, mon *rssMonitor, length t
 	p.check(e.seerAlive(), "seer exited: %v", e.seerErr)
 	p.check(len(p.st.statuses) == 0, "steady load answered other than 200: %s", p.st.non200())
 	p.check(p.st.requests > 0, "no request of the steady load was answered")
+	p.check(p.st.silent == 0, "%d degraded answers did not say how many values took defaults (degraded_values)", p.st.silent)
 }
 
 // delta returns how much metric name (with labels) grew over the phase.
@@ -173,6 +174,56 @@ func (e *env) onlyNodeDegraded(p *phaseResult, from, to time.Duration, n int) {
 	p.check(len(probes) > 0 && 10*wrong <= len(probes), "%d of %d probes found inputs of other nodes than %d degraded", wrong, len(probes), n+1)
 	p.note("%d probes while node %d was at fault, %d with other nodes' inputs degraded; inputs by node from redis/degraded %d/%d, %d/%d, %d/%d",
 		len(probes), n+1, wrong, redis[0], degraded[0], redis[1], degraded[1], redis[2], degraded[2])
+}
+
+// failCounts counts the answers to queries that ask for on_degraded fail.
+type failCounts struct {
+	ok, other int
+	failedAt  []time.Duration // when each query answered 503 was sent
+}
+
+// askFail sends the steady load's query with "on_degraded": "fail" every
+// 100 ms until stop is closed, and counts the answers: 200, or 503 with
+// the store named in degraded_stores.
+func (e *env) askFail(stop <-chan struct{}) func() failCounts {
+	var c failCounts
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+			body := bytes.Replace(e.bodies[i%len(e.bodies)], []byte(`{"debug":false,`), []byte(`{"debug":false,"on_degraded":"fail",`), 1)
+			at := e.since()
+			resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(body))
+			if err != nil {
+				c.other++
+				continue
+			}
+			var ans struct {
+				DegradedStores []string `json:"degraded_stores"`
+			}
+			derr := json.NewDecoder(resp.Body).Decode(&ans)
+			resp.Body.Close()
+			switch {
+			case resp.StatusCode == 200:
+				c.ok++
+			case resp.StatusCode == 503 && derr == nil && slices.Contains(ans.DegradedStores, "main"):
+				c.failedAt = append(c.failedAt, at)
+			default:
+				c.other++
+			}
+		}
+	}()
+	return func() failCounts {
+		<-done
+		return c
+	}
 }
 
 // watchBreaker polls /readyz every 100 ms until stop is closed and
@@ -258,6 +309,7 @@ func (e *env) nodeStop(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	e.begin(p, mon)
 	stopWatch := make(chan struct{})
 	breaker := e.watchBreaker(stopWatch, x)
+	failing := e.askFail(stopWatch)
 	e.sleepUntil(ctx, p.from+5*time.Second)
 	e.nodes[x].signal(syscall.SIGSTOP)
 	stopped := e.since()
@@ -267,9 +319,20 @@ func (e *env) nodeStop(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	e.end(ctx, p, mon, 25*time.Second)
 	close(stopWatch)
 	first, last := breaker()
+	fails := failing()
+	bound := breakerCooldown + time.Second
+	p.check(fails.other == 0, "%d answers to on_degraded fail were neither 200 nor a 503 naming the store", fails.other)
+	during := 0
+	for _, at := range fails.failedAt {
+		if at >= stopped && at <= cont+bound {
+			during++
+		}
+	}
+	p.check(during > 0, "no answer to on_degraded fail was a 503 while the node was stopped")
+	p.note("on_degraded fail, a query every 100 ms: %d answered 200, %d 503 naming the store (%d of them sent while the node was at fault)",
+		fails.ok, len(fails.failedAt), during)
 	opened := p.delta(breakerMetric, `event="opened"`)
 	p.check(opened >= 1 && first >= 0, "the stopped node's breaker never opened")
-	bound := breakerCooldown + time.Second
 	p.check(last-cont <= bound, "the breaker was still open %s after SIGCONT (bound: cooldown %s + 1s)", ms(last-cont), breakerCooldown)
 	p.degradedEnds(cont, bound, "SIGCONT")
 	e.onlyNodeDegraded(p, stopped, cont+bound, x)

@@ -18,6 +18,7 @@ type record struct {
 	latency  time.Duration
 	status   int // 0: no answer (a transport error)
 	degraded bool
+	silent   bool // degraded, without a count of the values that took defaults
 }
 
 // recorder keeps every record of the run.
@@ -50,6 +51,7 @@ type stats struct {
 	requests int
 	statuses map[int]int // answers other than 200 by status; 0 is no answer
 	degraded int
+	silent   int // degraded answers without degraded_values
 	p50, p99 time.Duration
 	max      time.Duration
 	// lastDegraded is the start of the last request answered degraded, or
@@ -67,6 +69,9 @@ func summarize(recs []record) stats {
 		if r.degraded {
 			st.degraded++
 			st.lastDegraded = max(st.lastDegraded, r.start)
+		}
+		if r.silent {
+			st.silent++
 		}
 		lat = append(lat, r.latency)
 	}

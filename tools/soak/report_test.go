@@ -158,3 +158,19 @@ func TestWriteTable(t *testing.T) {
 		t.Errorf("a bound that held is listed:\n%s", out)
 	}
 }
+
+func TestSilentDegraded(t *testing.T) {
+	for _, tc := range []struct {
+		body string
+		want bool
+	}{
+		{`{"results":[{"scores":[0.5],"degraded":true,"degraded_values":12,"degraded_stores":["main"]}]}`, false},
+		{`{"results":[{"scores":[0.5],"degraded":true,"degraded_values":0,"degraded_stores":["main"]}]}`, true},
+		{`{"results":[{"scores":[0.5],"degraded":true,"degraded_stores":["main"]}]}`, true},
+		{`{"results":[{"scores":[0.5],"degraded":true,"degraded_values":`, true},
+	} {
+		if got := silentDegraded([]byte(tc.body)); got != tc.want {
+			t.Errorf("silentDegraded(%s) = %v, want %v", tc.body, got, tc.want)
+		}
+	}
+}
