@@ -747,7 +747,7 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	p.check(rise <= 128*mib, "RSS rose %.0f MiB (bound 128 MiB)", rise/mib)
 	p.check(p.goroutinesEnd <= p.goroutinesStart+16, "goroutines %.0f at the end, %.0f at the start", p.goroutinesEnd, p.goroutinesStart)
 	serverDegraded := p.delta("seer_predict_degraded_total")
-	p.check(serverDegraded <= float64(p.st.degraded+e.opts.c+2),
+	p.check(serverDegraded <= float64(p.st.degraded+2*e.opts.c+4),
 		"seer counted %.0f degraded queries, the steady load saw %d: abandoned queries were counted as degraded", serverDegraded, p.st.degraded)
 	p.note("RSS peak +%.0f MiB; seer counted %.0f degraded and %.0f cancelled queries, the steady load saw %d degraded",
 		rise/mib, serverDegraded, p.delta("seer_predict_cancelled_total"), p.st.degraded)
