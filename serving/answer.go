@@ -40,9 +40,22 @@ func (s scores) appendJSON(b []byte) []byte {
 	return append(b, ']')
 }
 
-// writeBody answers 200 with a JSON body.
+// chunkingSize is the most of a body net/http holds back before it
+// chooses chunked encoding (its bufferBeforeChunkingSize): a smaller body
+// gets its Content-Length from net/http.
+const chunkingSize = 2048
+
+// writeBody answers 200 with a JSON body. A larger body is sent with its
+// Content-Length rather than in chunks: the header and the body then leave
+// in one write or two, instead of a write per chunk and one for the last,
+// empty chunk (a 100-entity /v1/features answer of 20 KB: a write system
+// call fewer, and fewer bytes).
 func writeBody(w http.ResponseWriter, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if len(body) > chunkingSize {
+		h.Set("Content-Length", strconv.Itoa(len(body)))
+	}
 	w.WriteHeader(http.StatusOK)
 	w.Write(body)
 }

@@ -2,6 +2,7 @@ package serving
 
 import (
 	"encoding/json"
+	"io"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -70,5 +71,30 @@ func TestModelsRelativePaths(t *testing.T) {
 	}
 	if strings.Contains(w.Body.String(), root) {
 		t.Errorf("the answer shows the models root %s: %s", root, w.Body)
+	}
+}
+
+// TestAnswerLength: answers, large and small, go out with their
+// Content-Length, never in chunks.
+func TestAnswerLength(t *testing.T) {
+	hs := httptest.NewServer(testServer(t).Handler())
+	defer hs.Close()
+	for _, tt := range []struct{ path, body string }{
+		{"/v1/predict", rankingBody(false)},
+		{"/v1/predict", rankingBody(true)},
+		{"/v1/features", `{"queries": [{"features": ["store_avg_rating"], "candidates": [{"entities": {"store": "1"}}]}]}`},
+	} {
+		resp, err := hs.Client().Post(hs.URL+tt.path, "application/json", strings.NewReader(tt.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %d %v %.200s", tt.path, resp.StatusCode, err, body)
+		}
+		if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) > 0 {
+			t.Errorf("POST %s: a %d-byte answer with Content-Length %d, Transfer-Encoding %q", tt.path, len(body), resp.ContentLength, resp.TransferEncoding)
+		}
 	}
 }
