@@ -38,7 +38,8 @@ type Config struct {
 	// MemoryLimit is the Go memory limit: a size (1536MiB), off, or empty
 	// for GOMEMLIMIT, else 90% of the container's cgroup limit.
 	MemoryLimit string `yaml:"memory_limit"`
-	// GOGC is the GC percentage; 0 leaves Go's default (GOGC, else 100).
+	// GOGC is the GC percentage; 0: GOGC when set, else defaultGOGC under
+	// a memory limit and 100 without one.
 	GOGC int `yaml:"gogc"`
 
 	dir string // the config file's directory

@@ -40,3 +40,28 @@ func TestMemoryLimit(t *testing.T) {
 		}
 	}
 }
+
+func TestGCPercent(t *testing.T) {
+	tests := []struct {
+		setting int
+		limited bool
+		env     string
+		want    int
+		from    string
+	}{
+		{0, true, "", defaultGOGC, "default"},
+		{0, false, "", 100, "default"},
+		{0, true, "50", 0, "GOGC"},
+		{0, false, "off", 0, "GOGC"},
+		{150, true, "", 150, "config"},
+		{150, false, "50", 150, "config"},
+		{-1, false, "", -1, "config"},
+	}
+	for _, tt := range tests {
+		t.Setenv("GOGC", tt.env)
+		got, from := gcPercent(tt.setting, tt.limited)
+		if got != tt.want || from != tt.from {
+			t.Errorf("gcPercent(%d, limited %v) with GOGC=%q: %d %q, want %d %q", tt.setting, tt.limited, tt.env, got, from, tt.want, tt.from)
+		}
+	}
+}
