@@ -93,7 +93,7 @@ func DefaultConfig() Config {
 		AccessLog:  AccessLogConfig{Sample: 0.01},
 		Predict: Limits{
 			Timeout:          time.Second,
-			RetrievalTimeout: 50 * time.Millisecond,
+			RetrievalTimeout: 150 * time.Millisecond, // measured: docs/performance.md, The retrieval budget
 			MaxBodyBytes:     4 << 20,
 			MaxQueries:       64,
 			MaxCandidates:    1000,
