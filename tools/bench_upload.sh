@@ -15,8 +15,9 @@
 #   tools/bench_upload.sh [rounds, default 3] [rows, default 200000] [features, default 30]
 #
 # Needs redis-server, redis-cli, GNU time (/usr/bin/time) and go. Set
-# FORMATS to choose what runs (default "pipe csv jsonl parquet"), and
-# SEER_FLAGS to pass flags to seer upload; DATA=DIR keeps the generated
+# FORMATS to choose what runs (default "pipe csv jsonl parquet"; old-csv,
+# old-jsonl and old-parquet run the binary SEER_OLD, to compare two
+# builds in one run), and SEER_FLAGS to pass flags to seer upload; DATA=DIR keeps the generated
 # files in DIR and reuses them when it holds them already (same rows and
 # features). Everything it starts is stopped on exit.
 set -euo pipefail
@@ -82,6 +83,7 @@ stores:
 EOC
 		case $fmt in
 		pipe) cmd=(redis-cli -p "$PORT" --pipe) ;;
+		old-*) cmd=("$SEER_OLD" upload --config seer.yaml --entity store ${SEER_FLAGS:-} "data.${fmt#old-}") ;;
 		*) cmd=("$SEER" upload --config seer.yaml --entity store ${SEER_FLAGS:-} "data.$fmt") ;;
 		esac
 		rcpu0=$(redis_cpu)

@@ -4,7 +4,8 @@
 # then the generations no longer served collected. It prints Redis's
 # used_memory empty, after each upload, the peak during each upload
 # (used_memory_peak, reset before it), and after `seer upload --gc`, with
-# the fields per hash and the wall time of each step. The uploads run
+# the fields per hash, the wall time of each step and Redis's CPU seconds
+# in it. The uploads run
 # with --no-gc so that the collection is one step of its own; the first
 # upload writes generation 1 (30 fields per hash), the second generation 2
 # beside it (60), the third generation 3 beside both (90) until the
@@ -51,15 +52,19 @@ mem() { redis-cli -p "$PORT" info memory | awk -F: -v k="$1" '$1 == k {printf "%
 fields() { redis-cli -p "$PORT" hlen st_1; }
 
 echo "# $ROWS rows x $NF float features; $(uptime)"
-printf '%-34s %8s %14s %14s %8s\n' step seconds 'used MB after' 'peak MB during' fields
-printf '%-34s %8s %14s %14s %8s\n' 'empty' - "$(mem used_memory)" - 0
+cpu() { redis-cli -p "$PORT" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'; }
+printf '%-34s %8s %8s %14s %14s %8s\n' step seconds 'redis s' 'used MB after' 'peak MB during' fields
+printf '%-34s %8s %8s %14s %14s %8s\n' 'empty' - - "$(mem used_memory)" - 0
 step() {
 	local name=$1
 	shift
 	redis-cli -p "$PORT" config resetstat >/dev/null
+	local c0
+	c0=$(cpu)
 	/usr/bin/time -o time.txt -f '%e' "$@" >out.txt 2>&1 </dev/null || { cat out.txt >&2; exit 1; }
 	sleep 0.3 # let Redis's cron sample the peak
-	printf '%-34s %8s %14s %14s %8s\n' "$name" "$(cat time.txt)" "$(mem used_memory)" "$(mem used_memory_peak)" "$(fields)"
+	printf '%-34s %8s %8.2f %14s %14s %8s\n' "$name" "$(cat time.txt)" "$(awk -v a="$c0" -v b="$(cpu)" 'BEGIN {print b - a}')" \
+		"$(mem used_memory)" "$(mem used_memory_peak)" "$(fields)"
 }
 for i in 1 2 3; do
 	step "upload $i (generation $i)" "$SEER" upload --config seer.yaml --entity store --no-gc "$DATA/data.csv"
