@@ -309,6 +309,8 @@ func TestOnDegradedFail(t *testing.T) {
 		{"query fail", &seerv1.PredictRequest{Queries: []*seerv1.Query{q(0), q(seerv1.OnDegraded_ON_DEGRADED_FAIL)}}, codes.Unavailable, "queries[1]: degraded: store users"},
 		{"query defaults", &seerv1.PredictRequest{OnDegraded: seerv1.OnDegraded_ON_DEGRADED_FAIL, Queries: []*seerv1.Query{q(seerv1.OnDegraded_ON_DEGRADED_DEFAULTS)}}, codes.OK, ""},
 		{"unknown", &seerv1.PredictRequest{Queries: []*seerv1.Query{q(9)}}, codes.InvalidArgument, "queries[0].on_degraded: unknown value 9"},
+		{"unknown large", &seerv1.PredictRequest{Queries: []*seerv1.Query{q(0), q(1 << 20)}}, codes.InvalidArgument, "queries[1].on_degraded: unknown value 1048576"},
+		{"unknown negative", &seerv1.PredictRequest{OnDegraded: -1, Queries: []*seerv1.Query{q(0)}}, codes.InvalidArgument, "on_degraded: unknown value -1"},
 	} {
 		resp, err := client.Predict(context.Background(), tt.req)
 		if status.Code(err) != tt.code || (err != nil && !strings.HasPrefix(status.Convert(err).Message(), tt.msg)) {

@@ -3,6 +3,7 @@ package serving
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -107,15 +108,16 @@ type grpcSeer struct {
 }
 
 func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seerv1.PredictResponse, error) {
-	req := &PredictRequest{
-		Debug: in.GetDebug(), OnDegraded: onDegradedFromProto(in.GetOnDegraded()),
-		Queries: make([]Query, len(in.GetQueries())),
+	od, err := onDegradedsFromProto(in.GetOnDegraded(), in.GetQueries())
+	if err != nil {
+		return nil, g.s.grpcError(ctx, "Predict", err)
 	}
+	req := &PredictRequest{Debug: in.GetDebug(), OnDegraded: od[0], Queries: make([]Query, len(in.GetQueries()))}
 	for i, q := range in.GetQueries() {
 		req.Queries[i] = Query{
 			ID: q.GetId(), Model: q.GetModel(), Context: q.GetContext(), Debug: q.GetDebug(),
 			Features: valuesFromProto(q.GetFeatures()), Candidates: candidatesFromProto(q.GetCandidates()),
-			OnDegraded: onDegradedFromProto(q.GetOnDegraded()),
+			OnDegraded: od[1+i],
 		}
 	}
 	resp, err := g.s.Predict(ctx, req)
@@ -135,11 +137,15 @@ func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seer
 }
 
 func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest) (*seerv1.GetFeaturesResponse, error) {
-	req := &FeaturesRequest{OnDegraded: onDegradedFromProto(in.GetOnDegraded()), Queries: make([]FeaturesQuery, len(in.GetQueries()))}
+	od, err := onDegradedsFromProto(in.GetOnDegraded(), in.GetQueries())
+	if err != nil {
+		return nil, g.s.grpcError(ctx, "GetFeatures", err)
+	}
+	req := &FeaturesRequest{OnDegraded: od[0], Queries: make([]FeaturesQuery, len(in.GetQueries()))}
 	for i, q := range in.GetQueries() {
 		req.Queries[i] = FeaturesQuery{
 			ID: q.GetId(), Features: q.GetFeatures(), Context: q.GetContext(),
-			Candidates: candidatesFromProto(q.GetCandidates()), OnDegraded: onDegradedFromProto(q.GetOnDegraded()),
+			Candidates: candidatesFromProto(q.GetCandidates()), OnDegraded: od[1+i],
 		}
 	}
 	resp, err := g.s.Features(ctx, req)
@@ -157,14 +163,29 @@ func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest
 	return out, nil
 }
 
-// onDegradedFromProto converts on_degraded; the two enums have the same
-// numbers, and one out of range is refused as a bad request by Predict
-// and Features.
-func onDegradedFromProto(v seerv1.OnDegraded) OnDegraded {
-	if v < 0 || v > 255 {
-		return 255
+// onDegradedFromProto converts on_degraded: the two enums have the same
+// numbers. A number outside them is refused, naming the field (where).
+func onDegradedFromProto(v seerv1.OnDegraded, where string) (OnDegraded, error) {
+	if v < 0 || v > seerv1.OnDegraded(OnDegradedFail) {
+		return 0, badRequest("%s: unknown value %d", where, v)
 	}
-	return OnDegraded(v)
+	return OnDegraded(v), nil
+}
+
+// onDegradedsFromProto converts the on_degraded of a request, returned
+// first, and of each of its queries, in order after it.
+func onDegradedsFromProto[Q interface{ GetOnDegraded() seerv1.OnDegraded }](req seerv1.OnDegraded, qs []Q) ([]OnDegraded, error) {
+	out := make([]OnDegraded, 1+len(qs))
+	var err error
+	if out[0], err = onDegradedFromProto(req, "on_degraded"); err != nil {
+		return nil, err
+	}
+	for i, q := range qs {
+		if out[1+i], err = onDegradedFromProto(q.GetOnDegraded(), fmt.Sprintf("queries[%d].on_degraded", i)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func candidatesFromProto(cs []*seerv1.Candidate) []Candidate {
