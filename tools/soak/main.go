@@ -142,6 +142,8 @@ type env struct {
 	bodies [][]byte
 
 	controlP99 time.Duration // the steady load's p99 in the control phase
+	paused     atomic.Bool   // the steady load and the probes wait while set
+	silentBody atomic.Value  // string: the first degraded answer without degraded_values
 }
 
 // redisNode is one redis-server of the ring.
@@ -462,6 +464,10 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 					return
 				default:
 				}
+				if e.paused.Load() {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
 				start := time.Now()
 				rec := record{start: start.Sub(e.epoch)}
 				resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[i%len(e.bodies)]))
@@ -472,6 +478,9 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 						rec.status = resp.StatusCode
 						rec.degraded = bytes.Contains(body, degradedTrue)
 						rec.silent = rec.degraded && silentDegraded(body)
+						if rec.silent {
+							e.silentBody.CompareAndSwap(nil, string(body[:min(len(body), 400)]))
+						}
 					}
 				}
 				rec.latency = time.Since(start)
@@ -490,6 +499,7 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 type probe struct {
 	at       time.Duration
 	status   int
+	answer   bool   // answered degraded
 	redis    [3]int // cells read from Redis, by the node holding the key
 	degraded [3]int // cells that took the default because the store was degraded
 	absent   [3]int // cells that took the default because the store had no value
@@ -535,7 +545,9 @@ func (e *env) probeEvery(stop <-chan struct{}, period time.Duration) *sync.WaitG
 				return
 			case <-t.C:
 			}
-			e.probes.add(e.probeOnce(r))
+			if !e.paused.Load() {
+				e.probes.add(e.probeOnce(r))
+			}
 		}
 	})
 	return &wg
@@ -561,7 +573,8 @@ func (e *env) probeOnce(r *rand.Rand) probe {
 	_ = json.Unmarshal(body, &req)
 	var ans struct {
 		Results []struct {
-			Debug []map[string]struct {
+			Degraded bool `json:"degraded"`
+			Debug    []map[string]struct {
 				Source string `json:"source"`
 				Why    string `json:"why"`
 			} `json:"debug"`
@@ -570,6 +583,7 @@ func (e *env) probeOnce(r *rand.Rand) probe {
 	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&ans) != nil || len(ans.Results) != 1 {
 		return p
 	}
+	p.answer = ans.Results[0].Degraded
 	q := req.Queries[0]
 	for i, row := range ans.Results[0].Debug {
 		for name, cell := range row {
