@@ -5,11 +5,12 @@
 # used_memory empty, after each upload, the peak during each upload
 # (used_memory_peak, reset before it), and after `seer upload --gc`, with
 # the fields per hash, the wall time of each step and Redis's CPU seconds
-# in it. The uploads run
-# with --no-gc so that the collection is one step of its own; the first
-# upload writes generation 1 (30 fields per hash), the second generation 2
-# beside it (60), the third generation 3 beside both (90) until the
-# collection deletes generation 1.
+# in it. The first three uploads run with --no-gc: the first writes
+# generation 1 (30 fields per hash), the second generation 2 beside it
+# (60), the third generation 3 beside both (90). The fourth runs as
+# uploads do by default, the collection beside it (with no grace): it
+# writes generation 4 while generations 0 and 1 are deleted. A last
+# `seer upload --gc` deletes generation 2, and two generations are left.
 #
 #   go build -o /tmp/seer ./cmd/seer
 #   tools/bench_upload_memory.sh [rows, default 200000] [features, default 30]
@@ -69,6 +70,9 @@ step() {
 for i in 1 2 3; do
 	step "upload $i (generation $i)" "$SEER" upload --config seer.yaml --entity store --no-gc "$DATA/data.csv"
 done
+cp out.txt out3.txt
+step "upload 4, collecting beside it" "$SEER" upload --config seer.yaml --entity store --gc-grace 0s "$DATA/data.csv"
+cp out.txt out4.txt
 step "seer upload --gc --gc-grace 0s" "$SEER" upload --config seer.yaml --gc --gc-grace 0s
-grep -h . out.txt | sed 's/^/# /'
+grep -h . out4.txt out.txt | sed 's/^/# /'
 echo "# $(uptime)"
