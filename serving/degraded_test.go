@@ -326,6 +326,9 @@ func TestOnDegradedFail(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "users") {
 		t.Errorf("gRPC GetFeatures: %v", err)
 	}
+	if n := len(d.logs.lines(t, "access")) + len(d.logs.lines(t, "request failed")); n != 0 {
+		t.Errorf("%d access or failure lines after gRPC's UNAVAILABLE for on_degraded", n)
+	}
 
 	// Failed predictions count as degraded queries of their model, but
 	// their values served nobody.
@@ -343,6 +346,22 @@ func TestOnDegradedFail(t *testing.T) {
 	}
 	if failed+answered == 0 {
 		t.Error("no degraded lines")
+	}
+}
+
+// TestDegradedStoreStopped: a store whose Redis is gone (connections
+// refused, not slow) degrades the same values, and fails the queries that
+// ask for it.
+func TestDegradedStoreStopped(t *testing.T) {
+	d := newDegradedFixture(t)
+	d.users.Stop()
+	code, body := d.post(t, "/v1/predict", degradedBody(6, "", ""))
+	if r := decodeAnswer(t, code, body).Results[0]; r.DegradedValues == nil || *r.DegradedValues != 2*6-1 || len(r.DegradedStores) != 1 || r.DegradedStores[0] != "users" {
+		t.Errorf("stopped store: %s", body)
+	}
+	code, body = d.post(t, "/v1/predict", degradedBody(6, "", `"on_degraded": "fail"`))
+	if code != 503 || !strings.Contains(string(body), `"degraded_stores":["users"]`) {
+		t.Errorf("stopped store, on_degraded fail: %d %s", code, body)
 	}
 }
 
