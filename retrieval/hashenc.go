@@ -17,16 +17,23 @@ import (
 // beyond (and never converts it back). docs/performance.md measures what
 // that means per value: a listpack takes about 2.4 times less memory, but
 // reading a field costs Redis more the longer the hash. With generations a
-// hash holds each feature twice (the served generation and the previous
-// one), so the field count that matters is twice the feature count.
+// hash holds each feature up to four times: between uploads the served
+// generation, the previous one and the garbage the next upload collects
+// beside its writes; during an upload also the new one, before the
+// collector reaches the hash (docs/format.md, Memory). The field count
+// that decides the encoding is four times the feature count.
+
+// peakGenerations is how many generations of a feature a hash holds at
+// the peak of an upload run with the default collection.
+const peakGenerations = 4
 
 // WideEntity is an entity type whose hashes in a store outgrow the
 // store's listpack limit.
 type WideEntity struct {
 	Entity   string `json:"entity"`
 	Features int    `json:"features"` // features of the entity type in the store
-	// Fields is the hash fields of an entity once an upload has kept the
-	// previous generation beside the served one: twice Features.
+	// Fields is the hash fields of an entity at the peak of an upload
+	// with the default collection: four times Features.
 	Fields int `json:"fields"`
 }
 
@@ -91,8 +98,8 @@ func (s *Store) HashEncoding(ctx context.Context, c *features.Catalog) HashEncod
 		count[sp.Entity]++
 	}
 	for _, e := range order {
-		if n := count[e]; 2*n > he.Limit {
-			he.Wide = append(he.Wide, WideEntity{Entity: e.Name, Features: n, Fields: 2 * n})
+		if n := count[e]; peakGenerations*n > he.Limit {
+			he.Wide = append(he.Wide, WideEntity{Entity: e.Name, Features: n, Fields: peakGenerations * n})
 		}
 	}
 	slices.SortFunc(he.Wide, func(a, b WideEntity) int { return b.Features - a.Features })

@@ -28,13 +28,13 @@ func TestHashEncoding(t *testing.T) {
 	}
 	ctx := context.Background()
 
-	srv := redistest.Start(t, "--hash-max-listpack-entries", "32")
+	srv := redistest.Start(t, "--hash-max-listpack-entries", "64")
 	st, err := Open(ctx, "main", Config{Addr: srv.Addr})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	want := HashEncoding{Limit: 32, Wide: []WideEntity{{Entity: "store", Features: 20, Fields: 40}}}
+	want := HashEncoding{Limit: 64, Wide: []WideEntity{{Entity: "store", Features: 20, Fields: 80}}}
 	if got := st.HashEncoding(ctx, c); !cmp.Equal(want, got) {
 		t.Errorf("standalone (-want +got):\n%s", cmp.Diff(want, got))
 	}
@@ -49,7 +49,7 @@ func TestHashEncoding(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cst.Close()
-	want = HashEncoding{Limit: 16, Wide: []WideEntity{{Entity: "store", Features: 20, Fields: 40}, {Entity: "consumer", Features: 10, Fields: 20}}}
+	want = HashEncoding{Limit: 16, Wide: []WideEntity{{Entity: "store", Features: 20, Fields: 80}, {Entity: "consumer", Features: 10, Fields: 40}}}
 	if got := cst.HashEncoding(ctx, c); !cmp.Equal(want, got) {
 		t.Errorf("cluster (-want +got):\n%s", cmp.Diff(want, got))
 	}

@@ -274,7 +274,7 @@ func (s *Server) reportHashEncoding(ctx context.Context) {
 		case len(he.Wide) > 0:
 			for _, w := range he.Wide {
 				s.log.Warn("entity hashes outgrow hash-max-listpack-entries: Redis stores them as hash tables (about 2.4x the memory, cheaper reads)",
-					"store", st.Name(), "entity", w.Entity, "features", w.Features, "fields_with_previous_generation", w.Fields, "hash_max_listpack_entries", he.Limit)
+					"store", st.Name(), "entity", w.Entity, "features", w.Features, "fields_during_upload", w.Fields, "hash_max_listpack_entries", he.Limit)
 			}
 		default:
 			s.log.Info("entity hashes fit hash-max-listpack-entries", "store", st.Name(), "hash_max_listpack_entries", he.Limit)

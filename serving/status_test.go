@@ -29,10 +29,10 @@ func TestHashEncodingReport(t *testing.T) {
 	}
 	defer srv.Close()
 	he := srv.Ready(context.Background()).Stores["main"].HashEncoding
-	if he == nil || he.Limit != 8 || len(he.Wide) != 1 || he.Wide[0] != (retrieval.WideEntity{Entity: "store", Features: 5, Fields: 10}) {
+	if he == nil || he.Limit != 8 || len(he.Wide) != 1 || he.Wide[0] != (retrieval.WideEntity{Entity: "store", Features: 5, Fields: 20}) {
 		t.Errorf("readiness hash encoding: %+v", he)
 	}
-	if !strings.Contains(logs.String(), `"entity":"store","features":5,"fields_with_previous_generation":10,"hash_max_listpack_entries":8`) {
+	if !strings.Contains(logs.String(), `"entity":"store","features":5,"fields_during_upload":20,"hash_max_listpack_entries":8`) {
 		t.Errorf("no startup warning about store in:\n%s", logs.String())
 	}
 }
