@@ -50,7 +50,9 @@ func TestWhy(t *testing.T) {
 			"linear: {link: identity, weights: {w_ok: 1}}\n",
 	}, func(cfg *Config) {
 		cfg.Stores["slow"] = retrieval.Config{Mode: "standalone", Addr: slow.Addr}
-		cfg.Predict.RetrievalTimeout = 300 * time.Millisecond
+		// The paused store costs every request this budget; a healthy one
+		// meets it on a loaded machine.
+		cfg.Predict.RetrievalTimeout = time.Second
 	})
 	ctx := context.Background()
 	rc := f.rs.Client()
