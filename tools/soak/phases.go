@@ -136,7 +136,7 @@ func (e *env) end(ctx context.Context, p *phaseResult, mon *rssMonitor, length t
 	p.check(p.st.requests > 0, "no request of the steady load was answered")
 	if p.st.silent > 0 {
 		body, _ := e.silentBody.Load().(string)
-		p.check(false, "%d degraded answers did not say how many values took defaults (degraded_values); the first: %s", p.st.silent, body)
+		p.check(false, "%d degraded answers without a degraded_values of at least 1; the first: %s", p.st.silent, body)
 	}
 }
 
