@@ -45,7 +45,7 @@ func newDegradedFixture(t *testing.T) *degradedFixture {
 		cfg.Stores["users"] = retrieval.Config{Mode: "standalone", Addr: users.Addr}
 		// Long enough for a loaded machine to read from the healthy store;
 		// the paused one never answers.
-		cfg.Predict.RetrievalTimeout = 500 * time.Millisecond
+		cfg.Predict.RetrievalTimeout = time.Second
 		cfg.AccessLog.Sample = 0
 	}, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	d := &degradedFixture{learnFixture: f, users: users, logs: logs, clock: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
