@@ -67,7 +67,7 @@ models: models
 models_poll: 0s
 log_level: warn
 stores:
-  main: {mode: standalone, addr: 127.0.0.1:$RP}
+  main: {mode: standalone, addr: 127.0.0.1:$RP, read_timeout: 3s} # an overloaded machine must not open the breaker
 predict:
   timeout: 3s
   retrieval_timeout: 2s

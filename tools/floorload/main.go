@@ -45,6 +45,7 @@ import (
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/floor"
 	"github.com/seer-ml/seer/models"
+	"github.com/seer-ml/seer/retrieval"
 )
 
 // body is the part of a /v1/predict body that names entities.
@@ -100,6 +101,43 @@ func floorQuery(catalogPath, manifestPath string, raw []byte) (floor.Query, erro
 		return floor.Query{}, err
 	}
 	return floor.FromLookups(batch.Lookups), nil
+}
+
+// served points the query's fields at the generations Redis serves: a
+// feature that `seer upload` wrote is read from its current generation's
+// field (retrieval.GenField), as seer reads it, not from its field id.
+func served(ctx context.Context, c *redis.Client, q *floor.Query) error {
+	gens, err := c.HGetAll(ctx, retrieval.GenerationsKey).Result()
+	if err != nil {
+		return fmt.Errorf("read the generations: %w", err)
+	}
+	for _, fields := range q.Fields {
+		for k, f := range fields {
+			rec, ok := gens[f]
+			if !ok {
+				continue // never uploaded with generations: generation 0
+			}
+			var fg retrieval.FeatureGenerations
+			id, err := strconv.ParseUint(f, 10, 32)
+			if err == nil {
+				err = json.Unmarshal([]byte(rec), &fg)
+			}
+			if err != nil {
+				return fmt.Errorf("the generation of field %s: %w", f, err)
+			}
+			fields[k] = retrieval.GenField(uint32(id), fg.Current.Gen)
+		}
+	}
+	return nil
+}
+
+// fieldCount returns how many values the query reads.
+func fieldCount(q floor.Query) int {
+	n := 0
+	for _, fields := range q.Fields {
+		n += len(fields)
+	}
+	return n
 }
 
 // cpu returns the CPU time (user and system) of process pid so far, or of
@@ -252,9 +290,15 @@ func main() {
 		}
 		client := redis.NewClient(&redis.Options{Addr: *redisAddr, Protocol: 2, DisableIdentity: true, PoolSize: 64})
 		defer client.Close()
+		if err := served(context.Background(), client, &q); err != nil {
+			fail("%v", err)
+		}
 		values, err := q.Read(context.Background(), client)
 		if err != nil {
 			fail("%v", err)
+		}
+		if want := fieldCount(q); values != want {
+			fail("the floor read %d values of %d: every value must be in Redis", values, want)
 		}
 		floorDo = func() error {
 			n, err := q.Read(context.Background(), client)
