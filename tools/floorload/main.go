@@ -37,13 +37,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/floor"
+	"github.com/seer-ml/seer/internal/loadgen"
 	"github.com/seer-ml/seer/models"
 	"github.com/seer-ml/seer/retrieval"
 )
@@ -138,109 +138,6 @@ func fieldCount(q floor.Query) int {
 		n += len(fields)
 	}
 	return n
-}
-
-// cpu returns the CPU time (user and system) of process pid so far, or of
-// this process when pid is 0.
-func cpu(pid int) time.Duration {
-	if pid == 0 {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			return 0
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
-
-// result is one round.
-type result struct {
-	rate          float64
-	p50, p99      time.Duration
-	errors, total int
-	cpu           time.Duration // per request
-	allocs, bytes float64       // per request, from the seer's /metrics
-}
-
-// memstats returns the allocations and bytes allocated so far by the
-// process whose Prometheus metrics are at url (go_memstats_mallocs_total,
-// go_memstats_alloc_bytes_total); zeros when url is empty.
-func memstats(url string) (allocs, bytes float64) {
-	if url == "" {
-		return 0, 0
-	}
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, 0
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(data), "\n") {
-		name, value, ok := strings.Cut(line, " ")
-		if !ok {
-			continue
-		}
-		switch name {
-		case "go_memstats_mallocs_total":
-			allocs, _ = strconv.ParseFloat(value, 64)
-		case "go_memstats_alloc_bytes_total":
-			bytes, _ = strconv.ParseFloat(value, 64)
-		}
-	}
-	return allocs, bytes
-}
-
-// drive runs do from c workers for d, and measures it, the CPU time of
-// process pid (this one when 0) and, with metrics, the allocations of the
-// process that serves them.
-func drive(c int, d time.Duration, pid int, metrics string, do func() error) result {
-	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	before := cpu(pid)
-	allocs, bytes := memstats(metrics)
-	start := time.Now()
-	for range c {
-		wg.Go(func() {
-			var mine []time.Duration
-			bad := 0
-			for time.Now().Before(deadline) {
-				t := time.Now()
-				if err := do(); err != nil {
-					bad++
-					continue
-				}
-				mine = append(mine, time.Since(t))
-			}
-			mu.Lock()
-			lat, errs = append(lat, mine...), errs+bad
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	spent := cpu(pid) - before
-	allocs2, bytes2 := memstats(metrics)
-	slices.Sort(lat)
-	r := result{errors: errs, total: len(lat)}
-	if len(lat) > 0 {
-		r.rate = float64(len(lat)) / elapsed.Seconds()
-		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-		r.cpu = spent / time.Duration(len(lat))
-		r.allocs = (allocs2 - allocs) / float64(len(lat)+errs)
-		r.bytes = (bytes2 - bytes) / float64(len(lat)+errs)
-	}
-	return r
 }
 
 func fail(format string, args ...any) {
@@ -367,11 +264,11 @@ func main() {
 	for _, c := range cs {
 		// Warm both up.
 		if floorDo != nil {
-			drive(c, time.Second, 0, "", floorDo)
+			loadgen.Run(c, time.Second, 0, "", floorDo)
 		}
-		drive(c, time.Second, *pid, "", seerDo)
+		loadgen.Run(c, time.Second, *pid, "", seerDo)
 		if oldDo != nil {
-			drive(c, time.Second, *oldPid, "", oldDo)
+			loadgen.Run(c, time.Second, *oldPid, "", oldDo)
 		}
 		for i := range *rounds {
 			for _, side := range []struct {
@@ -387,19 +284,19 @@ func main() {
 				if *metrics && side.url != "" {
 					m = side.url + "/metrics"
 				}
-				r := drive(c, *dur, side.pid, m, side.do)
+				r := loadgen.Run(c, *dur, side.pid, m, side.do)
 				load, _ := os.ReadFile("/proc/loadavg")
 				var l1 string
 				fmt.Sscan(string(load), &l1)
-				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s", i+1, c, side.name, r.rate,
-					float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.cpu.Microseconds(), r.errors, l1)
+				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s", i+1, c, side.name, r.Rate,
+					float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, r.CPU.Microseconds(), r.Errors, l1)
 				if m != "" {
-					fmt.Printf("  %.0f allocs %.1f KiB", r.allocs, r.bytes/1024)
+					fmt.Printf("  %.0f allocs %.1f KiB", r.Allocs, r.Bytes/1024)
 				}
 				fmt.Println()
 				k := key{c, side.name}
-				rates[k] = append(rates[k], r.rate)
-				cpus[k] = append(cpus[k], float64(r.cpu.Microseconds()))
+				rates[k] = append(rates[k], r.Rate)
+				cpus[k] = append(cpus[k], float64(r.CPU.Microseconds()))
 			}
 		}
 	}

@@ -26,9 +26,6 @@ import (
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -36,6 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
+	"github.com/seer-ml/seer/internal/loadgen"
 )
 
 type body struct {
@@ -69,14 +67,6 @@ func protoRequest(b body) *seerv1.PredictRequest {
 	return req
 }
 
-// result is one round of one transport.
-type result struct {
-	rate          float64
-	p50, p99      time.Duration
-	errors, total int
-	cpu           time.Duration // the server's CPU time per request, with -pid
-}
-
 // rawCodec sends a message marshalled beforehand as it is, and decodes
 // answers as protobuf.
 type rawCodec struct{}
@@ -90,58 +80,6 @@ func (rawCodec) Marshal(v any) ([]byte, error) {
 
 func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
 func (rawCodec) Name() string                       { return "proto" }
-
-// cpuTime returns the user and system time of process pid so far.
-func cpuTime(pid int) time.Duration {
-	if pid == 0 {
-		return 0
-	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// The fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
-}
-
-// drive runs do from c workers for d and measures it.
-func drive(c int, d time.Duration, do func() error) result {
-	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
-	deadline := time.Now().Add(d)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for range c {
-		wg.Go(func() {
-			var mine []time.Duration
-			bad := 0
-			for time.Now().Before(deadline) {
-				t := time.Now()
-				if err := do(); err != nil {
-					bad++
-					continue
-				}
-				mine = append(mine, time.Since(t))
-			}
-			mu.Lock()
-			lat, errs = append(lat, mine...), errs+bad
-			mu.Unlock()
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	slices.Sort(lat)
-	r := result{errors: errs, total: len(lat)}
-	if len(lat) > 0 {
-		r.rate = float64(len(lat)) / elapsed.Seconds()
-		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
-	}
-	return r
-}
 
 func main() {
 	httpURL := flag.String("http", "", "seer's HTTP base URL")
@@ -200,8 +138,12 @@ func main() {
 		return err
 	}
 	// Warm both up.
-	drive(*conc, time.Second, httpDo)
-	drive(*conc, time.Second, grpcDo)
+	loadgen.Run(*conc, time.Second, -1, "", httpDo)
+	loadgen.Run(*conc, time.Second, -1, "", grpcDo)
+	server := *pid // the server's CPU time is read only with -pid
+	if server == 0 {
+		server = -1
+	}
 
 	fmt.Printf("%-6s %-5s %10s %9s %9s %11s %7s %6s\n", "round", "api", "req/s", "p50 ms", "p99 ms", "server µs", "errors", "load")
 	var rates = map[string][]float64{}
@@ -210,17 +152,13 @@ func main() {
 			name string
 			do   func() error
 		}{{"http", httpDo}, {"grpc", grpcDo}} {
-			before := cpuTime(*pid)
-			r := drive(*conc, *dur, t.do)
-			if r.total > 0 {
-				r.cpu = (cpuTime(*pid) - before) / time.Duration(r.total)
-			}
+			r := loadgen.Run(*conc, *dur, server, "", t.do)
 			load, _ := os.ReadFile("/proc/loadavg")
 			var l1 string
 			fmt.Sscan(string(load), &l1)
-			fmt.Printf("%-6d %-5s %10.0f %9.2f %9.2f %11d %7d %6s\n", i+1, t.name, r.rate,
-				float64(r.p50.Microseconds())/1000, float64(r.p99.Microseconds())/1000, r.cpu.Microseconds(), r.errors, l1)
-			rates[t.name] = append(rates[t.name], r.rate)
+			fmt.Printf("%-6d %-5s %10.0f %9.2f %9.2f %11d %7d %6s\n", i+1, t.name, r.Rate,
+				float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, r.CPU.Microseconds(), r.Errors, l1)
+			rates[t.name] = append(rates[t.name], r.Rate)
 		}
 	}
 	med := func(xs []float64) float64 { slices.Sort(xs); return xs[len(xs)/2] }
