@@ -33,6 +33,11 @@ type Retriever struct {
 	upload  *prometheus.CounterVec
 	cache   *Cache
 	jobs    sync.Pool // *job
+
+	// partsDone, when not nil, runs in a job's goroutine once its parts
+	// are decoded, before the job is finished: tests widen the window in
+	// which Fetch may give up on a job that has all its values.
+	partsDone func(*job)
 }
 
 // New returns a Retriever over stores, which it does not own: the caller
@@ -89,8 +94,12 @@ type job struct {
 	mu        sync.Mutex
 	abandoned bool // Fetch returned without this job
 	finished  bool
-	failed    bool
-	users     int // Fetch and, while it runs, the job's goroutine
+	// pending counts the lookups whose replies were not decoded: the
+	// store is degraded for the Fetch exactly when some are left, so that
+	// the store is named if and only if some of its values took
+	// features.ReasonStoreDegraded.
+	pending int
+	users   int // Fetch and, while it runs, the job's goroutine
 }
 
 // newJob returns a job for store si from the pool.
@@ -124,7 +133,7 @@ func (r *Retriever) releaseJob(j *job) {
 	if cap(j.req) > maxKeptBuffer {
 		j.req = nil
 	}
-	j.abandoned, j.finished, j.failed = false, false, false
+	j.abandoned, j.finished, j.pending = false, false, 0
 	r.jobs.Put(j)
 }
 
@@ -166,10 +175,12 @@ func (j *job) at(i int32) int32 {
 // are skipped. A stored value that fails to decode, has another type than
 // its spec, or is older than the spec's MaxAge is left invalid and counted
 // in the spec's Stats. Fetch returns the names of the stores that failed or
-// did not answer in time, wholly or in part (one node of a ring or cluster);
-// the lookups of the failed nodes keep the values they had (invalid, after
+// did not answer in time, wholly or in part (one node of a ring or cluster):
+// exactly those with lookups whose replies were not decoded, which keep the
+// values they had (invalid, features.ReasonStoreDegraded after
 // Plan.Prepare), so they take defaults. It never blocks past ctx: a store
-// still busy when ctx ends is abandoned and reported as degraded.
+// still busy when ctx ends is abandoned, and reported as degraded unless
+// all its replies were decoded.
 func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degraded []string) {
 	// The cache serves its live hits, joins reads in flight, and narrows
 	// the lookups to what Redis must still read.
@@ -229,9 +240,10 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 	expired := ctx.Err() != nil
 	for _, j := range jobs {
 		st := r.stores[j.store]
+		j.pending = len(j.lookups)
 		tab, known := st.readTable()
 		if expired || !st.begin() {
-			j.failed, j.finished = true, true // out of time, or closed
+			j.finished = true // out of time, or closed: nothing decoded
 			continue
 		}
 		j.tab, j.unknown = tab, !known
@@ -254,8 +266,15 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 			for _, j := range jobs {
 				j.mu.Lock()
 				if !j.finished {
-					j.abandoned, j.failed = true, true
-					r.metrics[j.store].observe(failResult(ctx.Err()), time.Since(j.start))
+					// A job whose parts were all decoded before the
+					// deadline is not degraded, though its goroutine
+					// has not yet said so.
+					j.abandoned = true
+					result := resultOK
+					if j.pending > 0 {
+						result = failResult(ctx.Err())
+					}
+					r.metrics[j.store].observe(result, time.Since(j.start))
 				}
 				j.mu.Unlock()
 			}
@@ -263,7 +282,7 @@ func (r *Retriever) Fetch(ctx context.Context, lookups []features.Lookup) (degra
 		}
 	}
 	for _, j := range jobs {
-		if j.failed {
+		if j.pending > 0 {
 			degraded = append(degraded, r.stores[j.store].name)
 		}
 		r.releaseJob(j)
@@ -373,6 +392,9 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 		}
 		wg.Wait()
 	}
+	if r.partsDone != nil {
+		r.partsDone(j)
+	}
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -392,7 +414,6 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 			result = worse(result, resultBreaker)
 		}
 	}
-	j.failed = result != resultOK
 	m.observe(result, time.Since(j.start))
 }
 
@@ -470,6 +491,7 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 		if len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
 			continue // the node cannot serve (LOADING, CLUSTERDOWN, ...): defaults
 		}
+		j.pending--
 		vals = slices.Grow(vals[:0], len(l.Specs))[:len(l.Specs)]
 		if err := splitReply(raw, vals); err != nil {
 			// An error reply for this key alone, such as WRONGTYPE when the

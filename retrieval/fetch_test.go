@@ -260,3 +260,82 @@ func (f *fetchFixture) redisCPU(tb testing.TB) float64 {
 	}
 	return total
 }
+
+// degradedAgrees fails unless the stores Fetch named degraded are exactly
+// those with values left at features.ReasonStoreDegraded.
+func degradedAgrees(tb testing.TB, lookups []features.Lookup, degraded []string) {
+	tb.Helper()
+	left := make(map[string]int)
+	for _, l := range lookups {
+		for _, g := range l.Got {
+			if g.Why == features.ReasonStoreDegraded {
+				left[l.Store]++
+			}
+		}
+	}
+	for _, st := range degraded {
+		if left[st] == 0 {
+			tb.Fatalf("store %s named degraded, but none of its values took store_degraded", st)
+		}
+		delete(left, st)
+	}
+	for st, n := range left {
+		tb.Fatalf("store %s not named degraded, but %d of its values took store_degraded", st, n)
+	}
+}
+
+// TestFetchDeadlineAfterDecoding gives up on a job whose parts were all
+// decoded before its goroutine says it finished: the store is not
+// degraded, since every value was read.
+func TestFetchDeadlineAfterDecoding(t *testing.T) {
+	f := newFetchFixture(t, 20)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f.r.partsDone = func(j *job) {
+		cancel()
+		// Hold the job unfinished until Fetch has given up on it.
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(time.Millisecond) {
+			j.mu.Lock()
+			gave := j.abandoned
+			j.mu.Unlock()
+			if gave {
+				return
+			}
+		}
+		t.Error("Fetch did not give up on the job within 10 s of its context's end")
+	}
+	degraded := f.r.Fetch(ctx, f.batch.Lookups)
+	if len(degraded) > 0 {
+		t.Errorf("degraded %v after every value was decoded", degraded)
+	}
+	degradedAgrees(t, f.batch.Lookups, degraded)
+	for _, l := range f.batch.Lookups {
+		for j, g := range l.Got {
+			if g.Origin != features.FromRedis {
+				t.Fatalf("%s %s: %v from %v", l.Key, l.Specs[j].Name, l.Value(j), g.Origin)
+			}
+		}
+	}
+}
+
+// TestFetchDegradedAgrees reads under deadlines from none to a few
+// milliseconds, around the time a read takes, so that Fetch gives up on
+// its job at every point of the job's run: on every answer, the stores
+// named degraded are those with values that took store_degraded.
+func TestFetchDegradedAgrees(t *testing.T) {
+	f := newFetchFixture(t, 50)
+	degradedN := 0
+	for i := range 400 {
+		if err := f.plan.Prepare(f.query, &f.batch); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Duration(i%40)*50*time.Microsecond)
+		degraded := f.r.Fetch(ctx, f.batch.Lookups)
+		cancel()
+		degradedAgrees(t, f.batch.Lookups, degraded)
+		if len(degraded) > 0 {
+			degradedN++
+		}
+	}
+	t.Logf("%d of 400 reads degraded", degradedN)
+}
