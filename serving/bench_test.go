@@ -192,3 +192,55 @@ func BenchmarkPrepareAssemble(b *testing.B) {
 		p.Assemble(&q, &batch, x, nil)
 	}
 }
+
+// featuresBodyOf is a /v1/features query of n stores and 3 features (two
+// floats and an int), the shape of tools/bench_features.sh.
+func featuresBodyOf(n int) string {
+	var b strings.Builder
+	b.WriteString(`{"queries": [{"features": ["store_avg_rating", "store_num_ratings", "store_delivery_minutes"], "candidates": [`)
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, `{"entities": {"store": "%d"}}`, i*37%200)
+	}
+	b.WriteString(`]}]}`)
+	return b.String()
+}
+
+// BenchmarkFeatures measures the whole /v1/features path of a 1- and a
+// 100-entity query, without net/http: decode, plan, one pipelined HMGET
+// per key against a real Redis, the cells and the JSON answer.
+func BenchmarkFeatures(b *testing.B) {
+	h := benchServer(b)
+	for _, n := range []int{1, 100} {
+		body := featuresBodyOf(n)
+		b.Run(fmt.Sprintf("entities=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest("POST", "/v1/features", strings.NewReader(body))
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if body := w.Body.String(); w.Code != 200 || strings.Contains(body, `"degraded"`) || strings.Contains(body, `"default"`) {
+					b.Fatalf("%d %s", w.Code, body[:min(300, len(body))])
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkDecodeFeatures measures decoding a 100-entity /v1/features
+// body with a pooled request, as the handler does.
+func BenchmarkDecodeFeatures(b *testing.B) {
+	body := featuresBodyOf(100)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		req := newRequest()
+		req.body = body
+		if err := req.decode(featuresBody, limits{}); err != nil {
+			b.Fatal(err)
+		}
+		req.release()
+	}
+}
