@@ -11,13 +11,18 @@
 #   tools/bench_features.sh [seconds per round, default 10] [concurrencies, default 1,8] [rounds, default 3]
 #
 # With OLD=/path/to/an/older/seer, that binary serves the same Redis too and
-# takes its turn in every round. Needs redis-server, redis-cli, curl and
+# takes its turn in every round. With FLOOR=/path/to/httpfloor (go build -o
+# /tmp/httpfloor ./tools/httpfloor), after seer's rounds of each body the
+# same rounds are run against that constant-answer net/http server, which
+# answers seer's own answer for the body: the floor no feature server on
+# net/http goes below. Needs redis-server, redis-cli, curl and
 # python3. Everything it starts is stopped on exit.
 set -euo pipefail
 
 SEER=${SEER:-/tmp/seer}
 LOAD=${LOAD:-/tmp/floorload}
 OLD=${OLD:-}
+FLOOR=${FLOOR:-}
 DURATION=${1:-10}
 CONCS=${2:-1,8}
 ROUNDS=${3:-3}
@@ -98,5 +103,17 @@ for n in 1 100; do
 	echo "== /v1/features, $n entities x 3 features"
 	"$LOAD" -floor=false -path /v1/features -url "http://127.0.0.1:$HP" -pid "$SPID" "${OLDARGS[@]}" \
 		-body "body$n.json" -c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS"
+	if [ -n "$FLOOR" ]; then
+		echo "== the net/http floor, seer's answer for $n entities"
+		curl -sf -X POST --data-binary "@body$n.json" "http://127.0.0.1:$HP/v1/features" >"answer$n.json"
+		FP=$(freeport)
+		"$FLOOR" -listen "127.0.0.1:$FP" -answer "answer$n.json" >/dev/null &
+		FPID=$!
+		PIDS+=("$FPID")
+		for _ in $(seq 100); do curl -sf -X POST -d '{}' "http://127.0.0.1:$FP/" >/dev/null && break; sleep 0.05; done
+		"$LOAD" -floor=false -path /v1/features -url "http://127.0.0.1:$FP" -pid "$FPID" \
+			-body "body$n.json" -c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS"
+		kill "$FPID"
+	fi
 done
 echo "uptime at end: $(uptime)"
