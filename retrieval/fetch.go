@@ -48,6 +48,9 @@ func New(stores []*Store, opt Options) *Retriever {
 	for i, s := range stores {
 		r.byName[s.name] = i
 		r.metrics = append(r.metrics, m.store(s.name))
+		if opt.Registerer != nil {
+			registerGenerationsMissing(opt.Registerer, s)
+		}
 	}
 	return r
 }

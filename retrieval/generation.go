@@ -264,7 +264,7 @@ func (s *Store) readTable() (*genTable, bool) {
 				if n := s.keyNode(ctx, GenerationsKey); n == nil || n.brk.isOpen() {
 					return
 				}
-				_, _ = s.RefreshGenerations(ctx)
+				_, _ = s.refreshGenerations(ctx) // a lost hash is reported by RefreshGenerations
 			}()
 		} else {
 			s.gensRefreshing.Store(false)
@@ -302,8 +302,25 @@ func (s *Store) firstTable(ctx context.Context) (*genTable, error) {
 
 // RefreshGenerations reads the version of the store's generations hash and,
 // when it changed since the last read (or there was none), the whole hash,
-// as LoadGenerations does.
+// as LoadGenerations does. The first call after the hash was found gone
+// (by this call or a read's refresh) returns an error wrapping
+// ErrGenerations that says so; later ones return none until the hash is
+// written again and lost again.
 func (s *Store) RefreshGenerations(ctx context.Context) ([]uint32, error) {
+	changed, err := s.refreshGenerations(ctx)
+	if err == nil && s.gensMissing.Load() && s.gensReported.CompareAndSwap(false, true) {
+		var version int64
+		if t := s.gens.Load(); t != nil {
+			version = t.version
+		}
+		err = fmt.Errorf("generations of store %s: %w: %s is gone (no version, no records): reads keep the generations of version %d until an upload switches generations again",
+			s.name, ErrGenerations, GenerationsKey, version)
+	}
+	return changed, err
+}
+
+// refreshGenerations is RefreshGenerations without reporting a lost hash.
+func (s *Store) refreshGenerations(ctx context.Context) ([]uint32, error) {
 	if s.gensLoaded.Load() {
 		v, err := s.client.HGet(ctx, GenerationsKey, genVersion).Int64()
 		if errors.Is(err, redis.Nil) {
@@ -312,7 +329,8 @@ func (s *Store) RefreshGenerations(ctx context.Context) ([]uint32, error) {
 		if err != nil {
 			return nil, fmt.Errorf("generations of store %s: %w", s.name, err)
 		}
-		if t := s.gens.Load(); (t == nil && v == 0) || (t != nil && t.version == v) {
+		t, missing := s.gens.Load(), s.gensMissing.Load()
+		if (t == nil && v == 0) || (t != nil && !missing && t.version == v) || (missing && v == 0) {
 			s.gensChecked.Store(time.Now().UnixNano())
 			return nil, nil
 		}
@@ -325,6 +343,12 @@ func (s *Store) RefreshGenerations(ctx context.Context) ([]uint32, error) {
 // the features whose generation changed. A record that does not parse
 // keeps the generation the store read before (and is reported in the
 // error).
+//
+// A hash found gone (no version, no records: its node restarted empty, or
+// the key was deleted) after generations were read keeps the generations
+// read before: their fields are still on the other nodes, where
+// generation 0 has none (RefreshGenerations reports it). A hash that
+// holds a version again replaces the table, as any change does.
 func (s *Store) LoadGenerations(ctx context.Context) ([]uint32, error) {
 	// One read at a time: the first reads of a store all wait for it.
 	if err := lockCtx(ctx, s.gensMu); err != nil {
@@ -337,6 +361,14 @@ func (s *Store) LoadGenerations(ctx context.Context) ([]uint32, error) {
 		return nil, err
 	}
 	old := s.gens.Load()
+	if old != nil && st.Version == 0 && len(st.Features) == 0 {
+		s.gensChecked.Store(checked)
+		s.gensMissing.Store(true)
+		return nil, err
+	}
+	if s.gensMissing.Swap(false) {
+		s.gensReported.Store(false)
+	}
 	t := &genTable{version: st.Version, fields: make(map[uint32]*string), gens: make(map[uint32]uint32), epochs: make(map[uint32]uint64)}
 	if err != nil && old != nil {
 		// Keep what was known of the records that no longer parse.

@@ -2,6 +2,7 @@ package retrieval
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -186,4 +187,119 @@ func TestGenerationsSeenByOthers(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+}
+
+// TestGenerationsHashLost empties the ring node that holds the generations
+// hash, as a restart without persistence does: reads keep the generations
+// they knew, so the values on the other nodes are still served (only the
+// emptied node's keys are absent), the loss is reported once, in the
+// error, the gauge and Health, and the next upload's hash replaces the
+// kept table.
+func TestGenerationsHashLost(t *testing.T) {
+	e := newShardEnv(t, ModeRing, Config{})
+	ctx := context.Background()
+	stores, consumers := shardFiles(t)
+	if _, err := e.r.UploadFile(ctx, e.catalog, "store", stores, UploadOptions{}); err != nil {
+		t.Fatal(err) // a second generation, with the first kept for a rollback
+	}
+	ids := allStores()
+	read := func(step string, want [][]string) {
+		t.Helper()
+		res := e.fetch(t, 1, ids, 5*time.Second)
+		if len(res.degraded) > 0 {
+			t.Fatalf("%s: degraded %v", step, res.degraded)
+		}
+		if diff := cmp.Diff(want, res.rows); diff != "" {
+			t.Fatalf("%s: served values (-want +got):\n%s", step, diff)
+		}
+	}
+	missing := func() float64 {
+		t.Helper()
+		mfs, err := e.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "seer_retrieval_generations_missing" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "store" && l.GetValue() == "main" {
+						return m.GetGauge().GetValue()
+					}
+				}
+			}
+		}
+		t.Fatal("no seer_retrieval_generations_missing{store=\"main\"}")
+		return 0
+	}
+	read("before", e.want(t, 1, ids))
+
+	lost := e.nodeOf(t, GenerationsKey)
+	if err := e.nodes[lost].Client().FlushAll(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A read's refresh finds the loss first; the marker poll's refresh
+	// (RefreshGenerations) still reports it, once.
+	if _, err := e.main.refreshGenerations(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.main.RefreshGenerations(ctx); !errors.Is(err, ErrGenerations) || !strings.Contains(err.Error(), "is gone") {
+		t.Fatalf("first refresh after the hash went: %v, want an error saying it is gone", err)
+	}
+	for range 2 {
+		if changed, err := e.main.RefreshGenerations(ctx); err != nil || len(changed) > 0 {
+			t.Fatalf("later refresh: %v, %v; want nothing: the loss is reported once", changed, err)
+		}
+	}
+	if h := e.main.Health(ctx); !h.GenerationsMissing {
+		t.Errorf("health %+v does not say the generations are missing", h)
+	}
+	if got := missing(); got != 1 {
+		t.Errorf("seer_retrieval_generations_missing %v, want 1", got)
+	}
+	// The emptied node's keys are absent; every other value is read from
+	// the generation served before.
+	read("hash lost", e.want(t, 1, ids, lost))
+
+	// An upload writes the hash again (its version starts again at 1):
+	// its generations are served, on every node.
+	var b strings.Builder
+	b.WriteString("id,s_rating\n")
+	for _, id := range ids {
+		fmt.Fprintf(&b, "%d,%v\n", id, float64(id)+0.75)
+	}
+	if _, err := e.r.UploadFile(ctx, e.catalog, "store", stores, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.UploadFile(ctx, e.catalog, "consumer", consumers, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.r.UploadFile(ctx, e.catalog, "store", writeFile(t, "rating.csv", b.String()), UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	other, err := Open(ctx, "main", e.cfg) // a pod that starts now
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	for _, st := range []*Store{e.main, other} {
+		if _, err := st.RefreshGenerations(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st.gensMissing.Load() {
+			t.Error("the generations are still taken for missing after an upload")
+		}
+	}
+	if got := missing(); got != 0 {
+		t.Errorf("seer_retrieval_generations_missing %v after the upload, want 0", got)
+	}
+	want := e.want(t, 1, ids)
+	for i, id := range ids {
+		want[i][0] = "redis " + features.FloatValue(float64(id)+0.75).String()
+	}
+	read("uploaded again", want)
+	e.r = New([]*Store{other, e.side}, Options{})
+	read("uploaded again, new pod", want)
 }

@@ -74,6 +74,21 @@ func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
 	panic("retrieval: register metrics: " + err.Error()) // a programming error, like MustRegister
 }
 
+// registerGenerationsMissing registers the gauge that says whether st's
+// generations hash is gone while reads keep the generations read before.
+func registerGenerationsMissing(reg prometheus.Registerer, st *Store) {
+	register(reg, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name:        "seer_retrieval_generations_missing",
+		Help:        "1 while the store's generations hash is gone (its node restarted empty, or it was deleted) and reads keep the generations read before, until an upload writes it again; else 0.",
+		ConstLabels: prometheus.Labels{"store": st.name},
+	}, func() float64 {
+		if st.gensMissing.Load() {
+			return 1
+		}
+		return 0
+	}))
+}
+
 // storeMetrics holds one store's metric children, resolved once.
 type storeMetrics struct {
 	duration                                 map[string]prometheus.Observer

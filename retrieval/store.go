@@ -272,6 +272,12 @@ type Store struct {
 	gensRefreshing atomic.Bool
 	gensEpoch      atomic.Uint64
 	gensMu         chan struct{} // a lock held while the generations are read
+	// gensMissing says the generations hash was found gone (no version,
+	// no records) after generations were read: reads keep the table
+	// read before until the hash is written again; gensReported says
+	// RefreshGenerations returned the error that says so.
+	gensMissing  atomic.Bool
+	gensReported atomic.Bool
 }
 
 // node is one Redis server of a store, with its circuit breaker.
@@ -658,6 +664,10 @@ const (
 type Health struct {
 	Status string       `json:"status"`
 	Nodes  []NodeHealth `json:"nodes"`
+	// GenerationsMissing says the store's generations hash is gone while
+	// reads keep the generations read before it went (docs/format.md,
+	// Generations).
+	GenerationsMissing bool `json:"generations_missing,omitempty"`
 }
 
 // NodeHealth is one node's state.
@@ -685,7 +695,7 @@ func (s *Store) Health(ctx context.Context) Health {
 		}
 		wg.Wait()
 	}
-	return Health{Status: summarize(nodes), Nodes: nodes}
+	return Health{Status: summarize(nodes), Nodes: nodes, GenerationsMissing: s.gensMissing.Load()}
 }
 
 // check fills h from n's breaker or, when it is closed, a PING through c.

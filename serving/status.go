@@ -23,6 +23,10 @@ type StoreStatus struct {
 	// HashEncoding is the store's hash-max-listpack-entries and the entity
 	// types whose hashes outgrow it, as read at start (informational).
 	HashEncoding *retrieval.HashEncoding `json:"hash_encoding,omitempty"`
+	// GenerationsMissing says the store's generations hash is gone (its
+	// node restarted empty) and reads keep the generations read before,
+	// until an upload writes it again.
+	GenerationsMissing bool `json:"generations_missing,omitempty"`
 }
 
 // Readiness says whether the server should get traffic, and why.
@@ -61,7 +65,8 @@ func (s *Server) Ready(ctx context.Context) Readiness {
 			if st.Required() && h.Status != retrieval.StatusOK {
 				body.Ready = false
 			}
-			body.Stores[st.Name()] = StoreStatus{Mode: st.Mode(), Status: h.Status, Required: st.Required(), Nodes: h.Nodes, HashEncoding: s.hashEnc[st.Name()]}
+			body.Stores[st.Name()] = StoreStatus{Mode: st.Mode(), Status: h.Status, Required: st.Required(), Nodes: h.Nodes, HashEncoding: s.hashEnc[st.Name()],
+				GenerationsMissing: h.GenerationsMissing}
 		})
 	}
 	wg.Wait()
