@@ -625,6 +625,7 @@ type Batch struct {
 	byHash  map[uint64]int32    // within one group: key hash -> lookup
 	keyHash map[uint64][2]int32 // across groups: key hash -> where in keys
 	ids     []string            // scratch: a composite key's component ids
+	shared  bool                // the plan has several groups: keys may repeat across them
 }
 
 // Reset empties the batch for reuse, keeping its memory.
@@ -654,6 +655,7 @@ func (p *Plan) Prepare(q *Query, b *Batch) error {
 		return err
 	}
 	rows, ng := q.Rows(), len(p.Groups)
+	b.shared = ng > 1
 	b.slots = grow(b.slots, rows*ng)
 	if b.byHash == nil {
 		b.byHash = make(map[uint64]int32)
@@ -798,12 +800,14 @@ func (b *Batch) lookupAt(grp *Group, start int32) int32 {
 		}
 	}
 	span := [2]int32{start, int32(len(b.keys))}
-	if sp, ok := b.keyHash[h]; ok && string(b.keys[sp[0]:sp[1]]) == string(key) {
-		// The same entity in another store: the key is there already.
-		span = sp
-		b.keys = b.keys[:start]
-	} else {
-		b.keyHash[h] = span
+	if b.shared { // with one group, byHash has every key
+		if sp, ok := b.keyHash[h]; ok && string(b.keys[sp[0]:sp[1]]) == string(key) {
+			// The same entity in another store: the key is there already.
+			span = sp
+			b.keys = b.keys[:start]
+		} else {
+			b.keyHash[h] = span
+		}
 	}
 	li := int32(len(b.Lookups))
 	b.byHash[h] = li
@@ -845,14 +849,41 @@ func (p *Plan) checkEntities(q *Query) error {
 			return fmt.Errorf("%w: context: %w", ErrQuery, err)
 		}
 	}
+	// The candidates of a query name the same entity types, as a rule:
+	// a map holding as many entries as the last one checked, all of that
+	// one's names, holds the same names, and is not walked again (ranging
+	// over a map draws a random number, which showed in profiles).
+	var checked [4]string
+	nc := -1 // names in checked; -1: none
 	for i := range q.Candidates {
-		for name := range q.Candidates[i].Entities {
+		m := q.Candidates[i].Entities
+		if len(m) == nc && hasAll(m, checked[:nc]) {
+			continue
+		}
+		nc = 0
+		for name := range m {
 			if err := p.catalog.checkEntity(name); err != nil {
 				return fmt.Errorf("%w: candidates[%d]: %w", ErrQuery, i, err)
+			}
+			if nc >= 0 && nc < len(checked) {
+				checked[nc] = name
+				nc++
+			} else {
+				nc = -1
 			}
 		}
 	}
 	return nil
+}
+
+// hasAll reports whether m holds every one of names.
+func hasAll(m map[string]string, names []string) bool {
+	for _, n := range names {
+		if _, ok := m[n]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // checkEntity says what is wrong with a query naming the entity type

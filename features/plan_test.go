@@ -307,14 +307,30 @@ func TestPrepareContextOnly(t *testing.T) {
 func TestPrepareUnknownEntity(t *testing.T) {
 	c := mustCatalog(t, planCatalog)
 	p := mustCompile(t, c, []InputDecl{{Name: "store_rating"}})
-	for _, q := range []*Query{
-		{Context: map[string]string{"courier": "1"}},
-		{Candidates: []Candidate{{}, {Entities: map[string]string{"courier": "1"}}}},
+	ents := func(kv ...string) Candidate {
+		m := map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return Candidate{Entities: m}
+	}
+	for _, tt := range []struct {
+		q     *Query
+		where string
+	}{
+		{&Query{Context: map[string]string{"courier": "1"}}, "context"},
+		{&Query{Candidates: []Candidate{{}, {Entities: map[string]string{"courier": "1"}}}}, "candidates[1]"},
+		// Candidates naming as many entity types as the one before,
+		// and some of its names, are checked all the same.
+		{&Query{Candidates: []Candidate{ents("store", "1"), ents("store", "2"), ents("courier", "3")}}, "candidates[2]"},
+		{&Query{Candidates: []Candidate{ents("store", "1", "consumer", "1"), ents("store", "2", "courier", "1")}}, "candidates[1]"},
+		{&Query{Candidates: []Candidate{ents("store", "1"), {}, ents("courier", "1")}}, "candidates[2]"},
+		{&Query{Candidates: []Candidate{ents("a", "1", "b", "1", "c", "1", "d", "1", "store", "1")}}, "candidates[0]"},
 	} {
 		var b Batch
-		err := p.Prepare(q, &b)
-		if !errors.Is(err, ErrQuery) || !strings.Contains(err.Error(), `unknown entity type "courier"`) {
-			t.Errorf("Prepare = %v, want an ErrQuery naming courier", err)
+		err := p.Prepare(tt.q, &b)
+		if !errors.Is(err, ErrQuery) || !strings.Contains(err.Error(), tt.where+": unknown entity type") {
+			t.Errorf("Prepare = %v, want an ErrQuery naming an unknown entity type at %s", err, tt.where)
 		}
 	}
 }
@@ -623,5 +639,42 @@ func TestAssembleVectors(t *testing.T) {
 	}
 	if got := p.Inputs[5].DefaultsUsed(); got != 2 {
 		t.Errorf("query_emb defaults %d, want 2", got)
+	}
+}
+
+// BenchmarkPrepareDisplay measures planning and assembling the cells of a
+// /v1/features query of 100 drivers and 3 features (one group), values
+// read.
+func BenchmarkPrepareDisplay(b *testing.B) {
+	c := mustCatalog(b, `entities: {driver: {key: "driver_{id}"}}
+features:
+  - {name: conv_rate, entity: driver, type: float, store: main}
+  - {name: acc_rate, entity: driver, type: float, store: main}
+  - {name: avg_daily_trips, entity: driver, type: int, store: main}
+`)
+	p, err := c.DisplayPlan([]string{"conv_rate", "acc_rate", "avg_daily_trips"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	redis := store{}
+	q := &Query{}
+	for i := range 100 {
+		id := strconv.Itoa(1000 + i*37)
+		q.Candidates = append(q.Candidates, Candidate{Entities: map[string]string{"driver": id}})
+		redis["driver_"+id] = map[string]Value{"conv_rate": FloatValue(0.5), "acc_rate": FloatValue(0.25), "avg_daily_trips": IntValue(int64(i))}
+	}
+	var batch Batch
+	cells := make([]Cell, q.Rows()*len(p.Inputs))
+	dst := make([]float64, q.Rows()*len(p.Inputs))
+	if err := p.Prepare(q, &batch); err != nil {
+		b.Fatal(err)
+	}
+	redis.fill(&batch)
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := p.Prepare(q, &batch); err != nil {
+			b.Fatal(err)
+		}
+		p.Assemble(q, &batch, dst, cells)
 	}
 }
