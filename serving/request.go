@@ -312,13 +312,12 @@ func inputNames(p *features.Plan) []string {
 // plan p: entity ids must be non-empty, and request features take their
 // inputs' types. Errors name query i.
 func typedQuery(p *features.Plan, i int, context map[string]string, feats map[string]features.Value, cands []Candidate) (features.Query, error) {
-	where := fmt.Sprintf("queries[%d]", i)
 	q := features.Query{Context: context}
-	if err := checkIDs(where+".context", context); err != nil {
+	if err := checkIDs(part{i, -1, "context"}, context); err != nil {
 		return q, err
 	}
 	var err error
-	if q.Features, err = conform(p, where+".features", feats); err != nil {
+	if q.Features, err = conform(p, part{i, -1, "features"}, feats); err != nil {
 		return q, err
 	}
 	if len(cands) == 0 {
@@ -327,21 +326,35 @@ func typedQuery(p *features.Plan, i int, context map[string]string, feats map[st
 	q.Candidates = make([]features.Candidate, len(cands))
 	for j := range cands {
 		c, fc := &cands[j], &q.Candidates[j]
-		cw := fmt.Sprintf("%s.candidates[%d]", where, j)
-		if err := checkIDs(cw+".entities", c.Entities); err != nil {
+		if err := checkIDs(part{i, j, "entities"}, c.Entities); err != nil {
 			return q, err
 		}
 		fc.Entities = c.Entities
-		if fc.Features, err = conform(p, cw+".features", c.Features); err != nil {
+		if fc.Features, err = conform(p, part{i, j, "features"}, c.Features); err != nil {
 			return q, err
 		}
 	}
 	return q, nil
 }
 
+// part names a field of query i, or of its candidate j when j >= 0, in
+// errors: queries[i].candidates[j].field. It is formatted only when an
+// error is made, so that a valid request costs no text.
+type part struct {
+	i, j  int
+	field string
+}
+
+func (w part) String() string {
+	if w.j < 0 {
+		return fmt.Sprintf("queries[%d].%s", w.i, w.field)
+	}
+	return fmt.Sprintf("queries[%d].candidates[%d].%s", w.i, w.j, w.field)
+}
+
 // checkIDs refuses the entity ids features.CheckID refuses, as the JSON
 // decoder does.
-func checkIDs(where string, m map[string]string) error {
+func checkIDs(where part, m map[string]string) error {
 	for entity, id := range m {
 		if id == "" {
 			return badRequest("%s.%s: want a non-empty id", where, entity)
@@ -356,7 +369,7 @@ func checkIDs(where string, m map[string]string) error {
 // conform returns feats with each value the plan reads converted to its
 // input's type. The map is returned as given when every value has its
 // input's type already, and copied otherwise.
-func conform(p *features.Plan, where string, feats map[string]features.Value) (map[string]features.Value, error) {
+func conform(p *features.Plan, where part, feats map[string]features.Value) (map[string]features.Value, error) {
 	var out map[string]features.Value
 	for name, v := range feats {
 		k := p.Input(name)
