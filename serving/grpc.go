@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,9 +32,10 @@ func (s *Server) GRPC(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.cfg.Predict.MaxBodyBytes, math.MaxInt32))),
 		grpc.ChainUnaryInterceptor(s.grpcCall),
+		grpc.ForceServerCodecV2(newWireCodec()),
 	}, opts...)
 	gs := grpc.NewServer(opts...)
-	seerv1.RegisterSeerServer(gs, grpcSeer{s: s})
+	gs.RegisterService(&seerService, grpcSeer{s: s})
 	healthpb.RegisterHealthServer(gs, grpcHealth{s: s})
 	reflection.Register(gs)
 	return gs
@@ -107,31 +109,55 @@ type grpcSeer struct {
 	s *Server
 }
 
-func (g grpcSeer) Predict(ctx context.Context, in *seerv1.PredictRequest) (*seerv1.PredictResponse, error) {
-	od, err := onDegradedsFromProto(in.GetOnDegraded(), in.GetQueries())
+// seerService is seer.v1.Seer with the Predict handler of grpcPredict,
+// which reads its request with wirePredict rather than proto.Unmarshal.
+var seerService = func() grpc.ServiceDesc {
+	d := seerv1.Seer_ServiceDesc
+	d.Methods = slices.Clone(d.Methods)
+	for i := range d.Methods {
+		if d.Methods[i].MethodName == "Predict" {
+			d.Methods[i].Handler = grpcPredict
+		}
+	}
+	return d
+}()
+
+// grpcPredict is the handler of seer.v1.Seer.Predict: it reads the
+// request into a pooled wirePredict (the server's codec, wireCodec, knows
+// it) and releases it once the call is answered.
+func grpcPredict(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := newWirePredict()
+	defer in.release()
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	g := srv.(grpcSeer)
+	if interceptor == nil {
+		return g.predict(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: seerv1.Seer_Predict_FullMethodName}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return g.predict(ctx, req.(*wirePredict))
+	})
+}
+
+func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*seerv1.PredictResponse, error) {
+	req, err := in.request()
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "Predict", err)
-	}
-	req := &PredictRequest{Debug: in.GetDebug(), OnDegraded: od[0], Queries: make([]Query, len(in.GetQueries()))}
-	for i, q := range in.GetQueries() {
-		req.Queries[i] = Query{
-			ID: q.GetId(), Model: q.GetModel(), Context: q.GetContext(), Debug: q.GetDebug(),
-			Features: valuesFromProto(q.GetFeatures()), Candidates: candidatesFromProto(q.GetCandidates()),
-			OnDegraded: od[1+i],
-		}
 	}
 	resp, err := g.s.Predict(ctx, req)
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "Predict", err)
 	}
 	out := &seerv1.PredictResponse{Results: make([]*seerv1.Result, len(resp.Results))}
+	results := make([]seerv1.Result, len(resp.Results))
 	for i := range resp.Results {
-		r := &resp.Results[i]
-		out.Results[i] = &seerv1.Result{
-			Id: r.ID, Model: r.Model, Version: r.Version, Scores: r.Scores, Outputs: int32(r.Outputs),
-			Degraded: r.Degraded(), DegradedStores: r.DegradedStores, DegradedValues: int64(r.DegradedValues),
-			Debug: rowsToProto(r.Debug),
-		}
+		r, pr := &resp.Results[i], &results[i]
+		pr.Id, pr.Model, pr.Version, pr.Scores, pr.Outputs = r.ID, r.Model, r.Version, r.Scores, int32(r.Outputs)
+		pr.Degraded, pr.DegradedStores, pr.DegradedValues = r.Degraded(), r.DegradedStores, int64(r.DegradedValues)
+		pr.Debug = rowsToProto(r.Debug)
+		out.Results[i] = pr
 	}
 	return out, nil
 }

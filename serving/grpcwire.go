@@ -1,0 +1,545 @@
+package serving
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"sync"
+	"unicode/utf8"
+	"unsafe"
+
+	"google.golang.org/grpc/encoding"
+	protocodec "google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/protobuf/encoding/protowire"
+
+	seerv1 "github.com/seer-ml/seer/api/seer/v1"
+	"github.com/seer-ml/seer/features"
+)
+
+// This file reads seer.v1.PredictRequest straight from the wire into a
+// pooled PredictRequest, as the HTTP transport's decoder reads JSON.
+//
+// Why by hand: proto.Unmarshal of the 200-candidate ranking query made
+// about 20 allocations per candidate (each candidate's maps, their
+// groups, every key and value boxed through protoreflect, a message and
+// a oneof wrapper per value) and, with the conversion into the typed
+// request that followed, 4,455 allocations per call; that was most of
+// what made a gRPC call cost twice the CPU of the same HTTP/JSON request
+// (docs/performance.md). Here the message is copied once into a string,
+// every string is a substring of it, and the maps are kept for the next
+// call. The outcome is proto.Unmarshal's, field for field (FuzzWirePredict
+// holds the two to it): unknown fields and fields of the wrong wire type
+// are skipped, the last of a scalar given twice counts, repeated fields
+// and maps add up, a map entry's value message merges, a oneof's message
+// given twice merges, and strings must be valid UTF-8.
+
+// The errors of a message proto.Unmarshal refuses.
+var (
+	errWire     = errors.New("proto: cannot parse invalid wire-format data")
+	errWireUTF8 = errors.New("proto: string field contains invalid UTF-8")
+	// errSkip says that a field is read over as an unknown one.
+	errSkip = errors.New("skip field")
+)
+
+// wirePredict is a PredictRequest as read from the wire, with the memory
+// it keeps between calls.
+type wirePredict struct {
+	msg        string // the message: decoded strings are substrings of it
+	debug      bool
+	onDegraded int32
+	// The message's queries are queries[:nq]; those after them are kept
+	// emptied, with their maps, for the next message.
+	queries []wireQuery
+	nq      int
+
+	req   PredictRequest
+	cands []Candidate // the typed request's candidates
+}
+
+type wireQuery struct {
+	id, model  string
+	debug      bool
+	onDegraded int32
+	context    map[string]string
+	features   map[string]features.Value
+	cands      []wireCandidate // cands[:nc] are the query's candidates, as queries
+	nc         int
+}
+
+type wireCandidate struct {
+	id       string
+	entities map[string]string
+	features map[string]features.Value
+}
+
+var wirePredicts = sync.Pool{New: func() any { return new(wirePredict) }}
+
+func newWirePredict() *wirePredict { return wirePredicts.Get().(*wirePredict) }
+
+// release empties w and keeps it for another call, unless it grew too
+// large to keep (the limits of the HTTP decoder's requests).
+func (w *wirePredict) release() {
+	n := 16*cap(w.cands) + 128*cap(w.queries)
+	for i := range w.nq {
+		w.queries[i].reset()
+	}
+	for i := range w.queries {
+		q := &w.queries[i]
+		n += 64 * cap(q.cands)
+	}
+	clear(w.cands)
+	clear(w.req.Queries)
+	w.cands, w.req.Queries = w.cands[:0], w.req.Queries[:0]
+	w.msg, w.debug, w.onDegraded, w.nq = "", false, 0, 0
+	w.req = PredictRequest{Queries: w.req.Queries}
+	if n <= keepBytes {
+		wirePredicts.Put(w)
+	}
+}
+
+func (q *wireQuery) reset() {
+	q.id, q.model, q.debug, q.onDegraded = "", "", false, 0
+	q.context = emptied(q.context)
+	q.features = emptied(q.features)
+	for i := range q.nc {
+		c := &q.cands[i]
+		c.id = ""
+		c.entities = emptied(c.entities)
+		c.features = emptied(c.features)
+	}
+	q.nc = 0
+}
+
+// unmarshal reads the message in data.
+func (w *wirePredict) unmarshal(data mem.BufferSlice) error {
+	if len(data) == 1 {
+		w.msg = string(data[0].ReadOnlyData())
+	} else {
+		b := make([]byte, 0, data.Len())
+		for _, d := range data {
+			b = append(b, d.ReadOnlyData()...)
+		}
+		w.msg = unsafe.String(unsafe.SliceData(b), len(b))
+	}
+	return w.read(unsafe.Slice(unsafe.StringData(w.msg), len(w.msg)))
+}
+
+// text returns the bytes b of the message as a substring of w.msg: b is
+// a part of the message's bytes, which end where w.msg ends.
+func (w *wirePredict) text(b []byte) string {
+	start := len(w.msg) - cap(b)
+	return w.msg[start : start+len(b)]
+}
+
+// read reads a PredictRequest.
+func (w *wirePredict) read(b []byte) error {
+	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			m, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			return n, w.query(w.addQuery(), m)
+		case 2:
+			v, n, err := varint(typ, b)
+			if err == nil {
+				w.debug = v != 0
+			}
+			return n, err
+		case 3:
+			v, n, err := varint(typ, b)
+			if err == nil {
+				w.onDegraded = int32(v)
+			}
+			return n, err
+		}
+		return 0, errSkip
+	})
+}
+
+// addQuery returns the next query, emptied, with the maps it kept.
+func (w *wirePredict) addQuery() *wireQuery {
+	if w.nq == len(w.queries) {
+		w.queries = append(w.queries, wireQuery{})
+	}
+	w.nq++
+	return &w.queries[w.nq-1]
+}
+
+// addCandidate returns the query's next candidate, as addQuery.
+func (q *wireQuery) addCandidate() *wireCandidate {
+	if q.nc == len(q.cands) {
+		q.cands = append(q.cands, wireCandidate{})
+	}
+	q.nc++
+	return &q.cands[q.nc-1]
+}
+
+// query reads a Query.
+func (w *wirePredict) query(q *wireQuery, b []byte) error {
+	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				q.id = s
+			}
+			return n, err
+		case 2:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				q.model = s
+			}
+			return n, err
+		case 3:
+			return w.stringEntry(&q.context, typ, b)
+		case 4:
+			return w.valueEntry(&q.features, typ, b)
+		case 5:
+			m, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			return n, w.candidate(q.addCandidate(), m)
+		case 6:
+			v, n, err := varint(typ, b)
+			if err == nil {
+				q.debug = v != 0
+			}
+			return n, err
+		case 7:
+			v, n, err := varint(typ, b)
+			if err == nil {
+				q.onDegraded = int32(v)
+			}
+			return n, err
+		}
+		return 0, errSkip
+	})
+}
+
+// candidate reads a Candidate.
+func (w *wirePredict) candidate(c *wireCandidate, b []byte) error {
+	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				c.id = s
+			}
+			return n, err
+		case 2:
+			return w.stringEntry(&c.entities, typ, b)
+		case 3:
+			return w.valueEntry(&c.features, typ, b)
+		}
+		return 0, errSkip
+	})
+}
+
+// stringEntry reads an entry of a map<string, string> into *m, made when
+// needed.
+func (w *wirePredict) stringEntry(m *map[string]string, typ protowire.Type, b []byte) (int, error) {
+	e, n, err := message(typ, b)
+	if err != nil {
+		return n, err
+	}
+	var key, val string
+	err = fields(e, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				key = s
+			}
+			return n, err
+		case 2:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				val = s
+			}
+			return n, err
+		}
+		return 0, errSkip
+	})
+	if err != nil {
+		return n, err
+	}
+	if *m == nil {
+		*m = make(map[string]string, 1)
+	}
+	(*m)[key] = val
+	return n, nil
+}
+
+// valueEntry reads an entry of a map<string, Value> into *m, made when
+// needed.
+func (w *wirePredict) valueEntry(m *map[string]features.Value, typ protowire.Type, b []byte) (int, error) {
+	e, n, err := message(typ, b)
+	if err != nil {
+		return n, err
+	}
+	var key string
+	var val features.Value
+	err = fields(e, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				key = s
+			}
+			return n, err
+		case 2:
+			v, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			return n, w.value(&val, v)
+		}
+		return 0, errSkip
+	})
+	if err != nil {
+		return n, err
+	}
+	if *m == nil {
+		*m = make(map[string]features.Value, 1)
+	}
+	(*m)[key] = val
+	return n, nil
+}
+
+// value reads a Value into *v, as valueFromProto converts one: the last
+// kind given counts, and a vector or list given again adds to the one
+// before.
+func (w *wirePredict) value(v *features.Value, b []byte) error {
+	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			if typ != protowire.Fixed64Type {
+				return 0, errSkip
+			}
+			x, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return n, errWire
+			}
+			*v = features.FloatValue(math.Float64frombits(x))
+			return n, nil
+		case 2:
+			x, n, err := varint(typ, b)
+			if err == nil {
+				*v = features.IntValue(int64(x))
+			}
+			return n, err
+		case 3:
+			x, n, err := varint(typ, b)
+			if err == nil {
+				*v = features.BoolValue(x != 0)
+			}
+			return n, err
+		case 4:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				*v = features.StringValue(s)
+			}
+			return n, err
+		case 5:
+			m, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			var vec []float32
+			if v.Type() == features.Vector {
+				vec = v.Vector()
+			}
+			if vec, err = floats(vec, m); err != nil {
+				return n, err
+			}
+			*v = features.VectorValue(vec)
+			return n, nil
+		case 6:
+			m, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			var list []string
+			if v.Type() == features.List {
+				list = v.List()
+			}
+			if list, err = w.strs(list, m); err != nil {
+				return n, err
+			}
+			*v = features.ListValue(list)
+			return n, nil
+		}
+		return 0, errSkip
+	})
+}
+
+// floats reads a FloatVector, adding its values to vec.
+func floats(vec []float32, b []byte) ([]float32, error) {
+	err := fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		if num != 1 {
+			return 0, errSkip
+		}
+		switch typ {
+		case protowire.Fixed32Type:
+			x, n := protowire.ConsumeFixed32(b)
+			if n < 0 {
+				return n, errWire
+			}
+			vec = append(vec, math.Float32frombits(x))
+			return n, nil
+		case protowire.BytesType:
+			p, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return n, errWire
+			}
+			vec = slices.Grow(vec, len(p)/4)
+			for len(p) > 0 {
+				x, m := protowire.ConsumeFixed32(p)
+				if m < 0 {
+					return m, errWire
+				}
+				vec = append(vec, math.Float32frombits(x))
+				p = p[m:]
+			}
+			return n, nil
+		}
+		return 0, errSkip
+	})
+	return vec, err
+}
+
+// strs reads a StringList, adding its values to list.
+func (w *wirePredict) strs(list []string, b []byte) ([]string, error) {
+	err := fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		if num != 1 {
+			return 0, errSkip
+		}
+		s, n, err := w.str(typ, b)
+		if err == nil {
+			list = append(list, s)
+		}
+		return n, err
+	})
+	return list, err
+}
+
+// fields calls field for each field of the message b with its number,
+// its wire type and the bytes from its value on; field returns the
+// length of the value, or errSkip to have it read over as unknown.
+func fields(b []byte, field func(num protowire.Number, typ protowire.Type, b []byte) (int, error)) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 || num > protowire.MaxValidNumber || typ == protowire.EndGroupType {
+			return errWire
+		}
+		b = b[n:]
+		n, err := field(num, typ, b)
+		if err == errSkip {
+			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
+				return errWire
+			}
+		} else if err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// message returns the bytes of the message field at b and its length.
+func message(typ protowire.Type, b []byte) ([]byte, int, error) {
+	if typ != protowire.BytesType {
+		return nil, 0, errSkip
+	}
+	m, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, n, errWire
+	}
+	return m, n, nil
+}
+
+func varint(typ protowire.Type, b []byte) (uint64, int, error) {
+	if typ != protowire.VarintType {
+		return 0, 0, errSkip
+	}
+	v, n := protowire.ConsumeVarint(b)
+	if n < 0 {
+		return 0, n, errWire
+	}
+	return v, n, nil
+}
+
+// str returns the string field at b, a substring of the message.
+func (w *wirePredict) str(typ protowire.Type, b []byte) (string, int, error) {
+	m, n, err := message(typ, b)
+	if err != nil {
+		return "", n, err
+	}
+	if !utf8.Valid(m) {
+		return "", n, errWireUTF8
+	}
+	return w.text(m), n, nil
+}
+
+// request returns the typed request read, checking on_degraded as
+// onDegradedsFromProto does. It holds w's memory until w is released.
+func (w *wirePredict) request() (*PredictRequest, error) {
+	r := &w.req
+	od, err := onDegradedFromProto(seerv1.OnDegraded(w.onDegraded), "on_degraded")
+	if err != nil {
+		return nil, err
+	}
+	r.Debug, r.OnDegraded = w.debug, od
+	n := 0
+	for i := range w.nq {
+		n += w.queries[i].nc
+	}
+	w.cands = slices.Grow(w.cands[:0], n)[:n]
+	cands := w.cands
+	r.Queries = slices.Grow(r.Queries[:0], w.nq)[:w.nq]
+	for i := range w.nq {
+		q := &w.queries[i]
+		if q.onDegraded < 0 || q.onDegraded > int32(OnDegradedFail) {
+			return nil, badRequest("queries[%d].on_degraded: unknown value %d", i, q.onDegraded)
+		}
+		var qc []Candidate
+		if q.nc > 0 {
+			qc, cands = cands[:q.nc:q.nc], cands[q.nc:]
+			for j := range qc {
+				c := &q.cands[j]
+				qc[j] = Candidate{ID: c.id, Entities: nonEmpty(c.entities), Features: nonEmpty(c.features)}
+			}
+		}
+		r.Queries[i] = Query{
+			ID: q.id, Model: q.model, Context: nonEmpty(q.context), Features: nonEmpty(q.features),
+			Candidates: qc, Debug: q.debug, OnDegraded: OnDegraded(q.onDegraded),
+		}
+	}
+	return r, nil
+}
+
+// nonEmpty returns m, or nil when it is empty, as proto.Unmarshal leaves
+// a map field that was not given.
+func nonEmpty[M ~map[K]V, K comparable, V any](m M) M {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
+}
+
+// wireCodec is the server's codec: proto's, but for the Predict request,
+// which it reads with wirePredict.
+type wireCodec struct{ encoding.CodecV2 }
+
+func newWireCodec() wireCodec { return wireCodec{encoding.GetCodecV2(protocodec.Name)} }
+
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if w, ok := v.(*wirePredict); ok {
+		return w.unmarshal(data)
+	}
+	return c.CodecV2.Unmarshal(data, v)
+}
