@@ -304,8 +304,11 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleFeatures(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Predict.Timeout)
-	defer cancel()
+	// Unlike a prediction, a feature read waits for nothing but the
+	// retrieval, whose budget (retrieval_timeout, at most timeout) each
+	// query's read sets itself: a context with the whole budget would be
+	// a timer per request that never fires first.
+	ctx := r.Context()
 	req, err := s.readRequest(w, r, featuresBody)
 	if err != nil {
 		s.fail(w, r, err)
