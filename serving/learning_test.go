@@ -114,7 +114,9 @@ func newLearnFixtureWith(t testing.TB, files map[string]string, edit func(*Confi
 	cfg.Catalog, cfg.Models, cfg.ModelsPoll = filepath.Join(f.dir, "catalog.yaml"), filepath.Join(f.dir, "models"), 0
 	cfg.Stores = map[string]retrieval.Config{"main": {Mode: "standalone", Addr: f.rs.Addr}}
 	cfg.Seed = []Seed{{Entity: "store", File: filepath.Join(f.dir, "stores.csv")}, {Entity: "consumer", File: filepath.Join(f.dir, "consumers.csv")}}
-	cfg.Predict.RetrievalTimeout = time.Second
+	// Reads from healthy stores meet these on a loaded machine: an answer
+	// degraded by the machine would fail tests that compare answers.
+	cfg.Predict.RetrievalTimeout, cfg.Predict.Timeout = 5*time.Second, 10*time.Second
 	cfg.AdminToken = adminToken
 	if edit != nil {
 		edit(&cfg)
