@@ -16,17 +16,7 @@ set -euo pipefail
 SEER=${SEER:-/tmp/seer}
 DURATION=${1:-15}
 CONC=${2:-8}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
+. "$(dirname "$0")/lib/bench.sh"
 # redis PORT [extra args]: a redis-server without persistence.
 redis() {
 	local port=$1; shift
@@ -40,40 +30,7 @@ redis() {
 
 # The catalog, the model and the data.
 cd "$WORK"
-{
-	echo 'entities: {store: {key: "st_{id}"}, consumer: {key: "cx_{id}"}}'
-	echo 'features:'
-	for i in $(seq 0 19); do echo "  - {name: store_f$i, entity: store, type: float, store: main, default: 0}"; done
-	for i in $(seq 0 9); do echo "  - {name: consumer_f$i, entity: consumer, type: float, store: main, default: 0}"; done
-} >catalog.yaml
-mkdir -p models/ranker/1
-{
-	echo 'name: ranker'
-	echo 'version: "1"'
-	echo 'format: linear'
-	echo 'inputs:'
-	for i in $(seq 0 19); do echo "  - name: store_f$i"; done
-	for i in $(seq 0 9); do echo "  - name: consumer_f$i"; done
-	echo 'linear:'
-	echo '  link: logistic'
-	echo '  intercept: -1'
-	echo '  weights:'
-	for i in $(seq 0 19); do echo "    store_f$i: 0.0$i"; done
-	for i in $(seq 0 9); do echo "    consumer_f$i: -0.0$i"; done
-} >models/ranker/1/manifest.yaml
-python3 - <<'EOF'
-import json
-cols = ["store_f%d" % i for i in range(20)]
-with open("stores.csv", "w") as f:
-    f.write("id," + ",".join(cols) + "\n")
-    for s in range(200):
-        f.write("%d," % (100000 + s) + ",".join("%.3f" % ((s * 7 + i) % 100 / 10) for i in range(20)) + "\n")
-with open("consumers.jsonl", "w") as f:
-    f.write(json.dumps({"id": 42, **{"consumer_f%d" % i: i / 4 for i in range(10)}}) + "\n")
-cands = [{"entities": {"store": 100000 + s}} for s in range(200)]
-with open("body.json", "w") as f:
-    json.dump({"queries": [{"model": "ranker", "context": {"consumer": 42}, "candidates": cands}]}, f)
-EOF
+ranking_fixture
 
 # The stores.
 P1=$(freeport); redis "$P1"
