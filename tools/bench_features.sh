@@ -26,16 +26,7 @@ FLOOR=${FLOOR:-}
 DURATION=${1:-10}
 CONCS=${2:-1,8}
 ROUNDS=${3:-3}
-WORK=$(mktemp -d)
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib/bench.sh"
 
 cd "$WORK"
 cat >catalog.yaml <<'EOF2'
@@ -78,25 +69,12 @@ predict:
   retrieval_timeout: 2s
 EOF2
 }
-serve() { # BINARY PORT CONFIG: starts it, waits until ready, prints its pid
-	"$1" serve --config "$3" >/dev/null 2>"$3.log" &
-	local pid=$!
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.05; done
-	echo "$pid"
-}
 HP=$(freeport)
 config "$HP" >seer.yaml
 "$SEER" upload --config seer.yaml --entity driver drivers.csv >/dev/null
 SPID=$(serve "$SEER" "$HP" seer.yaml)
 PIDS+=("$SPID")
-OLDARGS=()
-if [ -n "$OLD" ]; then
-	OP=$(freeport)
-	config "$OP" >old.yaml
-	OPID=$(serve "$OLD" "$OP" old.yaml)
-	PIDS+=("$OPID")
-	OLDARGS=(-old-url "http://127.0.0.1:$OP" -old-pid "$OPID")
-fi
+serve_old
 
 echo "uptime at start: $(uptime)"
 for n in 1 100; do

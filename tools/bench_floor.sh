@@ -45,26 +45,13 @@ predict:
   retrieval_timeout: 2s # throughput, not deadlines: every value must be read
 EOF
 }
-serve() { # BINARY PORT CONFIG: starts it, waits until ready, prints its pid
-	"$1" serve --config "$3" >/dev/null 2>"$3.log" &
-	local pid=$!
-	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.05; done
-	echo "$pid"
-}
 HP=$(freeport)
 config "$HP" >seer.yaml
 "$SEER" upload --config seer.yaml --entity store stores.csv >/dev/null
 "$SEER" upload --config seer.yaml --entity consumer consumers.jsonl >/dev/null
 SPID=$(serve "$SEER" "$HP" seer.yaml)
 PIDS+=("$SPID")
-OLDARGS=()
-if [ -n "$OLD" ]; then
-	OP=$(freeport)
-	config "$OP" >old.yaml
-	OPID=$(serve "$OLD" "$OP" old.yaml)
-	PIDS+=("$OPID")
-	OLDARGS=(-old-url "http://127.0.0.1:$OP" -old-pid "$OPID")
-fi
+serve_old
 
 echo "uptime at start: $(uptime)"
 "$LOAD" -redis "127.0.0.1:$RP" -catalog catalog.yaml -manifest models/ranker/1/manifest.yaml \

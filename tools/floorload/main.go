@@ -48,24 +48,6 @@ import (
 	"github.com/seer-ml/seer/retrieval"
 )
 
-// body is the part of a /v1/predict body that names entities.
-type body struct {
-	Queries []struct {
-		Context    map[string]any `json:"context"`
-		Candidates []struct {
-			Entities map[string]any `json:"entities"`
-		} `json:"candidates"`
-	} `json:"queries"`
-}
-
-func ids(m map[string]any) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
-}
-
 // floorQuery returns the HMGETs seer's plan makes of the body's first
 // query.
 func floorQuery(catalogPath, manifestPath string, raw []byte) (floor.Query, error) {
@@ -88,13 +70,13 @@ func floorQuery(catalogPath, manifestPath string, raw []byte) (floor.Query, erro
 	if err != nil {
 		return floor.Query{}, err
 	}
-	var b body
+	var b loadgen.Body
 	if err := json.Unmarshal(raw, &b); err != nil || len(b.Queries) == 0 {
 		return floor.Query{}, fmt.Errorf("body: no query (%v)", err)
 	}
-	q := &features.Query{Context: ids(b.Queries[0].Context)}
+	q := &features.Query{Context: loadgen.IDs(b.Queries[0].Context)}
 	for _, c := range b.Queries[0].Candidates {
-		q.Candidates = append(q.Candidates, features.Candidate{Entities: ids(c.Entities)})
+		q.Candidates = append(q.Candidates, features.Candidate{Entities: loadgen.IDs(c.Entities)})
 	}
 	var batch features.Batch
 	if err := p.Prepare(q, &batch); err != nil {

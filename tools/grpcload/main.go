@@ -36,31 +36,13 @@ import (
 	"github.com/seer-ml/seer/internal/loadgen"
 )
 
-type body struct {
-	Queries []struct {
-		Model      string         `json:"model"`
-		Context    map[string]any `json:"context"`
-		Candidates []struct {
-			Entities map[string]any `json:"entities"`
-		} `json:"candidates"`
-	} `json:"queries"`
-}
-
-func ids(m map[string]any) map[string]string {
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = fmt.Sprint(v)
-	}
-	return out
-}
-
 // protoRequest is the body as a gRPC request.
-func protoRequest(b body) *seerv1.PredictRequest {
+func protoRequest(b loadgen.Body) *seerv1.PredictRequest {
 	req := &seerv1.PredictRequest{}
 	for _, q := range b.Queries {
-		pq := &seerv1.Query{Model: q.Model, Context: ids(q.Context)}
+		pq := &seerv1.Query{Model: q.Model, Context: loadgen.IDs(q.Context)}
 		for _, c := range q.Candidates {
-			pq.Candidates = append(pq.Candidates, &seerv1.Candidate{Entities: ids(c.Entities)})
+			pq.Candidates = append(pq.Candidates, &seerv1.Candidate{Entities: loadgen.IDs(c.Entities)})
 		}
 		req.Queries = append(req.Queries, pq)
 	}
@@ -99,7 +81,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "grpcload:", err)
 		os.Exit(1)
 	}
-	var b body
+	var b loadgen.Body
 	if err := json.Unmarshal(raw, &b); err != nil {
 		fmt.Fprintln(os.Stderr, "grpcload: body:", err)
 		os.Exit(1)

@@ -66,3 +66,27 @@ start_redis() {
 	echo "redis-server on $RP did not start" >&2
 	exit 1
 }
+
+# serve BINARY PORT CONFIG: starts `BINARY serve`, waits until it is
+# ready, prints its pid.
+serve() {
+	"$1" serve --config "$3" >/dev/null 2>"$3.log" &
+	local pid=$!
+	for _ in $(seq 100); do curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && break; sleep 0.05; done
+	echo "$pid"
+}
+
+# serve_old: when OLD names an older build, serves it on a free port with
+# the configuration `config PORT` writes, and sets OLDARGS to the load
+# tool's flags for it (empty otherwise).
+serve_old() {
+	OLDARGS=()
+	if [ -n "${OLD:-}" ]; then
+		local op opid
+		op=$(freeport)
+		config "$op" >old.yaml
+		opid=$(serve "$OLD" "$op" old.yaml)
+		PIDS+=("$opid")
+		OLDARGS=(-old-url "http://127.0.0.1:$op" -old-pid "$opid")
+	fi
+}
