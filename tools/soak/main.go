@@ -111,7 +111,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	} else {
 		defer os.RemoveAll(work)
 	}
-	e := &env{opts: o, seerBin: seer, work: work, out: stdout, rec: &recorder{}}
+	e := &env{opts: o, seerBin: seer, work: work, out: stdout, rec: &timeline[record]{}}
 	defer e.close()
 	if err := e.setup(ctx); err != nil {
 		return err
@@ -136,8 +136,8 @@ type env struct {
 	seerErr  error
 
 	epoch  time.Time
-	rec    *recorder
-	probes probeLog
+	rec    *timeline[record]
+	probes timeline[probe]
 	client *http.Client
 	bodies [][]byte
 
@@ -506,29 +506,8 @@ type probe struct {
 	other    int    // other defaults (corrupt, wrong_type, stale)
 }
 
-// probeLog keeps every probe of the run.
-type probeLog struct {
-	mu     sync.Mutex
-	probes []probe
-}
-
-func (l *probeLog) add(p probe) {
-	l.mu.Lock()
-	l.probes = append(l.probes, p)
-	l.mu.Unlock()
-}
-
-func (l *probeLog) window(from, to time.Duration) []probe {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []probe
-	for _, p := range l.probes {
-		if p.at >= from && p.at < to {
-			out = append(out, p)
-		}
-	}
-	return out
-}
+// when is the time the probe was sent, since the run began.
+func (p probe) when() time.Duration { return p.at }
 
 // probeEvery sends a debug query of 12 stores every period until stop is
 // closed: which inputs took defaults, and which node holds each one's

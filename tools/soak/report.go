@@ -21,30 +21,34 @@ type record struct {
 	silent   bool // degraded, without a count of the values that took defaults
 }
 
-// recorder keeps every record of the run.
-type recorder struct {
-	mu   sync.Mutex
-	recs []record
+// timeline keeps every event of the run (a request's record, a probe)
+// in the order they were added.
+type timeline[T interface{ when() time.Duration }] struct {
+	mu     sync.Mutex
+	events []T
 }
 
-func (r *recorder) add(rec record) {
-	r.mu.Lock()
-	r.recs = append(r.recs, rec)
-	r.mu.Unlock()
+func (l *timeline[T]) add(ev T) {
+	l.mu.Lock()
+	l.events = append(l.events, ev)
+	l.mu.Unlock()
 }
 
-// window returns the records of the requests that started in [from, to).
-func (r *recorder) window(from, to time.Duration) []record {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []record
-	for _, rec := range r.recs {
-		if rec.start >= from && rec.start < to {
-			out = append(out, rec)
+// window returns the events that happened in [from, to).
+func (l *timeline[T]) window(from, to time.Duration) []T {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []T
+	for _, ev := range l.events {
+		if at := ev.when(); at >= from && at < to {
+			out = append(out, ev)
 		}
 	}
 	return out
 }
+
+// when is the time the request started, since the run began.
+func (r record) when() time.Duration { return r.start }
 
 // stats summarizes the records of a phase.
 type stats struct {
