@@ -531,7 +531,16 @@ func TestAdminFeatureStats(t *testing.T) {
 	if code := get(t, inst.url+"/v1/admin/features", nil); code != http.StatusUnauthorized {
 		t.Errorf("without a token: %d", code)
 	}
-	req, _ := http.NewRequest("GET", inst.url+"/v1/admin/features", nil)
+	stats := adminFeatures(t, inst.url)
+	if stats["store_avg_rating"].Entity != "store" {
+		t.Errorf("stats: %+v", stats)
+	}
+}
+
+// adminFeatures reads /v1/admin/features with the admin token.
+func adminFeatures(t *testing.T, url string) map[string]serving.FeatureStats {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url+"/v1/admin/features", nil)
 	req.Header.Set("Authorization", "Bearer secret")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -542,11 +551,9 @@ func TestAdminFeatureStats(t *testing.T) {
 		Features map[string]serving.FeatureStats
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("%d %v", resp.StatusCode, err)
+		t.Fatalf("/v1/admin/features: %d %v", resp.StatusCode, err)
 	}
-	if body.Features["store_avg_rating"].Entity != "store" {
-		t.Errorf("stats: %+v", body.Features)
-	}
+	return body.Features
 }
 
 // TestStartFailures: a bad catalog or manifest at start stops seer with one

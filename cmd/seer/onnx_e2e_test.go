@@ -14,7 +14,6 @@ import (
 
 	"github.com/seer-ml/seer/internal/oracle"
 	"github.com/seer-ml/seer/internal/redistest"
-	"github.com/seer-ml/seer/serving"
 )
 
 // onnxCase is one of tools/onnx_oracles.py's models served end to end: each
@@ -276,20 +275,8 @@ predict:
 				t.Errorf("row %s: score %v, want 10 x -100", ids[r], got[r])
 			}
 		}
-		req, _ := http.NewRequest("GET", inst.url+"/v1/admin/features", nil)
-		req.Header.Set("Authorization", "Bearer secret")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		var stats struct {
-			Features map[string]serving.FeatureStats
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&stats); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("/v1/admin/features: %d %v", resp.StatusCode, err)
-		}
-		if n := stats.Features["two_tower_user"].WrongType; n != 1 {
+		stats := adminFeatures(t, inst.url)
+		if n := stats["two_tower_user"].WrongType; n != 1 {
 			t.Errorf("two_tower_user: %d wrong_type values counted, want 1", n)
 		}
 	})
