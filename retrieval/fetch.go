@@ -93,6 +93,9 @@ type job struct {
 	order []int32
 	spans []span
 	which []int32 // route's scratch: the part of each command
+	// decoded marks the commands whose replies were decoded into their
+	// lookups while the rest were still arriving.
+	decoded []bool
 
 	mu        sync.Mutex
 	abandoned bool // Fetch returned without this job
@@ -131,7 +134,7 @@ func (r *Retriever) releaseJob(j *job) {
 	j.one[0] = part{}
 	j.lookups, j.keys, j.reqEnd, j.order, j.spans = j.lookups[:0], j.keys[:0], j.reqEnd[:0], j.order[:0], j.spans[:0]
 	j.specs, j.fields, j.tab, j.unknown = j.specs[:0], j.fields[:0], nil, false
-	j.parts, j.which = j.parts[:0], j.which[:0]
+	j.parts, j.which, j.decoded = j.parts[:0], j.which[:0], j.decoded[:0]
 	j.req = j.req[:0]
 	if cap(j.req) > maxKeptBuffer {
 		j.req = nil
@@ -373,6 +376,8 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 	}
 	if err == nil {
 		j.spans = slices.Grow(j.spans[:0], len(j.keys))[:len(j.keys)]
+		j.decoded = slices.Grow(j.decoded[:0], len(j.keys))[:len(j.keys)]
+		clear(j.decoded)
 		var wg sync.WaitGroup
 		var first *part
 		for p := range j.parts {
@@ -421,7 +426,9 @@ func (r *Retriever) run(ctx context.Context, j *job, lookups []features.Lookup) 
 }
 
 // runPart sends one node's pipeline, tells the node's breaker how it went
-// and, unless Fetch has given up on the job, decodes the replies.
+// and, unless Fetch has given up on the job, decodes the replies: those
+// that come in before the last read as they come (a value decoded is a
+// value read, even should the rest fail), the others at the end.
 //
 // Only the node's own failures reach its breaker. The read waits for one
 // of the node's slots under ctx: a read still queued inside seer when the
@@ -441,9 +448,10 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 		return
 	}
 	sent := time.Now()
+	d := partDecoder{j: j, p: p, lookups: lookups, now: sent.Unix()}
 	var broke error // the last attempt's broken connection, if one broke
 	for attempt := 0; ; attempt++ {
-		p.err = r.roundTrip(j, p)
+		p.err = r.roundTrip(j, p, d.arrived)
 		if p.err != nil && retryable(p.err) {
 			broke = p.err
 		}
@@ -482,44 +490,82 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	defer m.add(&d.c)
 	if j.abandoned || p.wire == nil {
 		return
 	}
-	var c counts
-	var vals [][]byte
-	now := time.Now().Unix()
 	for i := p.lo; i < p.hi; i++ {
-		l := &lookups[j.lookups[j.at(i)]]
 		raw := p.reply(j, i)
-		if len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
-			continue // the node cannot serve (LOADING, CLUSTERDOWN, ...): defaults
+		if j.decoded[i] || len(raw) > 0 && raw[0] == '-' && !keyError(raw) {
+			continue // decoded, or the node cannot serve (LOADING, CLUSTERDOWN, ...): defaults
 		}
-		j.pending--
-		vals = slices.Grow(vals[:0], len(l.Specs))[:len(l.Specs)]
-		if err := splitReply(raw, vals); err != nil {
-			// An error reply for this key alone, such as WRONGTYPE when the
-			// key is not a hash, or a malformed reply: its values are
-			// unusable.
-			for _, s := range l.Specs {
-				s.Stats().Corrupt.Add(1)
-			}
-			c.corrupt += len(l.Specs)
-			for k := range l.Specs {
-				l.Miss(k, features.ReasonCorrupt)
-			}
+		d.decode(i, raw)
+	}
+}
+
+// partDecoder decodes a part's replies into their lookups.
+type partDecoder struct {
+	j       *job
+	p       *part
+	lookups []features.Lookup
+	now     int64 // for the values' ages
+	vals    [][]byte
+	c       counts
+}
+
+// arrived decodes, unless Fetch has given up on the job, the replies in in
+// of the part's first done commands that were not decoded yet (by an
+// earlier call, or an earlier attempt), while the node works
+// on the rest: a node's reply of a whole query comes in several reads, and
+// decoding one while the next is read keeps the decoding off the request's
+// critical path. Error replies are left for the last pass.
+func (d *partDecoder) arrived(in []byte, done int) {
+	j, p := d.j, d.p
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.abandoned {
+		return
+	}
+	for i := p.lo; i < p.lo+int32(done); i++ {
+		sp := j.spans[i]
+		raw := in[sp.off : sp.off+sp.n : sp.off+sp.n]
+		if j.decoded[i] || len(raw) > 0 && raw[0] == '-' {
 			continue
 		}
-		decode(l, vals, now, &c)
+		d.decode(i, raw)
 	}
-	m.add(&c)
+}
+
+// decode decodes the reply raw of command i into its lookup.
+func (d *partDecoder) decode(i int32, raw []byte) {
+	j := d.j
+	l := &d.lookups[j.lookups[j.at(i)]]
+	j.decoded[i] = true
+	j.pending--
+	d.vals = slices.Grow(d.vals[:0], len(l.Specs))[:len(l.Specs)]
+	if err := splitReply(raw, d.vals); err != nil {
+		// An error reply for this key alone, such as WRONGTYPE when the
+		// key is not a hash, or a malformed reply: its values are
+		// unusable.
+		for _, s := range l.Specs {
+			s.Stats().Corrupt.Add(1)
+		}
+		d.c.corrupt += len(l.Specs)
+		for k := range l.Specs {
+			l.Miss(k, features.ReasonCorrupt)
+		}
+		return
+	}
+	decode(l, d.vals, d.now, &d.c)
 }
 
 // roundTrip sends part p's HMGETs to its node through a wire, an idle one
 // or a new one (connected within the store's dial_timeout and
-// read_timeout), and reads their replies within read_timeout. On success
+// read_timeout), and reads their replies within read_timeout, passing each
+// read's complete replies to arrived (see wire.roundTrip). On success
 // the part holds the wire until its replies are decoded; a wire that
 // failed is closed.
-func (r *Retriever) roundTrip(j *job, p *part) error {
+func (r *Retriever) roundTrip(j *job, p *part, arrived func([]byte, int)) error {
 	st := r.stores[j.store]
 	if st.isClosed() {
 		return redis.ErrClosed // a cluster node met after Close would keep its wires
@@ -535,7 +581,7 @@ func (r *Retriever) roundTrip(j *job, p *part) error {
 	for i := p.lo; i < p.hi; i++ {
 		w.out = append(w.out, j.command(j.at(i))...)
 	}
-	if err := w.roundTrip(deadline, int(p.hi-p.lo), j.spans[p.lo:p.hi]); err != nil {
+	if err := w.roundTrip(deadline, int(p.hi-p.lo), j.spans[p.lo:p.hi], arrived); err != nil {
 		p.node.wires.put(w, true)
 		return err
 	}

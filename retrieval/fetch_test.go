@@ -3,13 +3,18 @@ package retrieval
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/seer-ml/seer/features"
@@ -338,4 +343,150 @@ func TestFetchDegradedAgrees(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 400 reads degraded", degradedN)
+}
+
+// trickleProxy forwards TCP connections to target, passing what the
+// server sends on in pieces of chunk bytes a millisecond apart, so that a
+// reply arrives in many reads. The first time a connection has passed on
+// more than cutAfter bytes (when not 0), it closes that connection, and
+// adds one to cuts. It returns the proxy's address.
+func trickleProxy(t *testing.T, target string, chunk, cutAfter int, cuts *atomic.Int64) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	wg.Go(func() {
+		for {
+			client, err := l.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, client, server)
+			mu.Unlock()
+			wg.Go(func() {
+				defer server.Close()
+				_, _ = io.Copy(server, client)
+			})
+			wg.Go(func() {
+				defer client.Close()
+				defer server.Close()
+				buf := make([]byte, 64<<10)
+				passed := 0
+				for {
+					n, err := server.Read(buf)
+					for b := buf[:n]; len(b) > 0; {
+						k := min(chunk, len(b))
+						if _, err := client.Write(b[:k]); err != nil {
+							return
+						}
+						b, passed = b[k:], passed+k
+						if cutAfter > 0 && passed > cutAfter && cuts.CompareAndSwap(0, 1) {
+							return
+						}
+						time.Sleep(time.Millisecond)
+					}
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	return l.Addr().String()
+}
+
+// TestWireArrived reads the replies of a whole query's HMGETs that come in
+// pieces: the wire passes on each read's complete replies as they come.
+func TestWireArrived(t *testing.T) {
+	f := newFetchFixture(t, 200)
+	var cuts atomic.Int64
+	addr := trickleProxy(t, f.addr, 4<<10, 0, &cuts)
+	var d net.Dialer
+	w, err := newWire(time.Now().Add(10*time.Second), &redis.Options{Addr: addr}, d.DialContext)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.close()
+	n := 0
+	for _, l := range f.batch.Lookups {
+		w.out = appendHMGET(w.out, l.Key, len(l.Specs))
+		for _, s := range l.Specs {
+			w.out = appendBulk(w.out, s.Field)
+		}
+		n++
+	}
+	spans := make([]span, n)
+	var seen []int
+	err = w.roundTrip(time.Now().Add(10*time.Second), n, spans, func(in []byte, done int) {
+		if done <= 0 || done >= n || len(seen) > 0 && done <= seen[len(seen)-1] {
+			t.Errorf("arrived(%d) after %v, of %d replies", done, seen, n)
+		}
+		for _, sp := range spans[:done] {
+			if int(sp.off+sp.n) > len(in) || in[sp.off] != '*' {
+				t.Fatalf("arrived(%d): a reply at %v is not in the %d bytes read", done, sp, len(in))
+			}
+		}
+		seen = append(seen, done)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(seen) < 2 {
+		t.Errorf("replies of %d bytes in pieces of 4 KiB: arrived called %d times", len(w.in), len(seen))
+	}
+}
+
+// TestFetchRetryAfterEarlyDecoding breaks the connection in the middle of
+// a query's replies, after some were decoded: the read is sent again, and
+// each value is decoded once.
+func TestFetchRetryAfterEarlyDecoding(t *testing.T) {
+	f := newFetchFixture(t, 200)
+	var cuts atomic.Int64
+	addr := trickleProxy(t, f.addr, 4<<10, 32<<10, &cuts)
+	st, err := Open(context.Background(), "main", Config{Addr: addr, ReadTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	r := New([]*Store{st}, Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if degraded := r.Fetch(ctx, f.batch.Lookups); len(degraded) > 0 {
+		t.Fatalf("degraded %v", degraded)
+	}
+	if cuts.Load() != 1 {
+		t.Fatal("the proxy did not cut the connection")
+	}
+	degradedAgrees(t, f.batch.Lookups, nil)
+	for _, l := range f.batch.Lookups {
+		for k, g := range l.Got {
+			if g.Origin != features.FromRedis {
+				t.Fatalf("%s %s: %v from %v", l.Key, l.Specs[k].Name, l.Value(k), g.Origin)
+			}
+		}
+	}
+	if got := testutil.ToFloat64(r.metrics[0].counter("found")); got != float64(f.values) {
+		t.Errorf("%v values counted found, want %d", got, f.values)
+	}
 }

@@ -120,8 +120,11 @@ func (w *wire) stale() bool {
 }
 
 // roundTrip sends the commands in w.out and reads n replies into w.in,
-// before deadline. It returns where each reply is in w.in.
-func (w *wire) roundTrip(deadline time.Time, n int, spans []span) error {
+// before deadline. It returns where each reply is in w.in. After each
+// read that completed replies but not all, arrived(w.in, done) is called,
+// when not nil, with the number of replies complete so far: the caller can decode them while
+// the node still works on the rest.
+func (w *wire) roundTrip(deadline time.Time, n int, spans []span, arrived func(in []byte, done int)) error {
 	if err := w.conn.SetDeadline(deadline); err != nil {
 		return err
 	}
@@ -136,6 +139,7 @@ func (w *wire) roundTrip(deadline time.Time, n int, spans []span) error {
 		}
 		m, err := w.conn.Read(w.in[len(w.in):cap(w.in)])
 		w.in = w.in[:len(w.in)+m]
+		before := done
 		for done < n {
 			end, err := respEnd(w.in, at)
 			if err != nil {
@@ -146,6 +150,9 @@ func (w *wire) roundTrip(deadline time.Time, n int, spans []span) error {
 			}
 			spans[done] = span{int32(at), int32(end - at)}
 			done, at = done+1, end
+		}
+		if arrived != nil && done > before && done < n {
+			arrived(w.in, done)
 		}
 		if done < n && err != nil {
 			return err
