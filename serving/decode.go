@@ -632,8 +632,13 @@ func (sp *spans) at(i int) span {
 	return sp.more[i-1]
 }
 
+// reset marks e unset; its map is kept uncleared, since only a set map is
+// read and decoding clears it before it fills it again (clearing it here
+// too was a second clear of every candidate's map per request).
 func (e *entities) reset() {
-	e.m = emptied(e.m)
+	if len(e.m) > keepMapLen {
+		e.m = nil
+	}
 	e.set = false
 }
 

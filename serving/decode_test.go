@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"runtime"
@@ -491,5 +492,44 @@ func TestDecodeLimits(t *testing.T) {
 				t.Errorf("decoding a %d-byte body allocated %d KiB", len(tt.body), n>>10)
 			}
 		})
+	}
+}
+
+// TestDecodeReusedEntities decodes requests one after the other into one
+// request's memory: a candidate's entities are those of its own request,
+// never left over from the one before.
+func TestDecodeReusedEntities(t *testing.T) {
+	req := newRequest()
+	defer req.release()
+	bodies := []struct {
+		body string
+		want []map[string]string // per candidate; nil when not given
+	}{
+		{`{"queries": [{"context": {"consumer": "7"}, "candidates": [{"entities": {"store": "1", "region": "eu"}}, {"entities": {"store": "2"}}]}]}`,
+			[]map[string]string{{"store": "1", "region": "eu"}, {"store": "2"}}},
+		{`{"queries": [{"candidates": [{"entities": {"store": "3"}}, {}, {"entities": null}]}]}`,
+			[]map[string]string{{"store": "3"}, nil, {}}},
+		{`{"queries": [{"candidates": [{}, {"entities": {"region": "us"}}]}]}`,
+			[]map[string]string{nil, {"region": "us"}}},
+	}
+	for n, b := range bodies {
+		req.empty()
+		req.body = b.body
+		if err := req.decode(predictBody, limits{queries: 64, candidates: 1000}); err != nil {
+			t.Fatalf("body %d: %v", n, err)
+		}
+		q := &req.queries[0]
+		if q.context.set != (n == 0) {
+			t.Errorf("body %d: context given: %v", n, q.context.set)
+		}
+		if q.nc != len(b.want) {
+			t.Fatalf("body %d: %d candidates, want %d", n, q.nc, len(b.want))
+		}
+		for i, want := range b.want {
+			e := q.cands[i].entities
+			if e.set != (want != nil) || e.set && !maps.Equal(e.m, want) {
+				t.Errorf("body %d, candidate %d: entities %v (given: %v), want %v", n, i, e.m, e.set, want)
+			}
+		}
 	}
 }
