@@ -1,6 +1,7 @@
 package retrieval
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -749,19 +750,83 @@ func TestSplitReply(t *testing.T) {
 	}
 }
 
+// splitReplyLines is splitReply as it was, reading each item line by line:
+// FuzzSplitReply holds splitReply to it.
+func splitReplyLines(raw []byte, vals [][]byte) error {
+	line, rest, err := respLine(raw)
+	if err != nil {
+		return err
+	}
+	switch line[0] {
+	case '*':
+	case '-':
+		return fmt.Errorf("%w: %s", errReply, line[1:])
+	default:
+		return fmt.Errorf("%w: %.40q", errReply, line)
+	}
+	n, err := respInt(line[1:])
+	if err != nil || n != len(vals) {
+		return fmt.Errorf("%w: array of %.20s items for %d fields", errReply, line[1:], len(vals))
+	}
+	for k := range vals {
+		if line, rest, err = respLine(rest); err != nil {
+			return err
+		}
+		switch line[0] {
+		case '$':
+		case '_': // RESP3 null
+			vals[k] = nil
+			continue
+		default:
+			return fmt.Errorf("%w: item %d: %.40q", errReply, k, line)
+		}
+		size, err := respInt(line[1:])
+		switch {
+		case err != nil || size < -1:
+			return fmt.Errorf("%w: item %d: %.40q", errReply, k, line)
+		case size == -1:
+			vals[k] = nil
+			continue
+		case size > len(rest)-2 || rest[size] != '\r' || rest[size+1] != '\n':
+			return fmt.Errorf("%w: item %d: truncated", errReply, k)
+		}
+		vals[k] = rest[:size:size]
+		rest = rest[size+2:]
+	}
+	if len(rest) != 0 {
+		return fmt.Errorf("%w: %d bytes after the array", errReply, len(rest))
+	}
+	return nil
+}
+
 func FuzzSplitReply(f *testing.F) {
 	f.Add([]byte("*2\r\n$3\r\nabc\r\n$-1\r\n"), 2)
+	f.Add([]byte("*4\r\n$0\r\n\r\n$-01\r\n_\r\n$10\r\n0123456789\r\n"), 4)
+	f.Add([]byte("*3\r\n$-2\r\n$12345678901\r\n$3\r\nab\r\n"), 3)
 	f.Add([]byte("-ERR x\r\n"), 1)
 	f.Fuzz(func(t *testing.T, raw []byte, n int) {
 		if n < 0 || n > 1000 {
 			return
 		}
 		vals := make([][]byte, n)
+		ref := make([][]byte, n)
+		refErr := splitReplyLines(raw, ref)
 		if err := splitReply(raw, vals); err != nil {
 			if !errors.Is(err, errReply) {
 				t.Fatalf("error %v does not wrap errReply", err)
 			}
+			if refErr == nil {
+				t.Fatalf("%q: %v, but read line by line it gives %q", raw, err, ref)
+			}
 			return
+		}
+		if refErr != nil {
+			t.Fatalf("%q gives %q, but read line by line: %v", raw, vals, refErr)
+		}
+		for k := range vals {
+			if !bytes.Equal(vals[k], ref[k]) || (vals[k] == nil) != (ref[k] == nil) {
+				t.Fatalf("%q gives %q, line by line %q", raw, vals, ref)
+			}
 		}
 		total := 0
 		for _, v := range vals {
@@ -874,5 +939,29 @@ features:
 		if got := c.Spec(name).Stats().Corrupt.Load(); got != want {
 			t.Errorf("%s: %d corrupt, want %d", name, got, want)
 		}
+	}
+}
+
+// BenchmarkSplitReply splits the reply of an HMGET of 20 encoded floats,
+// with splitReply and with the line-by-line reading it replaced.
+func BenchmarkSplitReply(b *testing.B) {
+	raw := []byte("*20\r\n")
+	for i := range 20 {
+		v := features.EncodeStamped(nil, features.FloatValue(float64(i)/7), 1_700_000_000)
+		raw = appendBulk(raw, string(v))
+	}
+	vals := make([][]byte, 20)
+	for _, bc := range []struct {
+		name  string
+		split func([]byte, [][]byte) error
+	}{{"lines", splitReplyLines}, {"in-place", splitReply}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(raw)))
+			for b.Loop() {
+				if err := bc.split(raw, vals); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
