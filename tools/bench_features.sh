@@ -11,12 +11,16 @@
 #   tools/bench_features.sh [seconds per round, default 10] [concurrencies, default 1,8] [rounds, default 3]
 #
 # With OLD=/path/to/an/older/seer, that binary serves the same Redis too and
-# takes its turn in every round. With FLOOR=/path/to/httpfloor (go build -o
-# /tmp/httpfloor ./tools/httpfloor), after seer's rounds of each body the
-# same rounds are run against that constant-answer net/http server, which
-# answers seer's own answer for the body: the floor no feature server on
-# net/http goes below. Needs redis-server, redis-cli, curl and
-# python3. Everything it starts is stopped on exit.
+# takes its turn in every round; with OLD_UPLOAD=1 as well, it reads its
+# own redis-server, where it uploaded the drivers itself: for a build from
+# before generations, such as 468e491 (where issue 9 was filed), which
+# reads the fields that a newer build's upload leaves empty. With
+# FLOOR=/path/to/httpfloor (go build -o /tmp/httpfloor ./tools/httpfloor),
+# after seer's rounds of each body the same rounds are run against that
+# constant-answer net/http server, which answers seer's own answer for the
+# body: the floor no feature server on net/http goes below. Needs
+# redis-server, redis-cli, curl and python3. Everything it starts is
+# stopped on exit.
 set -euo pipefail
 
 SEER=${SEER:-/tmp/seer}
@@ -74,7 +78,18 @@ config "$HP" >seer.yaml
 "$SEER" upload --config seer.yaml --entity driver drivers.csv >/dev/null
 SPID=$(serve "$SEER" "$HP" seer.yaml)
 PIDS+=("$SPID")
-serve_old
+if [ -n "$OLD" ] && [ -n "${OLD_UPLOAD:-}" ]; then
+	# The older build reads its own redis-server, the same drivers
+	# uploaded by itself.
+	MAIN_RP=$RP
+	start_redis
+	config "$(freeport)" >oldupload.yaml
+	"$OLD" upload --config oldupload.yaml --entity driver drivers.csv >/dev/null
+	serve_old
+	RP=$MAIN_RP
+else
+	serve_old
+fi
 
 echo "uptime at start: $(uptime)"
 for n in 1 100; do
