@@ -66,9 +66,11 @@ type line struct {
 		Entities map[string]string `json:"entities"`
 		Inputs   map[string]any    `json:"inputs"`
 		Sources  map[string]string `json:"sources"`
+		Why      map[string]string `json:"why"`
 		Scores   []*float64        `json:"scores"`
 	} `json:"rows"`
-	Degraded []string `json:"degraded_stores"`
+	DegradedValues int      `json:"degraded_values"`
+	Degraded       []string `json:"degraded_stores"`
 }
 
 // twoRows is a query of two candidates with every kind of value and
@@ -89,10 +91,10 @@ func twoRows(p *features.Plan, id string) *Query {
 		{Value: features.BoolValue(false), Source: features.FromRedis},
 		{Value: features.FloatValue(0.1), Source: features.FromRequest},
 
-		{Value: features.FloatValue(4.2), Source: features.FromDefault},
-		{Value: features.Value{}, Source: features.FromDefault},
+		{Value: features.FloatValue(4.2), Source: features.FromDefault, Why: features.ReasonStoreDegraded},
+		{Value: features.Value{}, Source: features.FromDefault, Why: features.ReasonAbsent},
 		{Value: features.StringValue("sushi"), Source: features.FromRedis},
-		{Value: features.BoolValue(true), Source: features.FromDefault},
+		{Value: features.BoolValue(true), Source: features.FromDefault, Why: features.ReasonStoreDegraded},
 		{Value: features.FloatValue(1e-300), Source: features.FromRequest},
 	}
 	return &Query{
@@ -174,8 +176,9 @@ func TestLine(t *testing.T) {
 		`{"entities":{"consumer":"c9","store":"s1"},"inputs":{"rating":4.75,"orders":1152921504606846976,"cuisine":"thai","open":false,"distance":0.1},` +
 		`"sources":{"rating":"redis","orders":"cache","cuisine":"request","open":"redis","distance":"request"},"scores":[0.30000000000000004]},` +
 		`{"entities":{"consumer":"c9","store":"s\"2"},"inputs":{"rating":4.2,"orders":null,"cuisine":"sushi","open":true,"distance":1e-300},` +
-		`"sources":{"rating":"default","orders":"default","cuisine":"redis","open":"default","distance":"request"},"scores":[null]}` +
-		`],"degraded_stores":["main"]}` + "\n"
+		`"sources":{"rating":"default","orders":"default","cuisine":"redis","open":"default","distance":"request"},` +
+		`"why":{"rating":"store_degraded","orders":"absent","open":"store_degraded"},"scores":[null]}` +
+		`],"degraded_values":2,"degraded_stores":["main"]}` + "\n"
 	if diff := cmp.Diff(want, string(data)); diff != "" {
 		t.Errorf("line (-want +got):\n%s", diff)
 	}

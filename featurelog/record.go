@@ -3,6 +3,7 @@ package featurelog
 import (
 	"cmp"
 	"slices"
+	"strconv"
 	"time"
 	"unsafe"
 
@@ -168,7 +169,27 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 			b = append(b, cells[k].Source.String()...)
 			b = append(b, '"')
 		}
-		b = append(b, `},"scores":[`...)
+		b = append(b, '}')
+		first := true
+		for k, key := range keys {
+			if cells[k].Why == features.ReasonNone {
+				continue
+			}
+			if first {
+				b = append(b, `,"why":{`...)
+				first = false
+			} else {
+				b = append(b, ',')
+			}
+			b = append(b, key...)
+			b = append(b, '"')
+			b = append(b, cells[k].Why.String()...)
+			b = append(b, '"')
+		}
+		if !first {
+			b = append(b, '}')
+		}
+		b = append(b, `,"scores":[`...)
 		for i, s := range e.scores[r*e.outputs : (r+1)*e.outputs] {
 			if i > 0 {
 				b = append(b, ',')
@@ -179,6 +200,14 @@ func (e *entry) appendJSON(b []byte, keys planKeys) []byte {
 	}
 	b = append(b, ']')
 	if len(e.degraded) > 0 {
+		n := 0
+		for i := range e.cells {
+			if e.cells[i].Why == features.ReasonStoreDegraded {
+				n++
+			}
+		}
+		b = append(b, `,"degraded_values":`...)
+		b = strconv.AppendInt(b, int64(n), 10)
 		b = append(b, `,"degraded_stores":[`...)
 		for i, s := range e.degraded {
 			if i > 0 {

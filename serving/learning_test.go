@@ -501,6 +501,7 @@ func TestFeatureLogReplay(t *testing.T) {
 			Entities map[string]string `json:"entities"`
 			Inputs   map[string]any    `json:"inputs"`
 			Sources  map[string]string `json:"sources"`
+			Why      map[string]string `json:"why"`
 		} `json:"rows"`
 	}
 	for _, raw := range lines {
@@ -516,11 +517,14 @@ func TestFeatureLogReplay(t *testing.T) {
 		t.Errorf("row 1 of the mixed query: %+v", r1)
 	}
 	r0 := mixed.Rows[0]
-	if r0.Inputs["store_avg_rating"] != nil || r0.Sources["store_avg_rating"] != "default" {
+	if r0.Inputs["store_avg_rating"] != nil || r0.Sources["store_avg_rating"] != "default" || r0.Why["store_avg_rating"] != "absent" {
 		t.Errorf("row 0 of the mixed query (store 999 has no values): %+v", r0)
 	}
-	if r2 := mixed.Rows[2]; len(r2.Entities) != 1 || r2.Entities["consumer"] != "1" {
-		t.Errorf("row 2 of the mixed query (no store): entities %v", r2.Entities)
+	if _, ok := r1.Why["store_avg_rating"]; ok {
+		t.Errorf("row 1 of the mixed query: why %v for a value read", r1.Why)
+	}
+	if r2 := mixed.Rows[2]; len(r2.Entities) != 1 || r2.Entities["consumer"] != "1" || r2.Why["store_avg_rating"] != "no_entity" {
+		t.Errorf("row 2 of the mixed query (no store): entities %v, why %v", r2.Entities, r2.Why)
 	}
 }
 
