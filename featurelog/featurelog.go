@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -98,11 +99,12 @@ type Query struct {
 // Logger writes sampled queries to the feature log. Its methods are safe
 // for concurrent use.
 type Logger struct {
-	cfg    Config
-	limit  uint64 // a query is logged when a random uint64 is below it
-	always bool
-	out    *output
-	log    *slog.Logger
+	cfg Config
+	// limit: a query is logged when a random uint64 is below it, and
+	// always when it is math.MaxUint64; SetSample changes it.
+	limit atomic.Uint64
+	out   *output
+	log   *slog.Logger
 
 	ch      chan *entry
 	queued  atomic.Int64 // bytes held by entries in ch
@@ -154,12 +156,7 @@ func Open(cfg Config, stdout io.Writer, log *slog.Logger, reg prometheus.Registe
 	l.written = l.queries.WithLabelValues("written")
 	l.dropped = l.queries.WithLabelValues("dropped")
 	l.failed = l.queries.WithLabelValues("failed")
-	switch {
-	case cfg.Sample >= 1:
-		l.always = true
-	case cfg.Sample > 0:
-		l.limit = uint64(cfg.Sample * (1 << 63) * 2)
-	}
+	l.limit.Store(sampleLimit(cfg.Sample))
 	if cfg.Path == "-" {
 		l.out = newOutput("", 0, 0, stdout)
 	} else {
@@ -182,7 +179,33 @@ func (l *Logger) Sampled() bool {
 	if l == nil {
 		return false
 	}
-	return l.always || (l.limit > 0 && rand.Uint64() < l.limit)
+	limit := l.limit.Load()
+	return limit == math.MaxUint64 || (limit > 0 && rand.Uint64() < limit)
+}
+
+// Config returns the configuration the Logger was opened with (Sample as
+// it was then).
+func (l *Logger) Config() Config { return l.cfg }
+
+// SetSample changes the share of queries logged, from the next query on
+// (SIGHUP applies a changed feature_log.sample through it).
+func (l *Logger) SetSample(sample float64) error {
+	if !(sample >= 0 && sample <= 1) {
+		return fmt.Errorf("%w: sample: %v is not between 0 and 1", ErrConfig, sample)
+	}
+	l.limit.Store(sampleLimit(sample))
+	return nil
+}
+
+// sampleLimit is Logger.limit for a share of queries.
+func sampleLimit(sample float64) uint64 {
+	switch {
+	case sample >= 1:
+		return math.MaxUint64
+	case sample > 0:
+		return uint64(sample * (1 << 63) * 2) // exact: scaled by a power of 2, below 2^64
+	}
+	return 0
 }
 
 // Log copies q into the queue and returns at once; when the queue is full

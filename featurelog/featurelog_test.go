@@ -544,3 +544,48 @@ func BenchmarkEncode(b *testing.B) {
 	}
 	b.SetBytes(int64(len(buf)))
 }
+
+// TestSetSample changes the share of a running Logger; a bad share is
+// refused and changes nothing.
+func TestSetSample(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Path, cfg.Sample = "-", 0
+	l, _ := open(t, cfg, io.Discard)
+	share := func() float64 {
+		const n = 100000
+		hits := 0
+		for range n {
+			if l.Sampled() {
+				hits++
+			}
+		}
+		return float64(hits) / n
+	}
+	if got := share(); got != 0 {
+		t.Fatalf("sample 0: %v logged", got)
+	}
+	for _, tt := range []struct{ set, min, max float64 }{
+		{1, 1, 1},
+		{0.5, 0.48, 0.52},
+		{math.Nextafter(1, 0), 0.9999, 1}, // the largest share below 1
+		{0, 0, 0},
+	} {
+		if err := l.SetSample(tt.set); err != nil {
+			t.Fatal(err)
+		}
+		if got := share(); got < tt.min || got > tt.max {
+			t.Errorf("SetSample(%v): %v logged, want %v to %v", tt.set, got, tt.min, tt.max)
+		}
+	}
+	if err := l.SetSample(1); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []float64{-0.1, 1.5, math.NaN()} {
+		if err := l.SetSample(bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("SetSample(%v) = %v, want ErrConfig", bad, err)
+		}
+	}
+	if got := share(); got != 1 {
+		t.Errorf("after refused shares: %v logged, want all", got)
+	}
+}

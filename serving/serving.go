@@ -332,6 +332,9 @@ func (s *Server) Registry() *registry.Registry { return s.registry }
 // Cache returns the feature cache.
 func (s *Server) Cache() *retrieval.Cache { return s.cache }
 
+// FeatureLog returns the feature log, nil when it is off.
+func (s *Server) FeatureLog() *featurelog.Logger { return s.learn.log }
+
 // Stores returns the stores, in the order of their names.
 func (s *Server) Stores() []*retrieval.Store { return s.stores }
 

@@ -10,8 +10,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -204,7 +206,7 @@ func TestReloadCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeConfig(t, path, root, "cache: {mode: live, live_percent: 50, max_bytes: 1048576, features: {store_cuisine: {mode: off}}}\n")
-	if err := reloadCache(srv, path, log); err != nil {
+	if err := reload(srv, path, log); err != nil {
 		t.Fatal(err)
 	}
 	st := cacheStats(t, base)
@@ -217,7 +219,7 @@ func TestReloadCache(t *testing.T) {
 		"cache: {mode: live, surprise: 1}\n",
 	} {
 		writeConfig(t, path, root, bad)
-		if err := reloadCache(srv, path, log); err == nil {
+		if err := reload(srv, path, log); err == nil {
 			t.Errorf("reload of %q: no error", bad)
 		}
 		if st := cacheStats(t, base); st.Flags.Mode != "live" || st.Flags.LivePercent != 50 {
@@ -227,7 +229,7 @@ func TestReloadCache(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{{{"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := reloadCache(srv, path, log); err == nil {
+	if err := reload(srv, path, log); err == nil {
 		t.Error("reload of a broken file: no error")
 	}
 	if !strings.Contains(logs.String(), "kept the cache settings") {
@@ -294,4 +296,82 @@ func TestSimulateCommand(t *testing.T) {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// TestReloadFeatureLog tests what SIGHUP does to the feature log: a new
+// sample applies from the next query on; other feature_log changes, and
+// turning it on or off, wait for a restart and say so.
+func TestReloadFeatureLog(t *testing.T) {
+	dir := t.TempDir()
+	logPath := filepath.Join(dir, "features.jsonl")
+	section := func(extra string) string {
+		return "feature_log: {path: " + logPath + ", sample: " + extra + "}\n"
+	}
+	base, srv, path, logs := testService(t, section("0"))
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	root, _ := filepath.Abs("../../configs/quickstart")
+	predict := func(id string) {
+		t.Helper()
+		body := strings.Replace(learnBody, `"id": "q1"`, `"id": "`+id+`"`, 1)
+		if code, out := call(t, "POST", base+"/v1/predict", "", body); code != 200 {
+			t.Fatalf("predict: %d %s", code, out)
+		}
+	}
+	// logged waits for n lines and returns their query ids.
+	logged := func(n int) []string {
+		t.Helper()
+		var ids []string
+		for start := time.Now(); ; time.Sleep(10 * time.Millisecond) {
+			data, _ := os.ReadFile(logPath)
+			ids = ids[:0]
+			for l := range strings.Lines(string(data)) {
+				var line struct {
+					QueryID string `json:"query_id"`
+				}
+				if err := json.Unmarshal([]byte(l), &line); err != nil {
+					t.Fatalf("%q: %v", l, err)
+				}
+				ids = append(ids, line.QueryID)
+			}
+			if len(ids) >= n || time.Since(start) > 10*time.Second {
+				return ids
+			}
+		}
+	}
+	apply := func(yaml string) {
+		t.Helper()
+		writeConfig(t, path, root, yaml)
+		if err := reload(srv, path, log); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	predict("off")
+	apply(section("1"))
+	predict("on")
+	predict("on")
+	if ids := logged(2); !slices.Equal(ids, []string{"on", "on"}) {
+		t.Fatalf("logged %v, want the two queries after sample 1", ids)
+	}
+	if strings.Contains(logs.String(), "need a restart") {
+		t.Errorf("a change of sample alone warned of a restart:\n%s", logs)
+	}
+	apply("feature_log: {path: " + logPath + ", sample: 0, max_bytes: 1000000}\n")
+	if !strings.Contains(logs.String(), "feature_log changes other than sample need a restart") {
+		t.Errorf("a change of max_bytes was not warned of:\n%s", logs)
+	}
+	predict("off")
+	apply(section("1"))
+	predict("on")
+	if ids := logged(3); !slices.Equal(ids, []string{"on", "on", "on"}) {
+		t.Fatalf("logged %v, want the queries sent at sample 1", ids)
+	}
+	apply("")
+	if !strings.Contains(logs.String(), "turning the feature log on or off needs a restart") {
+		t.Errorf("turning the feature log off was not warned of:\n%s", logs)
+	}
+	predict("on")
+	if ids := logged(4); len(ids) != 4 {
+		t.Errorf("logged %v after a reload that would turn the log off: it stays on until a restart", ids)
+	}
 }

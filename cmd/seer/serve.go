@@ -224,8 +224,8 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// reloadOnHangup reloads the cache section of the config file on every
-// SIGHUP until ctx ends; the returned function stops it and waits.
+// reloadOnHangup reloads the config file (see reload) on every SIGHUP
+// until ctx ends; the returned function stops it and waits.
 func reloadOnHangup(ctx context.Context, srv *serving.Server, path string, log *slog.Logger) (stop func()) {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -237,7 +237,7 @@ func reloadOnHangup(ctx context.Context, srv *serving.Server, path string, log *
 			case <-ctx.Done():
 				return
 			case <-hup:
-				_ = reloadCache(srv, path, log) // logged
+				_ = reload(srv, path, log) // logged
 			}
 		}
 	})
@@ -248,10 +248,13 @@ func reloadOnHangup(ctx context.Context, srv *serving.Server, path string, log *
 	}
 }
 
-// reloadCache reads the config file again and applies its cache section:
-// rollout flags, byte budget and TTLs. A file that does not load, or whose
-// cache section is bad, is logged and changes nothing.
-func reloadCache(srv *serving.Server, path string, log *slog.Logger) error {
+// reload reads the config file again and applies what can change while
+// seer serves: the cache section (rollout flags, byte budget, TTLs) and
+// feature_log.sample. A file that does not load, or whose cache section
+// is bad, is logged and changes nothing. Other changes to feature_log
+// (turning it on or off, its path, rotation or queue) wait for a restart,
+// and a warning says so.
+func reload(srv *serving.Server, path string, log *slog.Logger) error {
 	cfg, err := loadConfig(path)
 	if err == nil {
 		err = srv.Cache().Reconfigure(cfg.cache())
@@ -261,5 +264,22 @@ func reloadCache(srv *serving.Server, path string, log *slog.Logger) error {
 		return err
 	}
 	log.Info("reloaded the cache settings", "path", path, "flags", srv.Cache().Flags().String())
+	want := cfg.server().FeatureLog
+	fl := srv.FeatureLog()
+	switch {
+	case fl == nil && want.Path == "":
+	case fl == nil || want.Path == "":
+		log.Warn("reload config: turning the feature log on or off needs a restart", "path", path)
+	default:
+		running := fl.Config()
+		running.Sample = want.Sample
+		if running != want {
+			log.Warn("reload config: feature_log changes other than sample need a restart", "path", path)
+		}
+		if err := fl.SetSample(want.Sample); err != nil { // Check passed: cannot fail
+			return err
+		}
+		log.Info("reloaded the feature log's sample", "path", path, "sample", want.Sample)
+	}
 	return nil
 }
