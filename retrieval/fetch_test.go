@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -352,68 +351,28 @@ func TestFetchDegradedAgrees(t *testing.T) {
 // adds one to cuts. It returns the proxy's address.
 func trickleProxy(t *testing.T, target string, chunk, cutAfter int, cuts *atomic.Int64) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Go(func() {
+	forward := func(dst, src net.Conn) { _, _ = io.Copy(dst, src) }
+	return proxy(t, func() string { return target }, forward, func(client, server net.Conn) {
+		buf := make([]byte, 64<<10)
+		passed := 0
 		for {
-			client, err := l.Accept()
+			n, err := server.Read(buf)
+			for b := buf[:n]; len(b) > 0; {
+				k := min(chunk, len(b))
+				if _, err := client.Write(b[:k]); err != nil {
+					return
+				}
+				b, passed = b[k:], passed+k
+				if cutAfter > 0 && passed > cutAfter && cuts.CompareAndSwap(0, 1) {
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
 			if err != nil {
 				return
 			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			wg.Go(func() {
-				defer server.Close()
-				_, _ = io.Copy(server, client)
-			})
-			wg.Go(func() {
-				defer client.Close()
-				defer server.Close()
-				buf := make([]byte, 64<<10)
-				passed := 0
-				for {
-					n, err := server.Read(buf)
-					for b := buf[:n]; len(b) > 0; {
-						k := min(chunk, len(b))
-						if _, err := client.Write(b[:k]); err != nil {
-							return
-						}
-						b, passed = b[k:], passed+k
-						if cutAfter > 0 && passed > cutAfter && cuts.CompareAndSwap(0, 1) {
-							return
-						}
-						time.Sleep(time.Millisecond)
-					}
-					if err != nil {
-						return
-					}
-				}
-			})
 		}
 	})
-	return l.Addr().String()
 }
 
 // TestWireArrived reads the replies of a whole query's HMGETs that come in

@@ -5,14 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -413,66 +411,21 @@ func TestFetchParallel(t *testing.T) {
 // client sends for delay. It returns the proxy's address.
 func delayProxy(t *testing.T, target string, delay time.Duration) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	return proxy(t, func() string { return target }, func(server, client net.Conn) {
+		buf := make([]byte, 64<<10)
 		for {
-			client, err := l.Accept()
+			n, err := client.Read(buf)
+			if n > 0 {
+				time.Sleep(delay)
+				if _, err := server.Write(buf[:n]); err != nil {
+					return
+				}
+			}
 			if err != nil {
 				return
 			}
-			server, err := net.Dial("tcp", target)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			mu.Lock()
-			conns = append(conns, client, server)
-			mu.Unlock()
-			wg.Add(2)
-			go func() {
-				defer wg.Done()
-				defer server.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := client.Read(buf)
-					if n > 0 {
-						time.Sleep(delay)
-						if _, err := server.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
-			}()
-			go func() {
-				defer wg.Done()
-				defer client.Close()
-				_, _ = io.Copy(client, server)
-			}()
 		}
-	}()
-	return l.Addr().String()
+	}, nil)
 }
 
 func TestFetchUnknownAndClosedStores(t *testing.T) {

@@ -874,6 +874,19 @@ func TestShardConfig(t *testing.T) {
 // target returns then. It returns the proxy's address.
 func forwardProxy(t *testing.T, target func() string) string {
 	t.Helper()
+	return proxy(t, target, func(dst, src net.Conn) { _, _ = io.Copy(dst, src) }, nil)
+}
+
+// proxy forwards each TCP connection it accepts to the address target
+// returns then: up copies what the client sends to the server, down what
+// the server sends to the client (io.Copy when nil); each returns when
+// its source or destination fails, and both ends are closed then. It
+// returns the proxy's address; everything stops at the test's end.
+func proxy(t *testing.T, target func() string, up, down func(dst, src net.Conn)) string {
+	t.Helper()
+	if down == nil {
+		down = func(dst, src net.Conn) { _, _ = io.Copy(dst, src) }
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -908,11 +921,12 @@ func forwardProxy(t *testing.T, target func() string) string {
 			mu.Unlock()
 			wg.Go(func() {
 				defer server.Close()
-				_, _ = io.Copy(server, client)
+				up(server, client)
 			})
 			wg.Go(func() {
 				defer client.Close()
-				_, _ = io.Copy(client, server)
+				defer server.Close()
+				down(client, server)
 			})
 		}
 	})
