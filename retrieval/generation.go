@@ -216,6 +216,7 @@ func (s *Store) Generations(ctx context.Context) (*GenState, error) {
 // feature that changes whenever its generation does and never repeats.
 type genTable struct {
 	version int64 // the hash's version field when it was read
+	next    int64 // the largest next field read
 	fields  map[uint32]*string
 	gens    map[uint32]uint32 // every feature with a record
 	epochs  map[uint32]uint64
@@ -364,12 +365,18 @@ func (s *Store) LoadGenerations(ctx context.Context) ([]uint32, error) {
 	if old != nil && st.Version == 0 && len(st.Features) == 0 {
 		s.gensChecked.Store(checked)
 		s.gensMissing.Store(true)
+		if st.Next == 0 {
+			err = errors.Join(err, s.restoreNext(ctx, old))
+		}
 		return nil, err
 	}
 	if s.gensMissing.Swap(false) {
 		s.gensReported.Store(false)
 	}
-	t := &genTable{version: st.Version, fields: make(map[uint32]*string), gens: make(map[uint32]uint32), epochs: make(map[uint32]uint64)}
+	t := &genTable{version: st.Version, next: st.Next, fields: make(map[uint32]*string), gens: make(map[uint32]uint32), epochs: make(map[uint32]uint64)}
+	if old != nil {
+		t.next = max(t.next, old.next)
+	}
 	if err != nil && old != nil {
 		// Keep what was known of the records that no longer parse.
 		maps.Copy(t.gens, old.gens)
@@ -402,6 +409,28 @@ func (s *Store) LoadGenerations(ctx context.Context) ([]uint32, error) {
 	s.gensLoaded.Store(true)
 	slices.Sort(changed)
 	return changed, err
+}
+
+// nextMargin is how far past the largest generation number a store knew
+// restoreNext sets the next one: past the generations allocated since it
+// last read the hash, by uploads that had not switched.
+const nextMargin = 1 << 10
+
+// restoreNext writes the next field of a generations hash found gone,
+// unless an upload already did, past every generation number the store
+// knew (old): the kept generations' fields are still on the other nodes,
+// and an upload that numbered its generation from 1 again could write into
+// them, leaving the values of entities it does not include readable as
+// its own.
+func (s *Store) restoreNext(ctx context.Context, old *genTable) error {
+	n := old.next
+	for _, g := range old.gens {
+		n = max(n, int64(g))
+	}
+	if err := s.client.HSetNX(ctx, GenerationsKey, genNext, n+nextMargin).Err(); err != nil {
+		return fmt.Errorf("generations of store %s: restore %s: %w", s.name, genNext, err)
+	}
+	return nil
 }
 
 // lockCtx takes the lock mu (a channel of one) unless ctx ends first.

@@ -236,6 +236,10 @@ func TestGenerationsHashLost(t *testing.T) {
 	}
 	read("before", e.want(t, 1, ids))
 
+	var kept uint32 // the largest generation number served
+	for _, g := range e.main.gens.Load().gens {
+		kept = max(kept, g)
+	}
 	lost := e.nodeOf(t, GenerationsKey)
 	if err := e.nodes[lost].Client().FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
@@ -252,6 +256,12 @@ func TestGenerationsHashLost(t *testing.T) {
 		if changed, err := e.main.RefreshGenerations(ctx); err != nil || len(changed) > 0 {
 			t.Fatalf("later refresh: %v, %v; want nothing: the loss is reported once", changed, err)
 		}
+	}
+	// The store numbered the next generations past those it keeps, so that
+	// an upload does not write into their fields.
+	next, err := e.nodes[lost].Client().HGet(ctx, GenerationsKey, genNext).Int64()
+	if err != nil || next <= int64(kept) {
+		t.Fatalf("next after the loss: %d, %v; want past %d, the largest generation kept", next, err, kept)
 	}
 	if h := e.main.Health(ctx); !h.GenerationsMissing {
 		t.Errorf("health %+v does not say the generations are missing", h)
@@ -300,6 +310,11 @@ func TestGenerationsHashLost(t *testing.T) {
 		want[i][0] = "redis " + features.FloatValue(float64(id)+0.75).String()
 	}
 	read("uploaded again", want)
+	for id, g := range e.main.gens.Load().gens {
+		if g <= kept {
+			t.Errorf("feature %d uploaded again into generation %d, a number used before the loss (up to %d)", id, g, kept)
+		}
+	}
 	e.r = New([]*Store{other, e.side}, Options{})
 	read("uploaded again, new pod", want)
 }
