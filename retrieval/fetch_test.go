@@ -449,3 +449,55 @@ func TestFetchRetryAfterEarlyDecoding(t *testing.T) {
 		t.Errorf("%v values counted found, want %d", got, f.values)
 	}
 }
+
+// TestUploadRetryAfterBrokenConnection breaks an upload's connection in
+// the middle of its replies: the batch is sent again on a new connection
+// and the upload succeeds, unless the store allows no retries.
+func TestUploadRetryAfterBrokenConnection(t *testing.T) {
+	c := testCatalogParse(t)
+	srv := redistest.Start(t)
+	var csv strings.Builder
+	csv.WriteString("id,store_rating\n")
+	const rows = 3000
+	for i := range rows {
+		fmt.Fprintf(&csv, "%d,%d.5\n", i, i)
+	}
+	path := writeFile(t, "ratings.csv", csv.String())
+	for _, tt := range []struct {
+		retries int
+		ok      bool
+	}{{0, true}, {-1, false}} {
+		var cuts atomic.Int64
+		addr := trickleProxy(t, srv.Addr, 64<<10, 2000, &cuts)
+		main, err := Open(context.Background(), "main", Config{Addr: addr, MaxRetries: tt.retries})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer main.Close()
+		search, _ := openStore(t, "search", ModeEmbedded)
+		r := New([]*Store{main, search}, Options{})
+		_, err = r.UploadFile(context.Background(), c, "store", path, UploadOptions{})
+		if cuts.Load() != 1 {
+			t.Fatalf("max_retries %d: the proxy did not cut the connection", tt.retries)
+		}
+		if !tt.ok {
+			if err == nil {
+				t.Error("max_retries -1: the upload succeeded through a broken connection")
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("max_retries %d: %v", tt.retries, err)
+		}
+		ids := []string{"0", "1499", "2999"}
+		cells, degraded := fetchAll(t, r, c, ids, []string{"store_rating"}, 5*time.Second)
+		if len(degraded) > 0 {
+			t.Fatalf("degraded %v", degraded)
+		}
+		for i, id := range ids {
+			if got, want := cells[i][0].Value.String(), id+".5"; got != want {
+				t.Errorf("store %s: %s, want %s", id, got, want)
+			}
+		}
+	}
+}

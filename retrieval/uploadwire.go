@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -78,8 +80,23 @@ func (hw *hsetWires) close() {
 // send writes the n HSETs in out to node ni and reads their replies. The
 // write has the store's write_timeout, each read of the replies its
 // read_timeout, as go-redis gives its pipelines. Any error reply fails
-// the batch, and a connection that failed is closed.
+// the batch. A connection that failed is closed; when it broke (reset,
+// closed, refused), the batch is sent again on a new one, up to the
+// store's max_retries times with go-redis's backoff: HSETs of the same
+// values are idempotent, so whatever the broken connection did write is
+// written again unchanged.
 func (hw *hsetWires) send(ni int, out []byte, n int) error {
+	for attempt := 0; ; attempt++ {
+		err := hw.sendOnce(ni, out, n)
+		if err == nil || attempt >= hw.st.retries || !broken(err) {
+			return err
+		}
+		time.Sleep(backoff(attempt))
+	}
+}
+
+// sendOnce is one attempt of send.
+func (hw *hsetWires) sendOnce(ni int, out []byte, n int) error {
 	if hw.wires == nil {
 		hw.wires = make([]*wire, len(hw.st.nodes))
 	}
@@ -100,6 +117,20 @@ func (hw *hsetWires) send(ni int, out []byte, n int) error {
 		hw.wires[ni] = nil
 	}
 	return err
+}
+
+// broken reports whether err says a connection broke or could not be
+// made (reset, closed by the peer, refused), rather than a deadline
+// passing or a reply refusing the command.
+func broken(err error) bool {
+	var op *net.OpError
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return true
+	case errors.As(err, &op):
+		return !op.Timeout()
+	}
+	return false
 }
 
 // hsets writes out, n commands, and reads n replies, each of which must
