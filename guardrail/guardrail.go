@@ -178,8 +178,47 @@ func New(c *features.Catalog, cfg Config, plans func() []*features.Plan, log *sl
 	return g, nil
 }
 
+// Reconfigure applies cfg's thresholds, min_rows and fail_readiness from
+// now on and judges every feature again at once, on the window measured
+// so far. The window's length stays as it was (Run samples on its
+// interval): when cfg asks for another, kept is the length kept, else 0.
+// A configuration
+// that is bad, or whose overrides name features the catalog lacks,
+// changes nothing.
+func (g *Guard) Reconfigure(cfg Config) (kept time.Duration, err error) {
+	if err := cfg.Check(); err != nil {
+		return 0, err
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, name := range sortedKeys(cfg.Features) {
+		if !slices.ContainsFunc(g.features, func(f feature) bool { return f.spec.Name == name }) {
+			return 0, fmt.Errorf("%w: features.%s: not in the catalog", ErrConfig, name)
+		}
+	}
+	if cfg.Window != g.cfg.Window {
+		kept = g.cfg.Window
+		cfg.Window = g.cfg.Window
+	}
+	g.cfg = cfg
+	for i := range g.features {
+		f := &g.features[i]
+		f.threshold = cfg.DefaultRate
+		if o, ok := cfg.Features[f.spec.Name]; ok {
+			f.threshold = *o.DefaultRate
+		}
+		g.judge(f)
+	}
+	g.alerting.Set(float64(g.alerts))
+	return kept, nil
+}
+
 // Interval is how often Run samples the counters.
-func (g *Guard) Interval() time.Duration { return g.cfg.Window / ticks }
+func (g *Guard) Interval() time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.cfg.Window / ticks
+}
 
 // Run samples the counters every Interval until ctx ends.
 func (g *Guard) Run(ctx context.Context) {

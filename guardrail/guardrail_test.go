@@ -3,6 +3,7 @@ package guardrail
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync"
@@ -249,5 +250,66 @@ func TestConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("got %v, want %q", err, tc.want)
 		}
+	}
+}
+
+// TestReconfigure changes thresholds on a running Guard: features are
+// judged again at once on the window so far; a bad configuration, or an
+// override of a feature the catalog lacks, changes nothing; the window's
+// length stays.
+func TestReconfigure(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DefaultRate, cfg.MinRows, cfg.Window = 0.5, 10, 30*time.Second
+	f := newFixture(t, cfg)
+	ab := f.plans[0]
+	serve(t, ab, 20, "b") // a defaults in every row, b in none
+	f.g.Sample()
+	if got := f.g.Alerts(); !cmp.Equal(got, []string{"a"}) {
+		t.Fatalf("alerts %v, want [a]", got)
+	}
+
+	// a's guardrail off, b's at 0: a clears at once, nothing else alerts.
+	next := cfg
+	next.Features = map[string]Override{"a": {DefaultRate: ptr(0)}}
+	next.FailReadiness = true
+	if kept, err := f.g.Reconfigure(next); err != nil || kept != 0 {
+		t.Fatalf("Reconfigure: kept %v, %v", kept, err)
+	}
+	if got := f.g.Alerts(); len(got) != 0 {
+		t.Errorf("alerts %v after a's guardrail was turned off", got)
+	}
+	if got := testutil.ToFloat64(f.g.alerting); got != 0 {
+		t.Errorf("alerts gauge %v", got)
+	}
+	// Back on, with min_rows over the window's rows: no alert; then under.
+	next.Features, next.MinRows = nil, 100
+	if _, err := f.g.Reconfigure(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.g.Alerts(); len(got) != 0 || f.g.Unready() {
+		t.Errorf("alerts %v with 20 rows under min_rows 100", got)
+	}
+	next.MinRows = 20
+	if _, err := f.g.Reconfigure(next); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.g.Alerts(); !cmp.Equal(got, []string{"a"}) || !f.g.Unready() {
+		t.Errorf("alerts %v, unready %v: want a, and unready with fail_readiness", got, f.g.Unready())
+	}
+
+	for _, bad := range []Config{
+		{Window: cfg.Window, DefaultRate: 2},
+		{Window: cfg.Window, DefaultRate: 0.1, Features: map[string]Override{"nope": {DefaultRate: ptr(0.5)}}},
+	} {
+		if _, err := f.g.Reconfigure(bad); !errors.Is(err, ErrConfig) {
+			t.Errorf("Reconfigure(%+v) = %v, want ErrConfig", bad, err)
+		}
+	}
+	if st, _ := f.g.Status("b"); st.Threshold == nil || *st.Threshold != 0.5 {
+		t.Errorf("b's threshold %v after refused configurations, want 0.5", st.Threshold)
+	}
+	next.Window = time.Minute
+	if kept, err := f.g.Reconfigure(next); err != nil || kept != cfg.Window || f.g.Interval() != cfg.Window/ticks {
+		t.Errorf("a new window: kept %v, %v, interval %v; want the window of %v kept", kept, err, f.g.Interval(), cfg.Window)
 	}
 }

@@ -335,6 +335,9 @@ func (s *Server) Cache() *retrieval.Cache { return s.cache }
 // FeatureLog returns the feature log, nil when it is off.
 func (s *Server) FeatureLog() *featurelog.Logger { return s.learn.log }
 
+// Guardrails returns the guardrails (off when no threshold is set).
+func (s *Server) Guardrails() *guardrail.Guard { return s.learn.guard }
+
 // Stores returns the stores, in the order of their names.
 func (s *Server) Stores() []*retrieval.Store { return s.stores }
 

@@ -375,3 +375,47 @@ func TestReloadFeatureLog(t *testing.T) {
 		t.Errorf("logged %v after a reload that would turn the log off: it stays on until a restart", ids)
 	}
 }
+
+// TestReloadGuardrails tests what SIGHUP does to the guardrails: new
+// thresholds apply at once; an override of a feature the catalog lacks is
+// refused and changes nothing; a new window waits for a restart.
+func TestReloadGuardrails(t *testing.T) {
+	base := "guardrails: {default_rate: 0.5, window: 1m}\n"
+	_, srv, path, logs := testService(t, base)
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	root, _ := filepath.Abs("../../configs/quickstart")
+	threshold := func() *float64 {
+		st, ok := srv.Guardrails().Status("store_avg_rating")
+		if !ok {
+			t.Fatal("no guardrail for store_avg_rating")
+		}
+		return st.Threshold
+	}
+	if th := threshold(); th == nil || *th != 0.5 {
+		t.Fatalf("threshold %v, want 0.5", th)
+	}
+	writeConfig(t, path, root, "guardrails: {default_rate: 0.5, window: 1m, features: {store_avg_rating: {default_rate: 0.2}}}\n")
+	if err := reload(srv, path, log); err != nil {
+		t.Fatal(err)
+	}
+	if th := threshold(); th == nil || *th != 0.2 {
+		t.Errorf("threshold %v after the reload, want 0.2", th)
+	}
+	writeConfig(t, path, root, "guardrails: {default_rate: 0.5, window: 1m, features: {nope: {default_rate: 0.2}}}\n")
+	if err := reload(srv, path, log); err == nil || !strings.Contains(logs.String(), "kept the guardrail settings") {
+		t.Errorf("reload naming a feature the catalog lacks: %v\n%s", err, logs)
+	}
+	if th := threshold(); th == nil || *th != 0.2 {
+		t.Errorf("threshold %v after a refused reload, want 0.2 still", th)
+	}
+	writeConfig(t, path, root, "guardrails: {default_rate: 0.3, window: 2m}\n")
+	if err := reload(srv, path, log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "a new guardrails window needs a restart") {
+		t.Errorf("a new window was not warned of:\n%s", logs)
+	}
+	if th := threshold(); th == nil || *th != 0.3 {
+		t.Errorf("threshold %v, want 0.3: the rest of the section applies", th)
+	}
+}

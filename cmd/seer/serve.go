@@ -249,11 +249,13 @@ func reloadOnHangup(ctx context.Context, srv *serving.Server, path string, log *
 }
 
 // reload reads the config file again and applies what can change while
-// seer serves: the cache section (rollout flags, byte budget, TTLs) and
-// feature_log.sample. A file that does not load, or whose cache section
-// is bad, is logged and changes nothing. Other changes to feature_log
-// (turning it on or off, its path, rotation or queue) wait for a restart,
-// and a warning says so.
+// seer serves: the cache section (rollout flags, byte budget, TTLs),
+// feature_log.sample and the guardrails (thresholds, min_rows,
+// fail_readiness). A file that does not load, or whose cache section is
+// bad, is logged and changes nothing; guardrails that name features the
+// catalog lacks are logged and kept as they were. Other changes to
+// feature_log (turning it on or off, its path, rotation or queue) and a
+// new guardrails window wait for a restart, and a warning says so.
 func reload(srv *serving.Server, path string, log *slog.Logger) error {
 	cfg, err := loadConfig(path)
 	if err == nil {
@@ -281,5 +283,14 @@ func reload(srv *serving.Server, path string, log *slog.Logger) error {
 		}
 		log.Info("reloaded the feature log's sample", "path", path, "sample", want.Sample)
 	}
+	kept, err := srv.Guardrails().Reconfigure(cfg.server().Guardrails)
+	if err != nil {
+		log.Error("reload config: kept the guardrail settings", "path", path, "err", err)
+		return err
+	}
+	if kept != 0 {
+		log.Warn("reload config: a new guardrails window needs a restart", "path", path, "window", kept.String())
+	}
+	log.Info("reloaded the guardrail settings", "path", path)
 	return nil
 }
