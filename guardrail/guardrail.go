@@ -42,9 +42,11 @@ type Config struct {
 	Features map[string]Override `yaml:"features"`
 }
 
-// Override is one feature's own threshold; 0 turns its guardrail off.
+// Override is one feature's own threshold (0 turns its guardrail off)
+// and rows needed, either or both; what it leaves out is the section's.
 type Override struct {
 	DefaultRate *float64 `yaml:"default_rate"`
+	MinRows     *uint64  `yaml:"min_rows"`
 }
 
 // DefaultConfig returns the configuration a file starts from: off, with a
@@ -65,10 +67,11 @@ func (c Config) Check() error {
 		errs = append(errs, fmt.Errorf("%w: default_rate: %v is not between 0 and 1", ErrConfig, c.DefaultRate))
 	}
 	for _, name := range sortedKeys(c.Features) {
-		r := c.Features[name].DefaultRate
-		if r == nil {
-			errs = append(errs, fmt.Errorf("%w: features.%s: default_rate: missing", ErrConfig, name))
-		} else if !(*r >= 0 && *r <= 1) {
+		o := c.Features[name]
+		r := o.DefaultRate
+		if r == nil && o.MinRows == nil {
+			errs = append(errs, fmt.Errorf("%w: features.%s: default_rate or min_rows: missing", ErrConfig, name))
+		} else if r != nil && !(*r >= 0 && *r <= 1) {
 			errs = append(errs, fmt.Errorf("%w: features.%s: default_rate: %v is not between 0 and 1", ErrConfig, name, *r))
 		}
 	}
@@ -107,6 +110,7 @@ type Status struct {
 type feature struct {
 	spec      *features.Spec
 	threshold float64 // 0: off
+	minRows   uint64
 	rows      [ticks]uint64
 	defaults  [ticks]uint64
 	sumRows   uint64
@@ -167,10 +171,8 @@ func New(c *features.Catalog, cfg Config, plans func() []*features.Plan, log *sl
 	}
 	for i, s := range c.Specs {
 		f := &g.features[i]
-		f.spec, f.threshold = s, cfg.DefaultRate
-		if o, ok := cfg.Features[s.Name]; ok {
-			f.threshold = *o.DefaultRate
-		}
+		f.spec = s
+		f.configure(cfg)
 	}
 	if reg != nil {
 		reg.MustRegister(g.crossings, g.alerting)
@@ -203,10 +205,7 @@ func (g *Guard) Reconfigure(cfg Config) (kept time.Duration, err error) {
 	g.cfg = cfg
 	for i := range g.features {
 		f := &g.features[i]
-		f.threshold = cfg.DefaultRate
-		if o, ok := cfg.Features[f.spec.Name]; ok {
-			f.threshold = *o.DefaultRate
-		}
+		f.configure(cfg)
 		g.judge(f)
 	}
 	g.alerting.Set(float64(g.alerts))
@@ -279,9 +278,22 @@ func (g *Guard) Sample() {
 	g.alerting.Set(float64(g.alerts))
 }
 
+// configure sets the feature's threshold and rows needed from cfg: its
+// override's where it has one, else the section's.
+func (f *feature) configure(cfg Config) {
+	f.threshold, f.minRows = cfg.DefaultRate, cfg.MinRows
+	o := cfg.Features[f.spec.Name]
+	if o.DefaultRate != nil {
+		f.threshold = *o.DefaultRate
+	}
+	if o.MinRows != nil {
+		f.minRows = *o.MinRows
+	}
+}
+
 // judge raises or clears a feature's alert after a sample.
 func (g *Guard) judge(f *feature) {
-	alert := f.threshold > 0 && f.sumRows > 0 && f.sumRows >= g.cfg.MinRows && f.rate() >= f.threshold
+	alert := f.threshold > 0 && f.sumRows > 0 && f.sumRows >= f.minRows && f.rate() >= f.threshold
 	switch {
 	case alert && !f.alert:
 		g.alerts++

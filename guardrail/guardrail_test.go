@@ -240,7 +240,7 @@ func TestConfig(t *testing.T) {
 	}{
 		{func(c *Config) { c.Window = time.Millisecond }, "window: 1ms is under a second"},
 		{func(c *Config) { c.DefaultRate = 1.5 }, "default_rate: 1.5 is not between 0 and 1"},
-		{func(c *Config) { c.Features = map[string]Override{"a": {}} }, "features.a: default_rate: missing"},
+		{func(c *Config) { c.Features = map[string]Override{"a": {}} }, "features.a: default_rate or min_rows: missing"},
 		{func(c *Config) { c.Features = map[string]Override{"a": {DefaultRate: ptr(-1)}} }, "features.a: default_rate: -1"},
 		{func(c *Config) { c.Features = map[string]Override{"zz": {DefaultRate: ptr(0.5)}} }, "features.zz: not in the catalog"},
 	} {
@@ -311,5 +311,28 @@ func TestReconfigure(t *testing.T) {
 	next.Window = time.Minute
 	if kept, err := f.g.Reconfigure(next); err != nil || kept != cfg.Window || f.g.Interval() != cfg.Window/ticks {
 		t.Errorf("a new window: kept %v, %v, interval %v; want the window of %v kept", kept, err, f.g.Interval(), cfg.Window)
+	}
+}
+
+// TestFeatureMinRows gives one feature more rows to wait for than the
+// section: it does not alert on the rows that make the other alert.
+func TestFeatureMinRows(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DefaultRate, cfg.MinRows, cfg.Window = 0.5, 10, 30*time.Second
+	many := uint64(1000)
+	cfg.Features = map[string]Override{"b": {MinRows: &many}}
+	f := newFixture(t, cfg)
+	serve(t, f.plans[0], 20) // a and b default in every row
+	f.g.Sample()
+	if got := f.g.Alerts(); !cmp.Equal(got, []string{"a"}) {
+		t.Errorf("alerts %v, want [a]: b waits for 1000 rows", got)
+	}
+	if st, _ := f.g.Status("b"); st.Threshold == nil || *st.Threshold != 0.5 {
+		t.Errorf("b's threshold %v, want the section's 0.5", st.Threshold)
+	}
+	serve(t, f.plans[0], 1000)
+	f.g.Sample()
+	if got := f.g.Alerts(); !cmp.Equal(got, []string{"a", "b"}) {
+		t.Errorf("alerts %v after 1020 rows, want [a b]", got)
 	}
 }
