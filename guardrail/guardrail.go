@@ -101,6 +101,9 @@ type Status struct {
 	// Threshold is the rate at or over which the feature alerts; nil when
 	// its guardrail is off.
 	Threshold *float64 `json:"threshold"`
+	// MinRows is how many rows the feature needs in the window before its
+	// rate is judged.
+	MinRows uint64 `json:"min_rows"`
 	// Alert is set while the rate is at or over the threshold with at
 	// least min_rows rows.
 	Alert bool `json:"alert"`
@@ -343,7 +346,7 @@ func (g *Guard) Statuses() map[string]Status {
 }
 
 func (f *feature) status() Status {
-	s := Status{Rows: f.sumRows, Alert: f.alert}
+	s := Status{Rows: f.sumRows, MinRows: f.minRows, Alert: f.alert}
 	if f.sumRows > 0 {
 		r := f.rate()
 		s.Rate = &r

@@ -108,9 +108,9 @@ func TestAlertAndRecover(t *testing.T) {
 	serve(t, bc, 10)
 	f.g.Sample()
 	want := map[string]Status{
-		"a": {Rate: ptr(1), Rows: 20, Threshold: ptr(0.5), Alert: true},
-		"b": {Rate: ptr(10.0 / 30), Rows: 30, Threshold: ptr(0.5)},
-		"c": {Rate: ptr(1), Rows: 10},
+		"a": {Rate: ptr(1), Rows: 20, Threshold: ptr(0.5), MinRows: 10, Alert: true},
+		"b": {Rate: ptr(10.0 / 30), Rows: 30, Threshold: ptr(0.5), MinRows: 10},
+		"c": {Rate: ptr(1), Rows: 10, MinRows: 10},
 	}
 	if diff := cmp.Diff(want, f.status(t)); diff != "" {
 		t.Fatalf("status (-want +got):\n%s", diff)
@@ -327,8 +327,8 @@ func TestFeatureMinRows(t *testing.T) {
 	if got := f.g.Alerts(); !cmp.Equal(got, []string{"a"}) {
 		t.Errorf("alerts %v, want [a]: b waits for 1000 rows", got)
 	}
-	if st, _ := f.g.Status("b"); st.Threshold == nil || *st.Threshold != 0.5 {
-		t.Errorf("b's threshold %v, want the section's 0.5", st.Threshold)
+	if st, _ := f.g.Status("b"); st.Threshold == nil || *st.Threshold != 0.5 || st.MinRows != 1000 {
+		t.Errorf("b: threshold %v, min_rows %d; want the section's 0.5 and its own 1000", st.Threshold, st.MinRows)
 	}
 	serve(t, f.plans[0], 1000)
 	f.g.Sample()
