@@ -515,10 +515,10 @@ type partDecoder struct {
 
 // arrived decodes, unless Fetch has given up on the job, the replies in in
 // of the part's first done commands that were not decoded yet (by an
-// earlier call, or an earlier attempt), while the node works
-// on the rest: a node's reply of a whole query comes in several reads, and
-// decoding one while the next is read keeps the decoding off the request's
-// critical path. Error replies are left for the last pass.
+// earlier call, or an earlier attempt), while the node works on the rest:
+// a node's replies to a whole query come in several reads, and decoding
+// one read's while the next is on its way keeps the decoding off the
+// request's critical path. Error replies are left for the last pass.
 func (d *partDecoder) arrived(in []byte, done int) {
 	j, p := d.j, d.p
 	j.mu.Lock()

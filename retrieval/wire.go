@@ -122,8 +122,8 @@ func (w *wire) stale() bool {
 // roundTrip sends the commands in w.out and reads n replies into w.in,
 // before deadline. It returns where each reply is in w.in. After each
 // read that completed replies but not all, arrived(w.in, done) is called,
-// when not nil, with the number of replies complete so far: the caller can decode them while
-// the node still works on the rest.
+// when not nil, with the number of replies complete so far: the caller
+// can decode them while the node still works on the rest.
 func (w *wire) roundTrip(deadline time.Time, n int, spans []span, arrived func(in []byte, done int)) error {
 	if err := w.conn.SetDeadline(deadline); err != nil {
 		return err
