@@ -143,17 +143,9 @@ func (w *wirePredict) read(b []byte) error {
 			}
 			return n, w.query(w.addQuery(), m)
 		case 2:
-			v, n, err := varint(typ, b)
-			if err == nil {
-				w.debug = v != 0
-			}
-			return n, err
+			return boolTo(&w.debug, typ, b)
 		case 3:
-			v, n, err := varint(typ, b)
-			if err == nil {
-				w.onDegraded = int32(v)
-			}
-			return n, err
+			return int32To(&w.onDegraded, typ, b)
 		}
 		return 0, errSkip
 	})
@@ -182,17 +174,9 @@ func (w *wirePredict) query(q *wireQuery, b []byte) error {
 	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			s, n, err := w.str(typ, b)
-			if err == nil {
-				q.id = s
-			}
-			return n, err
+			return w.strTo(&q.id, typ, b)
 		case 2:
-			s, n, err := w.str(typ, b)
-			if err == nil {
-				q.model = s
-			}
-			return n, err
+			return w.strTo(&q.model, typ, b)
 		case 3:
 			return w.stringEntry(&q.context, typ, b)
 		case 4:
@@ -204,17 +188,9 @@ func (w *wirePredict) query(q *wireQuery, b []byte) error {
 			}
 			return n, w.candidate(q.addCandidate(), m)
 		case 6:
-			v, n, err := varint(typ, b)
-			if err == nil {
-				q.debug = v != 0
-			}
-			return n, err
+			return boolTo(&q.debug, typ, b)
 		case 7:
-			v, n, err := varint(typ, b)
-			if err == nil {
-				q.onDegraded = int32(v)
-			}
-			return n, err
+			return int32To(&q.onDegraded, typ, b)
 		}
 		return 0, errSkip
 	})
@@ -225,11 +201,7 @@ func (w *wirePredict) candidate(c *wireCandidate, b []byte) error {
 	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			s, n, err := w.str(typ, b)
-			if err == nil {
-				c.id = s
-			}
-			return n, err
+			return w.strTo(&c.id, typ, b)
 		case 2:
 			return w.stringEntry(&c.entities, typ, b)
 		case 3:
@@ -250,17 +222,9 @@ func (w *wirePredict) stringEntry(m *map[string]string, typ protowire.Type, b []
 	err = fields(e, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			s, n, err := w.str(typ, b)
-			if err == nil {
-				key = s
-			}
-			return n, err
+			return w.strTo(&key, typ, b)
 		case 2:
-			s, n, err := w.str(typ, b)
-			if err == nil {
-				val = s
-			}
-			return n, err
+			return w.strTo(&val, typ, b)
 		}
 		return 0, errSkip
 	})
@@ -286,11 +250,7 @@ func (w *wirePredict) valueEntry(m *map[string]features.Value, typ protowire.Typ
 	err = fields(e, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			s, n, err := w.str(typ, b)
-			if err == nil {
-				key = s
-			}
-			return n, err
+			return w.strTo(&key, typ, b)
 		case 2:
 			v, n, err := message(typ, b)
 			if err != nil {
@@ -483,6 +443,33 @@ func (w *wirePredict) str(typ protowire.Type, b []byte) (string, int, error) {
 		return "", n, errWireUTF8
 	}
 	return w.text(m), n, nil
+}
+
+// strTo reads the string field at b into *dst, as str.
+func (w *wirePredict) strTo(dst *string, typ protowire.Type, b []byte) (int, error) {
+	s, n, err := w.str(typ, b)
+	if err == nil {
+		*dst = s
+	}
+	return n, err
+}
+
+// boolTo reads the bool field at b into *dst.
+func boolTo(dst *bool, typ protowire.Type, b []byte) (int, error) {
+	v, n, err := varint(typ, b)
+	if err == nil {
+		*dst = v != 0
+	}
+	return n, err
+}
+
+// int32To reads the int32 (or enum) field at b into *dst.
+func int32To(dst *int32, typ protowire.Type, b []byte) (int, error) {
+	v, n, err := varint(typ, b)
+	if err == nil {
+		*dst = int32(v)
+	}
+	return n, err
 }
 
 // request returns the typed request read, checking on_degraded as
