@@ -55,10 +55,7 @@ for n in (1, 100):
         json.dump({"queries": [{"features": names, "candidates": [{"entities": {"driver": str(i)}} for i in ids]}]}, f)
 EOF2
 
-RP=$(freeport)
-redis-server --port "$RP" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly no --logfile redis.log &
-PIDS+=($!)
-for _ in $(seq 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && break; sleep 0.05; done
+start_redis
 config() {
 	cat <<EOF2
 listen: 127.0.0.1:$1

@@ -17,14 +17,7 @@ ROUNDS=${1:-3}
 N=${2:-6000}
 PORT=${PORT:-18091}
 QS=$(cd "$(dirname "$0")/../configs/quickstart" && pwd)
-WORK=$(mktemp -d)
-PID=
-cleanup() {
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/bench.sh"
 
 # The models: the quickstart's, and a copy with version 2 shadowing 1.
 cp -r "$QS/models" "$WORK/models"
@@ -65,6 +58,7 @@ for round in $(seq "$ROUNDS"); do
 		rm -rf "$WORK/logs"
 		"$SEER" serve --config "$WORK/$v.yaml" >/dev/null 2>"$WORK/$v.err" &
 		PID=$!
+		PIDS+=("$PID")
 		for _ in $(seq 100); do curl -sf -o /dev/null "$url/healthz" && break; sleep 0.1; done
 		hey -n 500 -c 4 -m POST -T application/json -D "$WORK/body.json" "$url/v1/predict" >/dev/null
 		echo "== round $round $v: $(uptime)"

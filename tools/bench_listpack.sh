@@ -16,16 +16,7 @@ set -euo pipefail
 
 N=${1:-20000}
 READS=${2:-300000}
-WORK=$(mktemp -d)
-PID=
-cleanup() {
-	[ -n "$PID" ] && kill "$PID" 2>/dev/null
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/lib/bench.sh"
 
 # gen F GENS: the HSET commands of N entities, F features, GENS generations
 # (generation g >= 1 of feature i is field (g << 32) | i, as in
@@ -47,7 +38,7 @@ for e in range(n):
 EOF
 }
 
-cpu() { redis-cli -p "$PORT" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'; }
+cpu() { redis_cpu "$PORT"; }
 
 printf '%-4s %-5s %-10s %8s %12s %14s %12s\n' F gens encoding fields 'bytes/value' 'redis us/value' 'reads/s'
 for f in 10 30 100; do
@@ -57,12 +48,8 @@ for f in 10 30 100; do
 		for enc in listpack hashtable; do
 			limit=0
 			[ "$enc" = listpack ] && limit=$((fields + 1))
-			PORT=$(freeport)
-			mkdir -p "$WORK/r$PORT"
-			redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK/r$PORT" --save '' --appendonly no \
-				--hash-max-listpack-entries "$limit" --hash-max-listpack-value 64 --logfile redis.log &
-			PID=$!
-			for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+			start_redis --hash-max-listpack-entries "$limit" --hash-max-listpack-value 64
+			PORT=$RP PID=${PIDS[-1]}
 			base=$(redis-cli -p "$PORT" info memory | awk -F: '/^used_memory:/ {print $2+0}')
 			redis-cli -p "$PORT" --pipe <"$WORK/load.resp" >/dev/null
 			got=$(redis-cli -p "$PORT" object encoding st_000000000001)

@@ -17,27 +17,16 @@ SEER=${SEER:-/tmp/seer}
 DURATION=${1:-15}
 CONC=${2:-8}
 . "$(dirname "$0")/lib/bench.sh"
-# redis PORT [extra args]: a redis-server without persistence.
-redis() {
-	local port=$1; shift
-	mkdir -p "$WORK/redis-$port"
-	redis-server --port "$port" --bind 127.0.0.1 --dir "$WORK/redis-$port" --save '' --appendonly no \
-		--logfile redis.log "$@" &
-	PIDS+=($!)
-	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
-	echo "redis-server on $port did not start" >&2; exit 1
-}
-
 # The catalog, the model and the data.
 cd "$WORK"
 ranking_fixture
 
 # The stores.
-P1=$(freeport); redis "$P1"
-RING=(); for _ in 1 2 3; do p=$(freeport); redis "$p"; RING+=("127.0.0.1:$p"); done
+P1=$(freeport); redis_on "$P1"
+RING=(); for _ in 1 2 3; do p=$(freeport); redis_on "$p"; RING+=("127.0.0.1:$p"); done
 CLUSTER=(); for _ in 1 2 3; do
 	p=$(freeport); b=$(freeport)
-	redis "$p" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$b"
+	redis_on "$p" --cluster-enabled yes --cluster-config-file nodes.conf --cluster-port "$b"
 	CLUSTER+=("127.0.0.1:$p")
 done
 redis-cli --cluster create "${CLUSTER[@]}" --cluster-replicas 0 --cluster-yes >/dev/null

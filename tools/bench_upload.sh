@@ -27,14 +27,7 @@ ROUNDS=${1:-3}
 ROWS=${2:-200000}
 NF=${3:-30}
 FORMATS=${FORMATS:-pipe csv jsonl parquet}
-WORK=$(mktemp -d)
-REDIS_PID=
-cleanup() {
-	[ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$(dirname "$0")/lib/bench.sh"
 DATA=${DATA:-$WORK}
 mkdir -p "$DATA"
 cd "$(dirname "$0")/.."
@@ -47,24 +40,16 @@ for f in catalog.yaml data.csv data.jsonl data.parquet data.resp; do
 	[ "$DATA" = "$WORK" ] || ln -sf "$DATA/$f" "$WORK/$f"
 done
 
-freeport() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# fresh: a new, empty redis-server without persistence on a free port.
+# fresh: a new, empty redis-server (start_redis), in PORT, the one
+# before stopped.
+REDIS_PID=
 fresh() {
-	[ -n "$REDIS_PID" ] && { kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; }
-	PORT=$(freeport)
-	rm -rf "$WORK/redis" && mkdir -p "$WORK/redis"
-	redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK/redis" --save '' --appendonly no \
-		--logfile redis.log &
-	REDIS_PID=$!
-	for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && return; sleep 0.05; done
-	echo "redis-server on $PORT did not start" >&2
-	exit 1
-}
-
-# redis_cpu: the CPU seconds, user and system, the running redis-server used so far.
-redis_cpu() {
-	redis-cli -p "$PORT" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID"
+		wait "$REDIS_PID" 2>/dev/null || true
+	fi
+	start_redis
+	PORT=$RP REDIS_PID=${PIDS[-1]}
 }
 
 values=$((ROWS * NF))
@@ -86,13 +71,13 @@ EOC
 		old-*) cmd=("$SEER_OLD" upload --config seer.yaml --entity store ${SEER_FLAGS:-} "data.${fmt#old-}") ;;
 		*) cmd=("$SEER" upload --config seer.yaml --entity store ${SEER_FLAGS:-} "data.$fmt") ;;
 		esac
-		rcpu0=$(redis_cpu)
+		rcpu0=$(redis_cpu "$PORT")
 		if [ "$fmt" = pipe ]; then
 			/usr/bin/time -o time.txt -f '%e %M %U %S' "${cmd[@]}" <data.resp >out.txt 2>&1
 		else
 			/usr/bin/time -o time.txt -f '%e %M %U %S' "${cmd[@]}" >out.txt 2>&1 </dev/null
 		fi || { cat out.txt >&2; exit 1; }
-		rcpu=$(awk -v a="$rcpu0" -v b="$(redis_cpu)" 'BEGIN {printf "%.2f", b - a}')
+		rcpu=$(awk -v a="$rcpu0" -v b="$(redis_cpu "$PORT")" 'BEGIN {printf "%.2f", b - a}')
 		read -r secs rss usr sys <time.txt
 		cpu=$(awk -v u="$usr" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')
 		keys=$(redis-cli -p "$PORT" dbsize)

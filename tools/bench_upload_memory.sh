@@ -22,15 +22,8 @@ set -euo pipefail
 SEER=${SEER:-/tmp/seer}
 ROWS=${1:-200000}
 NF=${2:-30}
-WORK=$(mktemp -d)
+. "$(dirname "$0")/lib/bench.sh"
 DATA=${DATA:-$WORK}
-REDIS_PID=
-cleanup() {
-	[ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
 cd "$(dirname "$0")/.."
 if [ ! -s "$DATA/data.csv" ] || [ "$(cat "$DATA/shape" 2>/dev/null)" != "$ROWS $NF" ]; then
 	go run ./tools/uploadgen -rows "$ROWS" -features "$NF" -dir "$DATA" -stamp "$(date +%s)"
@@ -38,10 +31,8 @@ if [ ! -s "$DATA/data.csv" ] || [ "$(cat "$DATA/shape" 2>/dev/null)" != "$ROWS $
 fi
 cd "$WORK"
 
-PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-redis-server --port "$PORT" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly no --logfile redis.log &
-REDIS_PID=$!
-for _ in $(seq 100); do redis-cli -p "$PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+start_redis
+PORT=$RP
 cat >seer.yaml <<EOC
 catalog: $DATA/catalog.yaml
 models: models
@@ -53,7 +44,7 @@ mem() { redis-cli -p "$PORT" info memory | awk -F: -v k="$1" '$1 == k {printf "%
 fields() { redis-cli -p "$PORT" hlen st_1; }
 
 echo "# $ROWS rows x $NF float features; $(uptime)"
-cpu() { redis-cli -p "$PORT" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'; }
+cpu() { redis_cpu "$PORT"; }
 printf '%-34s %8s %8s %14s %14s %8s\n' step seconds 'redis s' 'used MB after' 'peak MB during' fields
 printf '%-34s %8s %8s %14s %14s %8s\n' 'empty' - - "$(mem used_memory)" - 0
 step() {

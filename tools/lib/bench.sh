@@ -57,14 +57,31 @@ with open("body.json", "w") as f:
 PY
 }
 
-# start_redis: a redis-server without persistence on a free port, in RP.
+# redis_on PORT [ARG...]: a redis-server without persistence on PORT, in a
+# directory of its own under WORK, with the extra arguments given; its pid
+# is the last of PIDS.
+redis_on() {
+	local port=$1
+	shift
+	mkdir -p "$WORK/redis-$port"
+	redis-server --port "$port" --bind 127.0.0.1 --dir "$WORK/redis-$port" --save '' --appendonly no \
+		--logfile redis.log "$@" &
+	PIDS+=($!)
+	for _ in $(seq 100); do redis-cli -p "$port" ping >/dev/null 2>&1 && return; sleep 0.05; done
+	echo "redis-server on $port did not start" >&2
+	exit 1
+}
+
+# start_redis [ARG...]: redis_on a free port, in RP.
 start_redis() {
 	RP=$(freeport)
-	redis-server --port "$RP" --bind 127.0.0.1 --dir "$WORK" --save '' --appendonly no --logfile redis.log &
-	PIDS+=($!)
-	for _ in $(seq 100); do redis-cli -p "$RP" ping >/dev/null 2>&1 && return; sleep 0.05; done
-	echo "redis-server on $RP did not start" >&2
-	exit 1
+	redis_on "$RP" "$@"
+}
+
+# redis_cpu PORT: the CPU seconds, user and system, the redis-server on
+# PORT used so far.
+redis_cpu() {
+	redis-cli -p "$1" info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.3f", s}'
 }
 
 # serve BINARY PORT CONFIG: starts `BINARY serve`, waits until it is
