@@ -516,18 +516,12 @@ func (e *env) probeEvery(stop <-chan struct{}, period time.Duration) *sync.WaitG
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		r := rand.New(rand.NewPCG(5, 6))
-		t := time.NewTicker(period)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
+		every(stop, period, func() bool {
 			if !e.paused.Load() {
 				e.probes.add(e.probeOnce(r))
 			}
-		}
+			return true
+		})
 	})
 	return &wg
 }
@@ -612,7 +606,17 @@ type rssMonitor struct {
 
 func (m *rssMonitor) run(stop <-chan struct{}, pid int) {
 	path := fmt.Sprintf("/proc/%d/status", pid)
-	t := time.NewTicker(20 * time.Millisecond)
+	every(stop, 20*time.Millisecond, func() bool {
+		if rss := vmRSS(path); rss > m.peak.Load() {
+			m.peak.Store(rss)
+		}
+		return true
+	})
+}
+
+// every calls f every period until stop is closed or f returns false.
+func every(stop <-chan struct{}, period time.Duration, f func() bool) {
+	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
 		select {
@@ -620,8 +624,8 @@ func (m *rssMonitor) run(stop <-chan struct{}, pid int) {
 			return
 		case <-t.C:
 		}
-		if rss := vmRSS(path); rss > m.peak.Load() {
-			m.peak.Store(rss)
+		if !f() {
+			return
 		}
 	}
 }

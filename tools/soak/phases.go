@@ -194,20 +194,15 @@ func (e *env) askFail(stop <-chan struct{}) func() failCounts {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
+		i := 0
+		every(stop, 100*time.Millisecond, func() bool {
 			body := bytes.Replace(e.bodies[i%len(e.bodies)], []byte(`{"debug":false,`), []byte(`{"debug":false,"on_degraded":"fail",`), 1)
+			i++
 			at := e.since()
 			resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(body))
 			if err != nil {
 				c.other++
-				continue
+				return true
 			}
 			var ans struct {
 				DegradedStores []string `json:"degraded_stores"`
@@ -222,7 +217,8 @@ func (e *env) askFail(stop <-chan struct{}) func() failCounts {
 			default:
 				c.other++
 			}
-		}
+			return true
+		})
 	}()
 	return func() failCounts {
 		<-done
@@ -238,18 +234,11 @@ func (e *env) watchBreaker(stop <-chan struct{}, n int) func() (first, last time
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(100 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-			}
+		every(stop, 100*time.Millisecond, func() bool {
 			at := e.since()
 			resp, err := e.client.Get(e.seerURL + "/readyz")
 			if err != nil {
-				continue
+				return true
 			}
 			var body struct {
 				Stores map[string]struct {
@@ -266,7 +255,8 @@ func (e *env) watchBreaker(stop <-chan struct{}, n int) func() (first, last time
 				}
 				last = at
 			}
-		}
+			return true
+		})
 	}()
 	return func() (time.Duration, time.Duration) {
 		<-done
@@ -673,18 +663,10 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 			}
 		})
 		wg.Go(func() {
-			t := time.NewTicker(250 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-				}
-				if _, err := c.Write([]byte(" ")); err != nil {
-					return
-				}
-			}
+			every(stop, 250*time.Millisecond, func() bool {
+				_, err := c.Write([]byte(" "))
+				return err == nil
+			})
 		})
 	}
 
