@@ -4,7 +4,7 @@
 # 10,000 entities of 3 features (two floats and an int, as Feast's
 # driver_hourly_stats), uploaded with `seer upload`, and tools/floorload
 # sending /v1/features for 1 entity and for 100 entities per request,
-# reporting seer's process CPU time per request. Prints uptime at start and
+# reporting seer's process CPU time per request, and Redis's. Prints uptime at start and
 # end. docs/performance.md ("/v1/features") has figures.
 #
 #   go build -o /tmp/seer ./cmd/seer && go build -o /tmp/floorload ./tools/floorload
@@ -56,6 +56,7 @@ for n in (1, 100):
 EOF2
 
 start_redis
+REDIS_PID=${PIDS[-1]}
 config() {
 	cat <<EOF2
 listen: 127.0.0.1:$1
@@ -80,9 +81,11 @@ if [ -n "$OLD" ] && [ -n "${OLD_UPLOAD:-}" ]; then
 	# uploaded by itself.
 	MAIN_RP=$RP
 	start_redis
+	OLD_REDIS_PID=${PIDS[-1]}
 	config "$(freeport)" >oldupload.yaml
 	"$OLD" upload --config oldupload.yaml --entity driver drivers.csv >/dev/null
 	serve_old
+	OLDARGS+=(-old-redis-pid "$OLD_REDIS_PID")
 	RP=$MAIN_RP
 else
 	serve_old
@@ -91,7 +94,7 @@ fi
 echo "uptime at start: $(uptime)"
 for n in 1 100; do
 	echo "== /v1/features, $n entities x 3 features"
-	"$LOAD" -floor=false -path /v1/features -url "http://127.0.0.1:$HP" -pid "$SPID" "${OLDARGS[@]}" \
+	"$LOAD" -floor=false -path /v1/features -url "http://127.0.0.1:$HP" -pid "$SPID" -redis-pid "$REDIS_PID" "${OLDARGS[@]}" \
 		-body "body$n.json" -c "$CONCS" -d "${DURATION}s" -rounds "$ROUNDS"
 	if [ -n "$FLOOR" ]; then
 		echo "== the net/http floor, seer's answer for $n entities"

@@ -20,7 +20,9 @@
 // (for a timeline of degraded answers around a fault). With -metrics, each
 // seer round also reports the allocations and bytes
 // the serving process made per request (Go's memstats from its /metrics,
-// everything the process did meanwhile included). Used by
+// everything the process did meanwhile included). With -redis-pid (and
+// -old-redis-pid for the older build's own Redis), each seer round also
+// reports the CPU time the Redis process spent per request. Used by
 // tools/bench_floor.sh; docs/performance.md has the figures.
 package main
 
@@ -137,6 +139,8 @@ func main() {
 	pid := flag.Int("pid", 0, "seer's process id, for its CPU time")
 	oldURL := flag.String("old-url", "", "another seer (an older build) to drive in turn, its HTTP base URL")
 	oldPid := flag.Int("old-pid", 0, "the other seer's process id")
+	redisPid := flag.Int("redis-pid", 0, "the process id of the Redis seer reads, for its CPU time per request")
+	oldRedisPid := flag.Int("old-redis-pid", 0, "the process id of the Redis the other seer reads, when not the same")
 	concs := flag.String("c", "1,8", "concurrencies, comma-separated")
 	dur := flag.Duration("d", 10*time.Second, "duration of each round")
 	rounds := flag.Int("rounds", 3, "rounds at each concurrency, each the floor then seer")
@@ -237,12 +241,19 @@ func main() {
 		}
 	}
 
-	fmt.Printf("%-5s %-3s %-5s %9s %8s %8s %9s %6s %6s\n", "round", "c", "side", "req/s", "p50 ms", "p99 ms", "cpu µs", "errors", "load")
+	if *oldRedisPid == 0 {
+		*oldRedisPid = *redisPid
+	}
+	fmt.Printf("%-5s %-3s %-5s %9s %8s %8s %9s %6s %6s", "round", "c", "side", "req/s", "p50 ms", "p99 ms", "cpu µs", "errors", "load")
+	if *redisPid != 0 {
+		fmt.Printf(" %9s", "redis µs")
+	}
+	fmt.Println()
 	type key struct {
 		c    int
 		side string
 	}
-	rates, cpus := map[key][]float64{}, map[key][]float64{}
+	rates, cpus, redisCPUs := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	for _, c := range cs {
 		// Warm both up.
 		if floorDo != nil {
@@ -255,10 +266,11 @@ func main() {
 		for i := range *rounds {
 			for _, side := range []struct {
 				name string
-				pid  int
-				url  string
-				do   func() error
-			}{{"floor", 0, "", floorDo}, {"old", *oldPid, *oldURL, oldDo}, {"seer", *pid, *url, seerDo}} {
+				pid   int
+				redis int
+				url   string
+				do    func() error
+			}{{"floor", 0, *redisPid, "", floorDo}, {"old", *oldPid, *oldRedisPid, *oldURL, oldDo}, {"seer", *pid, *redisPid, *url, seerDo}} {
 				if side.do == nil {
 					continue
 				}
@@ -266,12 +278,23 @@ func main() {
 				if *metrics && side.url != "" {
 					m = side.url + "/metrics"
 				}
+				var redisBefore time.Duration
+				if side.redis != 0 {
+					redisBefore = loadgen.ProcCPU(side.redis)
+				}
 				r := loadgen.Run(c, *dur, side.pid, m, side.do)
+				var redisCPU float64
+				if side.redis != 0 && r.Total > 0 {
+					redisCPU = float64((loadgen.ProcCPU(side.redis) - redisBefore).Microseconds()) / float64(r.Total)
+				}
 				load, _ := os.ReadFile("/proc/loadavg")
 				var l1 string
 				fmt.Sscan(string(load), &l1)
 				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s", i+1, c, side.name, r.Rate,
 					float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, r.CPU.Microseconds(), r.Errors, l1)
+				if side.redis != 0 {
+					fmt.Printf(" %9.1f", redisCPU)
+				}
 				if m != "" {
 					fmt.Printf("  %.0f allocs %.1f KiB", r.Allocs, r.Bytes/1024)
 				}
@@ -279,6 +302,7 @@ func main() {
 				k := key{c, side.name}
 				rates[k] = append(rates[k], r.Rate)
 				cpus[k] = append(cpus[k], float64(r.CPU.Microseconds()))
+				redisCPUs[k] = append(redisCPUs[k], redisCPU)
 			}
 		}
 	}
@@ -286,10 +310,17 @@ func main() {
 	for _, c := range cs {
 		s := key{c, "seer"}
 		fmt.Printf("c=%d median: seer %.0f req/s, %.0f µs CPU per request\n", c, med(rates[s]), med(cpus[s]))
+		if *redisPid != 0 {
+			fmt.Printf("c=%d median: Redis %.1f µs CPU per seer request\n", c, med(redisCPUs[s]))
+		}
 		if oldDo != nil {
 			o := key{c, "old"}
 			fmt.Printf("c=%d median: old %.0f req/s, %.0f µs; seer/old: rate %.2f, CPU %.2f\n",
 				c, med(rates[o]), med(cpus[o]), med(rates[s])/med(rates[o]), med(cpus[s])/med(cpus[o]))
+			if *redisPid != 0 {
+				fmt.Printf("c=%d median: Redis %.1f µs CPU per old request; seer/old: %.2f\n",
+					c, med(redisCPUs[o]), med(redisCPUs[s])/med(redisCPUs[o]))
+			}
 		}
 		if floorDo != nil {
 			f := key{c, "floor"}
