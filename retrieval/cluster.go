@@ -112,7 +112,7 @@ func (s *Store) redirect(deadline time.Time, j *job, p *part, m *storeMetrics) e
 	for k, i := range redo {
 		val, err := parsed[k].(*redis.Cmd).Result()
 		var rerr redis.Error
-		in := p.wire.in
+		in := p.in
 		off := len(in)
 		switch {
 		case err == nil:
@@ -126,7 +126,7 @@ func (s *Store) redirect(deadline time.Time, j *job, p *part, m *storeMetrics) e
 			failed = err
 			in = append(in, "-ERR seer: the redirected read failed\r\n"...)
 		}
-		p.wire.in = in
+		p.in = in
 		j.spans[i] = span{int32(off), int32(len(in) - off)}
 	}
 	if failed != nil {

@@ -151,7 +151,12 @@ type part struct {
 	probe   bool  // the probe of the node's half-open breaker
 	skipped bool  // the node's breaker is open: nothing was sent
 	err     error // why the node failed, nil when it answered
-	wire    *wire // the connection the replies are in, while they are decoded
+	// in holds the replies, while they are decoded: the buffer of wire,
+	// the connection they came on, or of held, the part's read in a
+	// batch (batch.go).
+	in   []byte
+	wire *wire
+	held *batchRead
 }
 
 // span is where one reply lies in a wire's buffer.
@@ -163,7 +168,7 @@ type specRange struct{ from, to int32 }
 // reply returns the reply of the part's i-th HMGET (from 0).
 func (p *part) reply(j *job, i int32) []byte {
 	sp := j.spans[i]
-	return p.wire.in[sp.off : sp.off+sp.n : sp.off+sp.n]
+	return p.in[sp.off : sp.off+sp.n : sp.off+sp.n]
 }
 
 // at returns the position in lookups of the i-th command.
@@ -451,7 +456,7 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	d := partDecoder{j: j, p: p, lookups: lookups, now: sent.Unix()}
 	var broke error // the last attempt's broken connection, if one broke
 	for attempt := 0; ; attempt++ {
-		p.err = r.roundTrip(j, p, d.arrived)
+		p.err = r.roundTrip(ctx, j, p, d.arrived)
 		if p.err != nil && retryable(p.err) {
 			broke = p.err
 		}
@@ -481,17 +486,22 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 		}
 	}
 	defer func() {
-		if p.wire != nil {
+		switch {
+		case p.wire != nil:
+			p.wire.in = p.in // grown by redirect, perhaps
 			p.node.wires.put(p.wire, false)
-			p.wire = nil
+		case p.held != nil:
+			p.held.in = p.in
+			p.held.release()
 		}
+		p.in, p.wire, p.held = nil, nil, nil
 		p.node.releaseSlot()
 	}()
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	defer m.add(&d.c)
-	if j.abandoned || p.wire == nil {
+	if j.abandoned || p.in == nil {
 		return
 	}
 	for i := p.lo; i < p.hi; i++ {
@@ -565,10 +575,13 @@ func (d *partDecoder) decode(i int32, raw []byte) {
 // read's complete replies to arrived (see wire.roundTrip). On success
 // the part holds the wire until its replies are decoded; a wire that
 // failed is closed.
-func (r *Retriever) roundTrip(j *job, p *part, arrived func([]byte, int)) error {
+func (r *Retriever) roundTrip(ctx context.Context, j *job, p *part, arrived func([]byte, int)) error {
 	st := r.stores[j.store]
 	if st.isClosed() {
 		return redis.ErrClosed // a cluster node met after Close would keep its wires
+	}
+	if n := p.hi - p.lo; n > 0 && n <= batchMax {
+		return r.batchRoundTrip(ctx, j, p)
 	}
 	w, err := p.node.wires.get(func() (*wire, error) {
 		return newWire(time.Now().Add(st.dialTimeout+st.nodeTimeout), p.client.Options(), st.dial)
@@ -585,7 +598,7 @@ func (r *Retriever) roundTrip(j *job, p *part, arrived func([]byte, int)) error 
 		p.node.wires.put(w, true)
 		return err
 	}
-	p.wire = w
+	p.in, p.wire = w.in, w
 	return nil
 }
 

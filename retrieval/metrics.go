@@ -22,6 +22,8 @@ type metrics struct {
 	upload   *prometheus.CounterVec
 	breaker  *prometheus.CounterVec
 	redirect *prometheus.CounterVec
+	batches  *prometheus.CounterVec
+	batched  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -47,6 +49,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "seer_retrieval_redirects_total",
 			Help: "Reads a Redis Cluster node redirected (MOVED, ASK, TRYAGAIN) and seer sent again through the cluster client.",
 		}, []string{"store"}),
+		batches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seer_retrieval_batches_total",
+			Help: "Round trips that carried small reads to a node together (see seer_retrieval_batched_reads_total).",
+		}, []string{"store"}),
+		batched: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "seer_retrieval_batched_reads_total",
+			Help: "Small reads sent in batches: divided by seer_retrieval_batches_total, how many reads shared a round trip.",
+		}, []string{"store"}),
 	}
 	if reg != nil {
 		m.duration = register(reg, m.duration)
@@ -54,6 +64,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.upload = register(reg, m.upload)
 		m.breaker = register(reg, m.breaker)
 		m.redirect = register(reg, m.redirect)
+		m.batches = register(reg, m.batches)
+		m.batched = register(reg, m.batched)
 	}
 	return m
 }
@@ -95,6 +107,7 @@ type storeMetrics struct {
 	found, absent, corrupt, wrongType, stale prometheus.Counter
 	opened, rejected                         prometheus.Counter // breaker events
 	redirected                               prometheus.Counter
+	batches, batchedReads                    prometheus.Counter
 }
 
 func (m *metrics) store(name string) *storeMetrics {
@@ -106,14 +119,16 @@ func (m *metrics) store(name string) *storeMetrics {
 			resultBreaker:   m.duration.WithLabelValues(name, resultBreaker),
 			resultCancelled: m.duration.WithLabelValues(name, resultCancelled),
 		},
-		found:      m.values.WithLabelValues(name, "found"),
-		absent:     m.values.WithLabelValues(name, "absent"),
-		corrupt:    m.values.WithLabelValues(name, "corrupt"),
-		wrongType:  m.values.WithLabelValues(name, "wrong_type"),
-		stale:      m.values.WithLabelValues(name, "stale"),
-		opened:     m.breaker.WithLabelValues(name, "opened"),
-		rejected:   m.breaker.WithLabelValues(name, "rejected"),
-		redirected: m.redirect.WithLabelValues(name),
+		found:        m.values.WithLabelValues(name, "found"),
+		absent:       m.values.WithLabelValues(name, "absent"),
+		corrupt:      m.values.WithLabelValues(name, "corrupt"),
+		wrongType:    m.values.WithLabelValues(name, "wrong_type"),
+		stale:        m.values.WithLabelValues(name, "stale"),
+		opened:       m.breaker.WithLabelValues(name, "opened"),
+		rejected:     m.breaker.WithLabelValues(name, "rejected"),
+		redirected:   m.redirect.WithLabelValues(name),
+		batches:      m.batches.WithLabelValues(name),
+		batchedReads: m.batched.WithLabelValues(name),
 	}
 }
 

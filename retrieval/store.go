@@ -292,6 +292,8 @@ type node struct {
 	slots chan struct{}
 	// wires are the node's idle connections for Fetch (wire.go).
 	wires wires
+	// batch queues the node's small reads to share round trips (batch.go).
+	batch batcher
 	// silentAt is when (unix nanoseconds) a read from the node last timed
 	// out with nothing from the node waiting in the socket (see conn.go).
 	silentAt atomic.Int64

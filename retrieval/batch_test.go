@@ -1,0 +1,247 @@
+package retrieval
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/internal/redistest"
+)
+
+// batchEnv is a store on one redis-server, through addr (the server's, or
+// a proxy's), holding store_rating k/10 for stores 1 to 9.
+type batchEnv struct {
+	srv *redistest.Server
+	st  *Store
+	r   *Retriever
+	c   *features.Catalog
+}
+
+func newBatchEnv(t *testing.T, cfg Config, through func(addr string) string) *batchEnv {
+	t.Helper()
+	e := &batchEnv{srv: redistest.Start(t), c: testCatalogParse(t)}
+	cfg.Addr = through(e.srv.Addr)
+	if cfg.ReadTimeout == 0 {
+		cfg.ReadTimeout = 20 * time.Second // a loaded machine never fails the node
+	}
+	st, err := Open(context.Background(), "main", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	e.st, e.r = st, New([]*Store{st}, Options{})
+	var csv strings.Builder
+	csv.WriteString("id,store_rating\n")
+	for k := 1; k <= 9; k++ {
+		fmt.Fprintf(&csv, "%d,%d.5\n", k, k)
+	}
+	if _, err := e.r.UploadFile(context.Background(), e.c, "store", writeFile(t, "s.csv", csv.String()), UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e.fetch(context.Background(), 1); err != nil || got != "1.5" { // dials the node, reads the generations
+		t.Fatalf("first read: %q, %v", got, err)
+	}
+	return e
+}
+
+// fetch reads store k's rating on its own; it returns the value, or an
+// error naming what was degraded or missing.
+func (e *batchEnv) fetch(ctx context.Context, k int) (string, error) {
+	q := []features.Lookup{features.NewLookup("main", "st_"+strconv.Itoa(k), []*features.Spec{e.c.Spec("store_rating")})}
+	if degraded := e.r.Fetch(ctx, q); len(degraded) > 0 {
+		return "", fmt.Errorf("store %d: degraded %v", k, degraded)
+	}
+	v := q[0].Value(0)
+	if !v.Valid() {
+		return "", fmt.Errorf("store %d: no value (%v)", k, q[0].Got[0].Why)
+	}
+	return strconv.FormatFloat(v.Float(), 'f', -1, 64), nil
+}
+
+// fetchEach reads stores from..to, each in a Fetch of its own in its own
+// goroutine, and returns what each read, in order.
+func (e *batchEnv) fetchEach(ctx context.Context, from, to int) (wait func() []string) {
+	got := make([]string, to-from+1)
+	var wg sync.WaitGroup
+	for k := from; k <= to; k++ {
+		wg.Go(func() {
+			v, err := e.fetch(ctx, k)
+			if err != nil {
+				v = err.Error()
+			}
+			got[k-from] = v
+		})
+	}
+	return func() []string { wg.Wait(); return got }
+}
+
+// waitBatcher waits until the node's batcher satisfies cond.
+func (e *batchEnv) waitBatcher(t *testing.T, what string, cond func(*batcher) bool) {
+	t.Helper()
+	bt := &e.st.nodes[0].batch
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		bt.mu.Lock()
+		ok := cond(bt)
+		bt.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the batcher never had %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func (e *batchEnv) counts() (batches, reads float64) {
+	m := e.r.metrics[0]
+	return testutil.ToFloat64(m.batches), testutil.ToFloat64(m.batchedReads)
+}
+
+func want(from, to int) []string {
+	var w []string
+	for k := from; k <= to; k++ {
+		w = append(w, fmt.Sprintf("%d.5", k))
+	}
+	return w
+}
+
+// TestBatchSharesRoundTrip freezes the node while one small read is on the
+// wire: the reads that come meanwhile queue, and go out together as the
+// next batch, each getting its own values.
+func TestBatchSharesRoundTrip(t *testing.T) {
+	e := newBatchEnv(t, Config{}, func(addr string) string { return addr })
+	b0, r0 := e.counts()
+	calls0 := hmgetCalls(t, e.srv)
+
+	e.srv.Pause()
+	first := e.fetchEach(context.Background(), 2, 2)
+	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.leading })
+	rest := e.fetchEach(context.Background(), 3, 9)
+	e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
+	e.srv.Resume()
+
+	if got := append(first(), rest()...); !slices.Equal(got, want(2, 9)) {
+		t.Errorf("values %q, want %q", got, want(2, 9))
+	}
+	b, r := e.counts()
+	if b-b0 != 2 || r-r0 != 8 {
+		t.Errorf("%v batches of %v reads, want 2 of 8: one of the first read, one of the 7 that queued", b-b0, r-r0)
+	}
+	if n := hmgetCalls(t, e.srv) - calls0; n != 8 {
+		t.Errorf("the node answered %d HMGETs, want 8", n)
+	}
+}
+
+// TestBatchGivenUpWhileQueued: a read whose caller gave up while it queued
+// is never sent, and its store is degraded for that caller only.
+func TestBatchGivenUpWhileQueued(t *testing.T) {
+	e := newBatchEnv(t, Config{}, func(addr string) string { return addr })
+	b0, r0 := e.counts()
+	calls0 := hmgetCalls(t, e.srv)
+
+	e.srv.Pause()
+	first := e.fetchEach(context.Background(), 2, 2)
+	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.leading })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	late := e.fetchEach(ctx, 3, 3)
+	if got := late(); !strings.Contains(got[0], "degraded [main]") {
+		t.Errorf("the read given up: %q, want the store degraded", got[0])
+	}
+	e.waitBatcher(t, "the given-up read queued", func(bt *batcher) bool { return len(bt.queue) == 1 })
+	e.srv.Resume()
+	if got := first(); got[0] != "2.5" {
+		t.Errorf("the first read: %q", got[0])
+	}
+	e.waitBatcher(t, "nothing on the wire", func(bt *batcher) bool { return !bt.leading })
+
+	if b, r := e.counts(); b-b0 != 1 || r-r0 != 1 {
+		t.Errorf("%v batches of %v reads, want the first read's alone", b-b0, r-r0)
+	}
+	if n := hmgetCalls(t, e.srv) - calls0; n != 1 {
+		t.Errorf("the node answered %d HMGETs, want 1: the read given up was sent", n)
+	}
+	if e.st.nodeBreakerOpen(e.st.nodes[0].addr) {
+		t.Error("the breaker opened")
+	}
+	if got, err := e.fetch(context.Background(), 4); err != nil || got != "4.5" {
+		t.Errorf("a read after: %q, %v", got, err)
+	}
+}
+
+// TestBatchConnectionBreaks cuts the connection that carries a batch of
+// several reads: each read is sent again and gets its own values; with
+// max_retries -1, each fails, and takes defaults.
+func TestBatchConnectionBreaks(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		retries int
+		want    func(got []string) bool
+	}{
+		{"retried", 0, func(got []string) bool { return slices.Equal(got, want(2, 9)) }},
+		{"no retries", -1, func(got []string) bool {
+			for _, g := range got[1:] {
+				if !strings.Contains(g, "degraded [main]") {
+					return false
+				}
+			}
+			return got[0] == "2.5"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The proxy cuts the connection that sends the first
+			// chunk with more than one HMGET: the batch of queued
+			// reads.
+			var cut atomic.Bool
+			e := newBatchEnv(t, Config{MaxRetries: tc.retries, Breaker: BreakerConfig{Failures: -1}}, func(addr string) string {
+				return proxy(t, func() string { return addr }, func(server, client net.Conn) {
+					buf := make([]byte, 64<<10)
+					for {
+						n, err := client.Read(buf)
+						if n > 0 && bytes.Count(buf[:n], []byte("HMGET")) > 1 && cut.CompareAndSwap(false, true) {
+							client.Close()
+							server.Close()
+							return
+						}
+						if n > 0 {
+							if _, err := server.Write(buf[:n]); err != nil {
+								return
+							}
+						}
+						if err != nil {
+							return
+						}
+					}
+				}, nil)
+			})
+			e.srv.Pause()
+			first := e.fetchEach(context.Background(), 2, 2)
+			e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.leading })
+			rest := e.fetchEach(context.Background(), 3, 9)
+			e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
+			e.srv.Resume()
+			got := append(first(), rest()...)
+			if !cut.Load() {
+				t.Fatal("no batch of several reads was sent")
+			}
+			if !tc.want(got) {
+				t.Errorf("values %q", got)
+			}
+			if got, err := e.fetch(context.Background(), 9); err != nil || got != "9.5" {
+				t.Errorf("a read after: %q, %v", got, err)
+			}
+		})
+	}
+}
