@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -433,6 +434,84 @@ func (s *Store) restoreNext(ctx context.Context, old *genTable) error {
 	return nil
 }
 
+// How seedNext samples a store: up to nextSampleKeys keys of each entity
+// type on each node, found in at most nextSampleScans SCAN calls of 1000.
+const (
+	nextSampleKeys  = 256
+	nextSampleScans = 64
+)
+
+// seedNext gives a generations hash without a next field, unless an upload
+// does first (HSETNX), a next past the largest generation number whose
+// fields it finds in a sample of the store's keys (patterns), by nextMargin
+// as restoreNext does. A hash without next is a new store's, or one lost
+// while no pod that had read it ran to restore next: numbered from 1
+// again, an upload could write into the fields of a generation still on
+// the other nodes of a ring or cluster, and the entities it leaves out
+// would keep values from before the loss, read as its own. A generation
+// written to every entity of a table shows in any sample of the table's
+// keys; a new store has none, and numbers from 1.
+func (s *Store) seedNext(ctx context.Context, patterns []string) error {
+	if has, err := s.client.HExists(ctx, GenerationsKey, genNext).Result(); err != nil || has {
+		return err
+	}
+	var top atomic.Uint32 // a cluster's masters are sampled in parallel
+	sample := func(ctx context.Context, c *redis.Client) error {
+		for _, pattern := range patterns {
+			var keys []string
+			var cursor uint64
+			for range nextSampleScans {
+				page, next, err := c.ScanType(ctx, cursor, pattern, 1000, "hash").Result()
+				if err != nil {
+					return fmt.Errorf("scan %s: %w", c.Options().Addr, err)
+				}
+				keys = append(keys, page...)
+				if cursor = next; cursor == 0 || len(keys) >= nextSampleKeys {
+					break
+				}
+			}
+			pipe := c.Pipeline()
+			cmds := make([]*redis.StringSliceCmd, len(keys))
+			for i, k := range keys {
+				cmds[i] = pipe.HKeys(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+				return fmt.Errorf("hkeys on %s: %w", c.Options().Addr, err)
+			}
+			for _, cmd := range cmds {
+				for _, f := range cmd.Val() {
+					if v, err := strconv.ParseUint(f, 10, 64); err == nil {
+						for g := uint32(v >> 32); ; {
+							old := top.Load()
+							if g <= old || top.CompareAndSwap(old, g) {
+								break
+							}
+						}
+					}
+				}
+			}
+		}
+		return nil
+	}
+	var err error
+	if s.cluster != nil {
+		err = s.cluster.ForEachMaster(ctx, sample)
+	} else {
+		for _, n := range s.nodes {
+			if err = sample(ctx, n.client); err != nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("sample the generations in use: %w", err)
+	}
+	if top.Load() == 0 {
+		return nil
+	}
+	return s.client.HSetNX(ctx, GenerationsKey, genNext, int64(top.Load())+nextMargin).Err()
+}
+
 // lockCtx takes the lock mu (a channel of one) unless ctx ends first.
 func lockCtx(ctx context.Context, mu chan struct{}) error {
 	select {
@@ -461,8 +540,12 @@ func (s *Store) watch(ctx context.Context, fn func(*redis.Tx) error) error {
 }
 
 // beginGeneration allocates a generation number on the store and records
-// an upload of the given features into it.
-func (s *Store) beginGeneration(ctx context.Context, ids []uint32, source string, now time.Time) (uint32, error) {
+// an upload of the given features into it. patterns match the keys of the
+// store's entity types (see seedNext).
+func (s *Store) beginGeneration(ctx context.Context, ids []uint32, source string, now time.Time, patterns []string) (uint32, error) {
+	if err := s.seedNext(ctx, patterns); err != nil {
+		return 0, fmt.Errorf("new generation on store %s: %w", s.name, err)
+	}
 	n, err := s.client.HIncrBy(ctx, GenerationsKey, genNext, 1).Result()
 	if err != nil {
 		return 0, fmt.Errorf("new generation on store %s: %w", s.name, err)

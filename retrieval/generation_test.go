@@ -318,3 +318,65 @@ func TestGenerationsHashLost(t *testing.T) {
 	e.r = New([]*Store{other, e.side}, Options{})
 	read("uploaded again, new pod", want)
 }
+
+// TestGenerationsHashLostNoPod loses the generations hash while no pod that
+// had read it runs: the next upload, by a process that never saw the hash,
+// still numbers its generation past those whose fields are on the other
+// nodes (found in a sample of their keys), so that the entities it leaves
+// out keep no value from before the loss.
+func TestGenerationsHashLostNoPod(t *testing.T) {
+	for _, mode := range []string{ModeRing, ModeCluster} {
+		t.Run(mode, func(t *testing.T) {
+			e := newShardEnv(t, mode, Config{})
+			ctx := context.Background()
+			stores, _ := shardFiles(t)
+			if _, err := e.r.UploadFile(ctx, e.catalog, "store", stores, UploadOptions{}); err != nil {
+				t.Fatal(err) // the first generation is kept for a rollback
+			}
+			var kept uint32
+			for _, g := range e.main.gens.Load().gens {
+				kept = max(kept, g)
+			}
+			e.main.Close() // the last pod stops
+			lost := e.nodeOf(t, GenerationsKey)
+			if err := e.nodes[lost].Client().FlushAll(ctx).Err(); err != nil {
+				t.Fatal(err)
+			}
+
+			// An upload of the ratings of stores 1 to 10 alone, from a
+			// process that starts now.
+			st, err := Open(ctx, "main", e.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			e.r = New([]*Store{st, e.side}, Options{})
+			var b strings.Builder
+			b.WriteString("id,s_rating\n")
+			for id := 1; id <= 10; id++ {
+				fmt.Fprintf(&b, "%d,%v\n", id, float64(id)+0.75)
+			}
+			if _, err := e.r.UploadFile(ctx, e.catalog, "store", writeFile(t, "rating.csv", b.String()), UploadOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := st.RefreshGenerations(ctx); err != nil {
+				t.Fatal(err)
+			}
+			g := st.gens.Load().gens[e.catalog.Spec("s_rating").ID]
+			if g <= kept {
+				t.Errorf("uploaded after the loss into generation %d, a number used before it (up to %d)", g, kept)
+			}
+			ids := allStores()
+			res := e.fetch(t, 1, ids, 5*time.Second)
+			for i, id := range ids {
+				want := "default -1"
+				if id <= 10 {
+					want = "redis " + features.FloatValue(float64(id)+0.75).String()
+				}
+				if got := res.rows[i][0]; got != want {
+					t.Errorf("store %d: s_rating %s, want %s", id, got, want)
+				}
+			}
+		})
+	}
+}

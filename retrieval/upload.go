@@ -303,7 +303,13 @@ func (u *uploader) openStore(si int) error {
 			return fmt.Errorf("%w: %w", ErrUpload, err)
 		}
 	} else {
-		g, err := st.beginGeneration(u.ctx, u.ids[si], u.source, u.start)
+		var patterns []string // the keys of the store's entity types
+		for _, sp := range u.c.Specs {
+			if sp.Store == st.name && !slices.Contains(patterns, sp.Entity.Pattern()) {
+				patterns = append(patterns, sp.Entity.Pattern())
+			}
+		}
+		g, err := st.beginGeneration(u.ctx, u.ids[si], u.source, u.start, patterns)
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrUpload, err)
 		}
