@@ -21,24 +21,34 @@ import (
 // out at once as before; the busier the node, the more each batch holds.
 //
 // A read joins a batch only when it is small (batchMax commands): a large
-// read goes on a connection of its own, in parallel, so that a small
-// read never waits behind a large one's replies. The batch runs under
-// the node's own deadline, like any read (see runPart); a read whose
-// caller gave up while it queued is not sent. Each read takes a copy of
-// its replies, and fails or succeeds with its batch, then goes through
-// runPart's retries and breaker as before: every read in a batch went to
-// the same node on the same connection.
+// read goes on a connection of its own, in parallel, so that a small read
+// never waits behind a large one's replies. Nor does a read wait for a
+// batch that has been out for batchStall: it goes out in a batch of its
+// own. Each batch runs under the node's own deadline, like any read (see
+// runPart); a read whose caller gave up while it queued is not sent. Each
+// read takes a copy of its replies, and fails or succeeds with its batch,
+// then goes through runPart's retries and breaker as before: every read
+// in a batch went to the same node on the same connection.
 
 // batchMax is the most commands a read may have to join a batch.
 const batchMax = 8
 
-// batcher queues a node's small reads while a batch is on the wire.
+// batchStall is how long a batch may be out before the small reads that
+// come stop waiting for it and go out in a batch of their own: a node that
+// answers within it (a healthy one answers in well under a millisecond)
+// gets batches one after the other; a node that froze gets every read
+// sent about when it comes, as without batches, so that its reads fail,
+// and its breaker opens, after read_timeout, not after several.
+const batchStall = 10 * time.Millisecond
+
+// batcher queues a node's small reads while a batch is out.
 type batcher struct {
-	mu      sync.Mutex
-	leading bool         // a batch is on the wire, or about to be
-	queue   []*batchRead // the reads waiting for the next batch
-	spare   []*batchRead
-	spans   []span // the leader's scratch
+	mu     sync.Mutex
+	stall  time.Duration // batchStall when 0 (tests set it)
+	out    int           // batches on the wire, or about to be
+	newest time.Time     // when the last of them was started
+	queue  []*batchRead  // the reads waiting for the next batch
+	spare  []*batchRead
 }
 
 // batchRead is one part's read in a batch.
@@ -52,6 +62,8 @@ type batchRead struct {
 	err   error
 	lead  bool          // woken to send the next batch, rather than done
 	wake  chan struct{} // buffered: the leader never waits on a reader
+
+	scratch []span // where the replies of a batch it leads are
 }
 
 var batchReads = sync.Pool{New: func() any { return &batchRead{wake: make(chan struct{}, 1)} }}
@@ -71,21 +83,27 @@ func (r *Retriever) batchRoundTrip(ctx context.Context, j *job, p *part) error {
 	bt := &p.node.batch
 	bt.mu.Lock()
 	bt.queue = append(bt.queue, b)
-	if bt.leading {
+	stall := bt.stall
+	if stall == 0 {
+		stall = batchStall
+	}
+	if now := time.Now(); bt.out == 0 || now.Sub(bt.newest) >= stall {
+		bt.out++
+		bt.newest = now
+	} else {
 		bt.mu.Unlock()
 		<-b.wake
 		if !b.lead {
 			return b.done(p)
 		}
-		b.lead = false
+		b.lead = false // counted in out by the read that woke it
 		bt.mu.Lock()
 	}
-	bt.leading = true
 	batch := bt.queue
 	bt.queue, bt.spare = bt.spare[:0], nil
 	bt.mu.Unlock()
 
-	bt.send(st, r.metrics[j.store], p.node, batch)
+	b.scratch = send(st, r.metrics[j.store], p.node, batch, b.scratch)
 	for _, o := range batch {
 		if o != b {
 			o.wake <- struct{}{}
@@ -93,14 +111,18 @@ func (r *Retriever) batchRoundTrip(ctx context.Context, j *job, p *part) error {
 	}
 
 	bt.mu.Lock()
-	bt.spare = batch[:0]
+	bt.out--
+	if bt.spare == nil {
+		bt.spare = batch[:0]
+	}
 	clear(batch)
 	if len(bt.queue) > 0 {
+		// The reads that queued meanwhile go out now, led by the first.
 		next := bt.queue[0]
 		next.lead = true
+		bt.out++
+		bt.newest = time.Now()
 		next.wake <- struct{}{}
-	} else {
-		bt.leading = false
 	}
 	bt.mu.Unlock()
 	return b.done(p)
@@ -130,9 +152,9 @@ func (b *batchRead) release() {
 }
 
 // send sends one batch on one of the node's wires, under the node's
-// deadline, and gives each read its replies or the batch's error. Only
-// the leader calls it, so it may use bt.spans.
-func (bt *batcher) send(st *Store, m *storeMetrics, n *node, batch []*batchRead) {
+// deadline, and gives each read its replies or the batch's error. spans
+// is scratch; send returns it, grown when it was short.
+func send(st *Store, m *storeMetrics, n *node, batch []*batchRead, spans []span) []span {
 	// The reads whose callers gave up while they queued are not sent.
 	var opt *redis.Options
 	reads, total := 0, 0
@@ -144,7 +166,7 @@ func (bt *batcher) send(st *Store, m *storeMetrics, n *node, batch []*batchRead)
 		reads, total, opt = reads+1, total+b.n, b.opt
 	}
 	if total == 0 {
-		return
+		return spans
 	}
 	m.batches.Inc()
 	m.batchedReads.Add(float64(reads))
@@ -153,7 +175,7 @@ func (bt *batcher) send(st *Store, m *storeMetrics, n *node, batch []*batchRead)
 	})
 	if err != nil {
 		failBatch(batch, err)
-		return
+		return spans
 	}
 	w.out = w.out[:0]
 	for _, b := range batch {
@@ -161,27 +183,28 @@ func (bt *batcher) send(st *Store, m *storeMetrics, n *node, batch []*batchRead)
 			w.out = append(w.out, b.out...)
 		}
 	}
-	bt.spans = slices.Grow(bt.spans[:0], total)[:total]
-	if err := w.roundTrip(time.Now().Add(st.nodeTimeout), total, bt.spans, nil); err != nil {
+	spans = slices.Grow(spans[:0], total)[:total]
+	if err := w.roundTrip(time.Now().Add(st.nodeTimeout), total, spans, nil); err != nil {
 		n.wires.put(w, true)
 		failBatch(batch, err)
-		return
+		return spans
 	}
 	k := 0
 	for _, b := range batch {
 		if b.err != nil {
 			continue
 		}
-		first := bt.spans[k].off
-		last := bt.spans[k+b.n-1]
+		first := spans[k].off
+		last := spans[k+b.n-1]
 		b.in = append(b.in[:0], w.in[first:last.off+last.n]...)
 		for i := range b.n {
-			sp := bt.spans[k+i]
+			sp := spans[k+i]
 			b.spans[i] = span{sp.off - first, sp.n}
 		}
 		k += b.n
 	}
 	n.wires.put(w, false)
+	return spans
 }
 
 // failBatch fails the reads of batch that were sent with err.

@@ -52,6 +52,12 @@ func newBatchEnv(t *testing.T, cfg Config, through func(addr string) string) *ba
 	if got, err := e.fetch(context.Background(), 1); err != nil || got != "1.5" { // dials the node, reads the generations
 		t.Fatalf("first read: %q, %v", got, err)
 	}
+	// The reads the tests start queue behind a frozen node's batch
+	// however slowly they come.
+	bt := &e.st.nodes[0].batch
+	bt.mu.Lock()
+	bt.stall = time.Hour
+	bt.mu.Unlock()
 	return e
 }
 
@@ -127,7 +133,7 @@ func TestBatchSharesRoundTrip(t *testing.T) {
 
 	e.srv.Pause()
 	first := e.fetchEach(context.Background(), 2, 2)
-	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.leading })
+	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out > 0 })
 	rest := e.fetchEach(context.Background(), 3, 9)
 	e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
 	e.srv.Resume()
@@ -153,7 +159,7 @@ func TestBatchGivenUpWhileQueued(t *testing.T) {
 
 	e.srv.Pause()
 	first := e.fetchEach(context.Background(), 2, 2)
-	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.leading })
+	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out > 0 })
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	late := e.fetchEach(ctx, 3, 3)
@@ -165,7 +171,7 @@ func TestBatchGivenUpWhileQueued(t *testing.T) {
 	if got := first(); got[0] != "2.5" {
 		t.Errorf("the first read: %q", got[0])
 	}
-	e.waitBatcher(t, "nothing on the wire", func(bt *batcher) bool { return !bt.leading })
+	e.waitBatcher(t, "nothing on the wire", func(bt *batcher) bool { return bt.out == 0 })
 
 	if b, r := e.counts(); b-b0 != 1 || r-r0 != 1 {
 		t.Errorf("%v batches of %v reads, want the first read's alone", b-b0, r-r0)
@@ -228,7 +234,7 @@ func TestBatchConnectionBreaks(t *testing.T) {
 			})
 			e.srv.Pause()
 			first := e.fetchEach(context.Background(), 2, 2)
-			e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.leading })
+			e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out > 0 })
 			rest := e.fetchEach(context.Background(), 3, 9)
 			e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
 			e.srv.Resume()
@@ -243,5 +249,32 @@ func TestBatchConnectionBreaks(t *testing.T) {
 				t.Errorf("a read after: %q, %v", got, err)
 			}
 		})
+	}
+}
+
+// TestBatchStalled: reads that come when a batch has been out for longer
+// than the stall do not wait for it, but go out at once: a frozen node's
+// reads fail (and open its breaker) after read_timeout, as without
+// batches, not one after the other.
+func TestBatchStalled(t *testing.T) {
+	e := newBatchEnv(t, Config{}, func(addr string) string { return addr })
+	bt := &e.st.nodes[0].batch
+	bt.mu.Lock()
+	bt.stall = 50 * time.Millisecond
+	bt.mu.Unlock()
+	b0, r0 := e.counts()
+
+	e.srv.Pause()
+	first := e.fetchEach(context.Background(), 2, 2)
+	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out == 1 })
+	time.Sleep(100 * time.Millisecond) // past the stall
+	second := e.fetchEach(context.Background(), 3, 3)
+	e.waitBatcher(t, "two batches on the wire", func(bt *batcher) bool { return bt.out == 2 })
+	e.srv.Resume()
+	if got := append(first(), second()...); !slices.Equal(got, want(2, 3)) {
+		t.Errorf("values %q, want %q", got, want(2, 3))
+	}
+	if b, r := e.counts(); b-b0 != 2 || r-r0 != 2 {
+		t.Errorf("%v batches of %v reads, want 2 of 1", b-b0, r-r0)
 	}
 }
