@@ -92,6 +92,17 @@ func (e *batchEnv) fetchEach(ctx context.Context, from, to int) (wait func() []s
 	return func() []string { wg.Wait(); return got }
 }
 
+// freeze stops the node and reads store 2 in a batch that stays out until
+// the node resumes; first returns what that read got.
+func (e *batchEnv) freeze(t *testing.T) (first func() []string) {
+	t.Helper()
+	e.srv.Pause()
+	t.Cleanup(e.srv.Resume)
+	first = e.fetchEach(context.Background(), 2, 2)
+	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out == 1 })
+	return first
+}
+
 // waitBatcher waits until the node's batcher satisfies cond.
 func (e *batchEnv) waitBatcher(t *testing.T, what string, cond func(*batcher) bool) {
 	t.Helper()
@@ -131,9 +142,7 @@ func TestBatchSharesRoundTrip(t *testing.T) {
 	b0, r0 := e.counts()
 	calls0 := hmgetCalls(t, e.srv)
 
-	e.srv.Pause()
-	first := e.fetchEach(context.Background(), 2, 2)
-	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out > 0 })
+	first := e.freeze(t)
 	rest := e.fetchEach(context.Background(), 3, 9)
 	e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
 	e.srv.Resume()
@@ -157,9 +166,7 @@ func TestBatchGivenUpWhileQueued(t *testing.T) {
 	b0, r0 := e.counts()
 	calls0 := hmgetCalls(t, e.srv)
 
-	e.srv.Pause()
-	first := e.fetchEach(context.Background(), 2, 2)
-	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out > 0 })
+	first := e.freeze(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	late := e.fetchEach(ctx, 3, 3)
@@ -232,9 +239,7 @@ func TestBatchConnectionBreaks(t *testing.T) {
 					}
 				}, nil)
 			})
-			e.srv.Pause()
-			first := e.fetchEach(context.Background(), 2, 2)
-			e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out > 0 })
+			first := e.freeze(t)
 			rest := e.fetchEach(context.Background(), 3, 9)
 			e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
 			e.srv.Resume()
@@ -264,9 +269,7 @@ func TestBatchStalled(t *testing.T) {
 	bt.mu.Unlock()
 	b0, r0 := e.counts()
 
-	e.srv.Pause()
-	first := e.fetchEach(context.Background(), 2, 2)
-	e.waitBatcher(t, "a batch on the wire", func(bt *batcher) bool { return bt.out == 1 })
+	first := e.freeze(t)
 	time.Sleep(100 * time.Millisecond) // past the stall
 	second := e.fetchEach(context.Background(), 3, 3)
 	e.waitBatcher(t, "two batches on the wire", func(bt *batcher) bool { return bt.out == 2 })

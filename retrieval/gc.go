@@ -244,16 +244,7 @@ func (s *Store) deleteFields(ctx context.Context, pattern string, fields []strin
 			}
 		}
 	}
-	var err error
-	if s.cluster != nil {
-		err = s.cluster.ForEachMaster(ctx, scanNode)
-	} else {
-		for _, n := range s.nodes {
-			if err = scanNode(ctx, n.client); err != nil {
-				break
-			}
-		}
-	}
+	err := s.forEachNode(ctx, scanNode)
 	return keys.Load(), deleted.Load(), err
 }
 

@@ -493,17 +493,7 @@ func (s *Store) seedNext(ctx context.Context, patterns []string) error {
 		}
 		return nil
 	}
-	var err error
-	if s.cluster != nil {
-		err = s.cluster.ForEachMaster(ctx, sample)
-	} else {
-		for _, n := range s.nodes {
-			if err = sample(ctx, n.client); err != nil {
-				break
-			}
-		}
-	}
-	if err != nil {
+	if err := s.forEachNode(ctx, sample); err != nil {
 		return fmt.Errorf("sample the generations in use: %w", err)
 	}
 	if top.Load() == 0 {

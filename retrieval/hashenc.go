@@ -73,14 +73,8 @@ func (s *Store) HashEncoding(ctx context.Context, c *features.Catalog) HashEncod
 		}
 		return nil
 	}
-	if s.cluster != nil {
-		if err := s.cluster.ForEachMaster(ctx, read); err != nil && firstErr == nil {
-			firstErr = err
-		}
-	} else {
-		for _, n := range s.nodes {
-			_ = read(ctx, n.client)
-		}
+	if err := s.forEachNode(ctx, read); err != nil && firstErr == nil {
+		firstErr = err // read returns none; a cluster may fail to load its slot map
 	}
 	if firstErr != nil {
 		he.Limit, he.Error = -1, firstErr.Error()

@@ -299,6 +299,20 @@ type node struct {
 	silentAt atomic.Int64
 }
 
+// forEachNode calls fn with the client of each of the store's nodes (a
+// cluster's masters, in parallel), and returns the first error.
+func (s *Store) forEachNode(ctx context.Context, fn func(context.Context, *redis.Client) error) error {
+	if s.cluster != nil {
+		return s.cluster.ForEachMaster(ctx, fn)
+	}
+	for _, n := range s.nodes {
+		if err := fn(ctx, n.client); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // allNodes returns the store's nodes, a cluster's as far as it met them.
 func (s *Store) allNodes() []*node {
 	nodes := slices.Clone(s.nodes)
