@@ -3,7 +3,7 @@
 ("Generations") describes, without seer's code.
 
 It reads entities from a JSON Lines file ({"id": ..., "<feature>": value}),
-allocates a generation, announces it, writes every value under the
+seeds the generation counter when the hash has none, allocates a generation, announces it, writes every value under the
 generation's fields, and switches the features that got a value in one
 optimistic transaction, which also records the generation before the
 previous one as garbage and bumps the upload markers. It prints a JSON
@@ -20,6 +20,7 @@ encoding comes from write_example.py beside it.
 import argparse
 import json
 import os
+import re
 import sys
 import time
 
@@ -31,6 +32,7 @@ from write_example import encode, field_id  # noqa: E402
 GENERATIONS = "{seer:markers}:generations"
 MARKERS = "seer:markers"
 MAX_GENERATION = (1 << 31) - 1
+NEXT_SAMPLE_KEYS, NEXT_SAMPLE_SCANS, NEXT_MARGIN = 256, 64, 1024
 
 
 def gen_field(fid, gen):
@@ -49,6 +51,38 @@ def connect(args):
     rc = RedisCluster(host=host, port=int(port))
     node = rc.get_node_from_key(GENERATIONS)
     return rc, redis.Redis(host=node.host, port=node.port)
+
+
+def key_pattern(template):
+    """The SCAN pattern of the template's keys: its text, glob characters
+    escaped, around a * for each placeholder."""
+    parts = re.split(r"\{[^}]*\}", template)
+    return "*".join(re.sub(r"([*?\[\]\\])", r"\\\1", part) for part in parts)
+
+
+def seed_next(r, g, template, cluster):
+    """Step 0: when the hash has no next (a new store, or a hash lost), set
+    it past the largest generation in a sample of the keys' fields."""
+    if g.hexists(GENERATIONS, "next"):
+        return
+    nodes = [r.get_redis_connection(n) for n in r.get_primaries()] if cluster else [r]
+    top = 0
+    for node in nodes:
+        keys, cursor = [], 0
+        for _ in range(NEXT_SAMPLE_SCANS):
+            cursor, page = node.scan(cursor, match=key_pattern(template), count=1000, _type="HASH")
+            keys += page
+            if cursor == 0 or len(keys) >= NEXT_SAMPLE_KEYS:
+                break
+        pipe = node.pipeline(transaction=False)
+        for key in keys:
+            pipe.hkeys(key)
+        for fields in pipe.execute():
+            for f in fields:
+                if f.isdigit():
+                    top = max(top, int(f) >> 32)
+    if top:
+        g.hsetnx(GENERATIONS, "next", top + NEXT_MARGIN)
 
 
 def begin(g, ids, lease, source):
@@ -148,6 +182,7 @@ def main():
     source = os.path.basename(args.file)
     r, g = connect(args)
     ids = [field_id(n) for n in types]
+    seed_next(r, g, args.key, args.cluster)
     gen = begin(g, ids, args.lease, source)
     report = {"generation": gen, "fields": {n: gen_field(field_id(n), gen) for n in types}}
     if args.fail_after >= 0:
