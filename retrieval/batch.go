@@ -20,18 +20,16 @@ import (
 // (docs/performance.md). Under light load nothing queues, and a read goes
 // out at once as before; the busier the node, the more each batch holds.
 //
-// A read joins a batch only when it is small (batchMax commands): a large
-// read goes on a connection of its own, in parallel, so that a small read
-// never waits behind a large one's replies. Nor does a read wait for a
-// batch that has been out for batchStall: it goes out in a batch of its
-// own. Each batch runs under the node's own deadline, like any read (see
+// A read joins a batch only when it is small (at most the store's
+// batch_keys commands, 8 by default; -1 turns batches off): a large read
+// goes on a connection of its own, in parallel, so that a small read never
+// waits behind a large one's replies. Nor does a read wait for a batch
+// that has been out for batchStall: it goes out in a batch of its own.
+// Each batch runs under the node's own deadline, like any read (see
 // runPart); a read whose caller gave up while it queued is not sent. Each
 // read takes a copy of its replies, and fails or succeeds with its batch,
 // then goes through runPart's retries and breaker as before: every read
 // in a batch went to the same node on the same connection.
-
-// batchMax is the most commands a read may have to join a batch.
-const batchMax = 8
 
 // batchStall is how long a batch may be out before the small reads that
 // come stop waiting for it and go out in a batch of their own: a node that

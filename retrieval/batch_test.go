@@ -281,3 +281,36 @@ func TestBatchStalled(t *testing.T) {
 		t.Errorf("%v batches of %v reads, want 2 of 1", b-b0, r-r0)
 	}
 }
+
+// TestBatchKeys: batch_keys -1 turns batches off, each read on a
+// connection of its own; a read of more keys than batch_keys does not
+// batch either.
+func TestBatchKeys(t *testing.T) {
+	for _, tc := range []struct {
+		keys    int
+		batched bool
+	}{{-1, false}, {0, true}, {1, true}} {
+		t.Run(strconv.Itoa(tc.keys), func(t *testing.T) {
+			e := newBatchEnv(t, Config{BatchKeys: tc.keys}, func(addr string) string { return addr })
+			b0, _ := e.counts()
+			if got, err := e.fetch(context.Background(), 3); err != nil || got != "3.5" {
+				t.Fatalf("read: %q, %v", got, err)
+			}
+			if b, _ := e.counts(); (b > b0) != tc.batched {
+				t.Errorf("batch_keys %d: a read of one key made %v batches", tc.keys, b-b0)
+			}
+			// Two keys in one Fetch: one read of two commands.
+			q := []features.Lookup{
+				features.NewLookup("main", "st_4", []*features.Spec{e.c.Spec("store_rating")}),
+				features.NewLookup("main", "st_5", []*features.Spec{e.c.Spec("store_rating")}),
+			}
+			b0, _ = e.counts()
+			if degraded := e.r.Fetch(context.Background(), q); len(degraded) > 0 || q[1].Value(0).Float() != 5.5 {
+				t.Fatalf("read of two keys: degraded %v, value %v", degraded, q[1].Value(0))
+			}
+			if b, _ := e.counts(); (b > b0) != (tc.batched && tc.keys != 1) {
+				t.Errorf("batch_keys %d: a read of two keys made %v batches", tc.keys, b-b0)
+			}
+		})
+	}
+}

@@ -580,7 +580,7 @@ func (r *Retriever) roundTrip(ctx context.Context, j *job, p *part, arrived func
 	if st.isClosed() {
 		return redis.ErrClosed // a cluster node met after Close would keep its wires
 	}
-	if n := p.hi - p.lo; n > 0 && n <= batchMax {
+	if n := int(p.hi - p.lo); n > 0 && n <= st.batchKeys {
 		return r.batchRoundTrip(ctx, j, p)
 	}
 	w, err := p.node.wires.get(func() (*wire, error) {

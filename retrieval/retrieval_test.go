@@ -605,6 +605,8 @@ func TestConfigCheck(t *testing.T) {
 		{Config{Mode: "sentinel"}, `unknown mode "sentinel"`},
 		{Config{Addr: "a:1", DB: -1}, "negative"},
 		{Config{Addr: "a:1", ReadTimeout: -time.Second}, "negative timeout"},
+		{Config{Addr: "a:1", BatchKeys: -1}, ""},
+		{Config{Addr: "a:1", BatchKeys: -2}, "batch_keys: -2"},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Check()

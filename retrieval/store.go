@@ -81,6 +81,11 @@ type Config struct {
 	// never. In a cluster, redirections (MOVED, ASK) are followed up to 3
 	// times in any case.
 	MaxRetries int `yaml:"max_retries"`
+	// BatchKeys is the most keys a read of a query to one node may have to
+	// share round trips with other small reads (batch.go): 0 means the
+	// default, 8; -1 turns batching off, each read on a connection of its
+	// own.
+	BatchKeys int `yaml:"batch_keys"`
 	// ReadFromReplicas sends a cluster's reads to replicas (READONLY),
 	// spread round robin over the replicas of each slot; the master serves
 	// when its replicas fail.
@@ -118,6 +123,7 @@ const (
 	DefaultDialTimeout = time.Second
 	DefaultIOTimeout   = time.Second
 	DefaultMaxRetries  = 3
+	DefaultBatchKeys   = 8
 )
 
 // Check reports what is wrong with the configuration, with an error
@@ -177,6 +183,9 @@ func (c Config) Check() error {
 	}
 	if c.MaxRetries < -1 {
 		return fail("max_retries: %d (want -1 for none, 0 for the default, or more)", c.MaxRetries)
+	}
+	if c.BatchKeys < -1 {
+		return fail("batch_keys: %d (want -1 for no batches, 0 for the default, or more)", c.BatchKeys)
 	}
 	if err := c.Breaker.check(); err != nil {
 		return fail("breaker: %v", err)
@@ -255,6 +264,7 @@ type Store struct {
 	dial         func(context.Context, string, string) (net.Conn, error)
 	dialTimeout  time.Duration
 	retries      int // how often Fetch sends a read again after its connection broke
+	batchKeys    int // the most keys of a read that batches (batch.go); 0: none do
 	clusterMu    sync.Mutex
 	clusterNodes map[string]*node
 
@@ -381,6 +391,12 @@ func Open(ctx context.Context, name string, cfg Config) (*Store, error) {
 		retries = DefaultMaxRetries
 	}
 	s.retries = max(retries, 0)
+	switch s.batchKeys = cfg.BatchKeys; s.batchKeys {
+	case 0:
+		s.batchKeys = DefaultBatchKeys
+	case -1:
+		s.batchKeys = 0
+	}
 	dial := dialer(orDefault(cfg.DialTimeout, DefaultDialTimeout), tlsConfig, s.markSilent)
 	s.dial, s.dialTimeout = dial, orDefault(cfg.DialTimeout, DefaultDialTimeout)
 	// Every client below runs each call under its context's deadline

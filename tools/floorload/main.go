@@ -265,7 +265,7 @@ func main() {
 		}
 		for i := range *rounds {
 			for _, side := range []struct {
-				name string
+				name  string
 				pid   int
 				redis int
 				url   string
