@@ -101,7 +101,7 @@ func (r *Retriever) batchRoundTrip(ctx context.Context, j *job, p *part) error {
 	bt.queue, bt.spare = bt.spare[:0], nil
 	bt.mu.Unlock()
 
-	b.scratch = send(st, r.metrics[j.store], p.node, batch, b.scratch)
+	b.scratch = sendBatch(st, r.metrics[j.store], p.node, batch, b.scratch)
 	for _, o := range batch {
 		if o != b {
 			o.wake <- struct{}{}
@@ -149,10 +149,10 @@ func (b *batchRead) release() {
 	batchReads.Put(b)
 }
 
-// send sends one batch on one of the node's wires, under the node's
+// sendBatch sends one batch on one of the node's wires, under the node's
 // deadline, and gives each read its replies or the batch's error. spans
-// is scratch; send returns it, grown when it was short.
-func send(st *Store, m *storeMetrics, n *node, batch []*batchRead, spans []span) []span {
+// is scratch; sendBatch returns it, grown when it was short.
+func sendBatch(st *Store, m *storeMetrics, n *node, batch []*batchRead, spans []span) []span {
 	// The reads whose callers gave up while they queued are not sent.
 	var opt *redis.Options
 	reads, total := 0, 0
@@ -168,9 +168,7 @@ func send(st *Store, m *storeMetrics, n *node, batch []*batchRead, spans []span)
 	}
 	m.batches.Inc()
 	m.batchedReads.Add(float64(reads))
-	w, err := n.wires.get(func() (*wire, error) {
-		return newWire(time.Now().Add(st.dialTimeout+st.nodeTimeout), opt, st.dial)
-	})
+	w, err := st.readWire(n, opt)
 	if err != nil {
 		failBatch(batch, err)
 		return spans

@@ -583,9 +583,7 @@ func (r *Retriever) roundTrip(ctx context.Context, j *job, p *part, arrived func
 	if n := int(p.hi - p.lo); n > 0 && n <= st.batchKeys {
 		return r.batchRoundTrip(ctx, j, p)
 	}
-	w, err := p.node.wires.get(func() (*wire, error) {
-		return newWire(time.Now().Add(st.dialTimeout+st.nodeTimeout), p.client.Options(), st.dial)
-	})
+	w, err := st.readWire(p.node, p.client.Options())
 	if err != nil {
 		return err
 	}
@@ -600,6 +598,15 @@ func (r *Retriever) roundTrip(ctx context.Context, j *job, p *part, arrived func
 	}
 	p.in, p.wire = w.in, w
 	return nil
+}
+
+// readWire returns a wire to node n for a query's read: an idle one, or a
+// new one connected within the store's dial_timeout and set up within
+// read_timeout (opt are the node's client's options).
+func (s *Store) readWire(n *node, opt *redis.Options) (*wire, error) {
+	return n.wires.get(func() (*wire, error) {
+		return newWire(time.Now().Add(s.dialTimeout+s.nodeTimeout), opt, s.dial)
+	})
 }
 
 // partError returns the first error reply of a node's HMGETs that says

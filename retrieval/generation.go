@@ -9,7 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -455,8 +455,12 @@ func (s *Store) seedNext(ctx context.Context, patterns []string) error {
 	if has, err := s.client.HExists(ctx, GenerationsKey, genNext).Result(); err != nil || has {
 		return err
 	}
-	var top atomic.Uint32 // a cluster's masters are sampled in parallel
+	var (
+		mu  sync.Mutex // a cluster's masters are sampled in parallel
+		top uint32
+	)
 	sample := func(ctx context.Context, c *redis.Client) error {
+		var high uint32
 		for _, pattern := range patterns {
 			var keys []string
 			var cursor uint64
@@ -481,25 +485,23 @@ func (s *Store) seedNext(ctx context.Context, patterns []string) error {
 			for _, cmd := range cmds {
 				for _, f := range cmd.Val() {
 					if v, err := strconv.ParseUint(f, 10, 64); err == nil {
-						for g := uint32(v >> 32); ; {
-							old := top.Load()
-							if g <= old || top.CompareAndSwap(old, g) {
-								break
-							}
-						}
+						high = max(high, uint32(v>>32))
 					}
 				}
 			}
 		}
+		mu.Lock()
+		top = max(top, high)
+		mu.Unlock()
 		return nil
 	}
 	if err := s.forEachNode(ctx, sample); err != nil {
 		return fmt.Errorf("sample the generations in use: %w", err)
 	}
-	if top.Load() == 0 {
+	if top == 0 {
 		return nil
 	}
-	return s.client.HSetNX(ctx, GenerationsKey, genNext, int64(top.Load())+nextMargin).Err()
+	return s.client.HSetNX(ctx, GenerationsKey, genNext, int64(top)+nextMargin).Err()
 }
 
 // lockCtx takes the lock mu (a channel of one) unless ctx ends first.
