@@ -124,7 +124,7 @@ func (fr *fileReader) read(path string, limit int64, head int, check func(head [
 	}
 	buf := first
 	if err == nil && int64(len(first)) < size {
-		buf = make([]byte, size)
+		buf = bigBuffer(size)
 		copy(buf, first)
 		var m int
 		m, err = fr.readFull(f, buf[len(first):])
@@ -146,6 +146,18 @@ func (fr *fileReader) read(path string, limit int64, head int, check func(head [
 	}
 	return buf, nil
 }
+
+// bigBuffer returns a zeroed buffer of n bytes. It is a function of its
+// own, never inlined, so that the compiler cannot fuse its make with the
+// copy that follows into runtime.makeslicecopy: that call zeroes the
+// whole buffer without a preemption point, and while a goroutine cannot
+// be preempted the garbage collector's mark phase cannot end, nor can
+// any request that must assist it. Zeroing 200 MiB took 1.1 s here,
+// and every request stalled that long (docs/soak.md). make alone zeroes
+// a large buffer in chunks, preemptible between them.
+//
+//go:noinline
+func bigBuffer(n int64) []byte { return make([]byte, n) }
 
 // readFull fills b from f in calls of at most readChunk bytes, noting when
 // each call begins so that a stalled one can be seen. A file that ends
