@@ -23,6 +23,7 @@ type Result struct {
 	P50, P99      time.Duration
 	Errors, Total int           // failed and successful requests
 	CPU           time.Duration // per successful request, of the process measured
+	UserCPU       time.Duration // the part of CPU spent in user space, not in the kernel
 	Allocs, Bytes float64       // per request, from the server's /metrics
 }
 
@@ -35,7 +36,7 @@ func Run(c int, d time.Duration, pid int, metrics string, do func() error) Resul
 	errs := 0
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
-	before := ProcCPU(pid)
+	userBefore, before := ProcTimes(pid)
 	allocs, bytes := memstats(metrics)
 	start := time.Now()
 	for range c {
@@ -57,7 +58,8 @@ func Run(c int, d time.Duration, pid int, metrics string, do func() error) Resul
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	spent := ProcCPU(pid) - before
+	userAfter, after := ProcTimes(pid)
+	spent, user := after-before, userAfter-userBefore
 	allocs2, bytes2 := memstats(metrics)
 	slices.Sort(lat)
 	r := Result{Errors: errs, Total: len(lat)}
@@ -65,6 +67,7 @@ func Run(c int, d time.Duration, pid int, metrics string, do func() error) Resul
 		r.Rate = float64(len(lat)) / elapsed.Seconds()
 		r.P50, r.P99 = lat[len(lat)/2], lat[len(lat)*99/100]
 		r.CPU = spent / time.Duration(len(lat))
+		r.UserCPU = user / time.Duration(len(lat))
 		r.Allocs = (allocs2 - allocs) / float64(len(lat)+errs)
 		r.Bytes = (bytes2 - bytes) / float64(len(lat)+errs)
 	}
@@ -74,28 +77,36 @@ func Run(c int, d time.Duration, pid int, metrics string, do func() error) Resul
 // ProcCPU returns the CPU time (user and system) of process pid so far, of
 // this process when pid is 0, and 0 when pid is negative or unreadable.
 func ProcCPU(pid int) time.Duration {
+	_, total := ProcTimes(pid)
+	return total
+}
+
+// ProcTimes returns the CPU time of process pid so far in user space and
+// in all (user and system), as ProcCPU does.
+func ProcTimes(pid int) (user, total time.Duration) {
 	switch {
 	case pid < 0:
-		return 0
+		return 0, 0
 	case pid == 0:
 		var ru syscall.Rusage
 		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			return 0
+			return 0, 0
 		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		return time.Duration(ru.Utime.Nano()), time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	// The fields after the command name, which is in parentheses.
 	fields := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
 	if len(fields) < 13 {
-		return 0
+		return 0, 0
 	}
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
+	const tick = time.Second / 100 // USER_HZ
+	return time.Duration(utime) * tick, time.Duration(utime+stime) * tick
 }
 
 // memstats returns the allocations and bytes allocated so far by the

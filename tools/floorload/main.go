@@ -3,7 +3,8 @@
 // and decodes every value (internal/floor). It alternates rounds of the
 // floor and of seer's HTTP API at each concurrency, c workers in a closed
 // loop, and prints each round's request rate, latency percentiles and CPU
-// time per request, then the medians and seer's ratios to the floor.
+// time per request (all of it, and the part in user space), then the
+// medians and seer's ratios to the floor.
 //
 //	floorload -redis 127.0.0.1:6379 -catalog catalog.yaml -manifest manifest.yaml \
 //	    -url http://127.0.0.1:8080 -pid $(pgrep -f 'seer serve') -body body.json -c 1,8 -d 10s -rounds 3
@@ -244,7 +245,7 @@ func main() {
 	if *oldRedisPid == 0 {
 		*oldRedisPid = *redisPid
 	}
-	fmt.Printf("%-5s %-3s %-5s %9s %8s %8s %9s %6s %6s", "round", "c", "side", "req/s", "p50 ms", "p99 ms", "cpu µs", "errors", "load")
+	fmt.Printf("%-5s %-3s %-5s %9s %8s %8s %9s %7s %6s %6s", "round", "c", "side", "req/s", "p50 ms", "p99 ms", "cpu µs", "user µs", "errors", "load")
 	if *redisPid != 0 {
 		fmt.Printf(" %9s", "redis µs")
 	}
@@ -253,7 +254,7 @@ func main() {
 		c    int
 		side string
 	}
-	rates, cpus, redisCPUs := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
+	rates, cpus, users, redisCPUs := map[key][]float64{}, map[key][]float64{}, map[key][]float64{}, map[key][]float64{}
 	for _, c := range cs {
 		// Warm both up.
 		if floorDo != nil {
@@ -290,8 +291,8 @@ func main() {
 				load, _ := os.ReadFile("/proc/loadavg")
 				var l1 string
 				fmt.Sscan(string(load), &l1)
-				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %6d %6s", i+1, c, side.name, r.Rate,
-					float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, r.CPU.Microseconds(), r.Errors, l1)
+				fmt.Printf("%-5d %-3d %-5s %9.0f %8.2f %8.2f %9d %7d %6d %6s", i+1, c, side.name, r.Rate,
+					float64(r.P50.Microseconds())/1000, float64(r.P99.Microseconds())/1000, r.CPU.Microseconds(), r.UserCPU.Microseconds(), r.Errors, l1)
 				if side.redis != 0 {
 					fmt.Printf(" %9.1f", redisCPU)
 				}
@@ -302,6 +303,7 @@ func main() {
 				k := key{c, side.name}
 				rates[k] = append(rates[k], r.Rate)
 				cpus[k] = append(cpus[k], float64(r.CPU.Microseconds()))
+				users[k] = append(users[k], float64(r.UserCPU.Microseconds()))
 				redisCPUs[k] = append(redisCPUs[k], redisCPU)
 			}
 		}
@@ -317,6 +319,8 @@ func main() {
 			o := key{c, "old"}
 			fmt.Printf("c=%d median: old %.0f req/s, %.0f µs; seer/old: rate %.2f, CPU %.2f\n",
 				c, med(rates[o]), med(cpus[o]), med(rates[s])/med(rates[o]), med(cpus[s])/med(cpus[o]))
+			fmt.Printf("c=%d median: user-space CPU seer %.0f µs, old %.0f µs; seer/old: %.2f\n",
+				c, med(users[s]), med(users[o]), med(users[s])/med(users[o]))
 			if *redisPid != 0 {
 				fmt.Printf("c=%d median: Redis %.1f µs CPU per old request; seer/old: %.2f\n",
 					c, med(redisCPUs[o]), med(redisCPUs[s])/med(redisCPUs[o]))
