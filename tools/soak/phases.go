@@ -466,7 +466,9 @@ func (e *env) artifacts(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	p.check(loaded >= 0 && loaded <= 10*time.Second, "a good version dropped beside the bad ones was not loaded within 10s (%s)", since(loaded))
 	rise := p.rssPeak - p.rssStart
 	p.check(rise <= artifactCap+64*mib, "RSS rose %.0f MiB (bound: the LightGBM cap %d MiB + 64 MiB)", rise/mib, artifactCap/mib)
-	p.check(p.st.max <= time.Second, "a request of the steady load took %s (bound 1s: serving stalled)", ms(p.st.max))
+	// 500 ms: with the artifact's buffer zeroed preemptibly the slowest
+	// request took 31 to 60 ms (docs/soak.md); before, up to 1.36 s.
+	p.check(p.st.max <= 500*time.Millisecond, "a request of the steady load took %s (bound 500ms: serving stalled)", ms(p.st.max))
 	p.note("bad versions dropped 3s apart, RSS peak over the phase's start (MiB) by then: %s", strings.Join(peaks, ", "))
 	p.note("then production -> 99, then a good version 8, loaded %s after it was dropped", since(loaded))
 	p.note("/v1/models failures: %s", strings.Join(failures, "; "))
