@@ -372,15 +372,15 @@ func TestArtifactSizeAndHead(t *testing.T) {
 // collection's mark phase until it can be, and while the heap is past its
 // goal every request that allocates waits for that: the soak saw every
 // request stall for 1.2 s while an artifact of a valid beginning and 200
-// MiB of junk was read (docs/soak.md). So while such an artifact loads,
-// collections are forced one after another; none may take a third of the
-// load's time (before the fix, one took more than half of it: the whole
-// time the buffer was being zeroed). Under -race it could not fail: the
+// MiB of junk was read (docs/soak.md). So while such an artifact (128 MiB
+// of junk here) loads, collections are forced one after another; none may
+// take a third of the load's time (before the fix, one took more than half
+// of it: the whole time the buffer was being zeroed). Under -race it could not fail: the
 // race build does not fuse make and copy, and its instrumented allocation
 // of the buffer is itself a pause; make test runs it without -race.
 func TestLargeArtifactLetsCollectorRun(t *testing.T) {
 	if raceEnabled || testing.Short() {
-		t.Skip("the collector's pauses: without -race and -short; writes and reads 200 MiB")
+		t.Skip("the collector's pauses: without -race and -short; writes and reads 128 MiB")
 	}
 	root := t.TempDir()
 	dir := writeVersion(t, root, "1", nil)
@@ -394,7 +394,7 @@ func TestLargeArtifactLetsCollectorRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Write(good[:len(good)/2])
-	if _, err := io.CopyN(f, rand.NewChaCha8([32]byte{7}), 200<<20); err != nil {
+	if _, err := io.CopyN(f, rand.NewChaCha8([32]byte{7}), 128<<20); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
