@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -411,9 +412,10 @@ func (e *env) redisKill(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 
 // artifacts: junk, truncated, oversized, blocking and outside-the-root
 // artifacts are dropped into the models root one every 3 s, then an
-// alias to a missing version, then a good version. The good version keeps
-// serving, the new good one loads within 10 s, RSS rises at most the
-// format's cap + 64 MiB, and no request of the steady load takes over 1 s.
+// alias to a missing version, then a good version of 100 MiB. The good
+// version keeps serving, the new good one loads within 10 s, RSS rises at
+// most the format's cap + 64 MiB, and no request of the steady load takes
+// over 500 ms.
 func (e *env) artifacts(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	root := filepath.Join(e.work, "models", model)
 	stage := filepath.Join(e.work, "stage")
@@ -470,8 +472,26 @@ func (e *env) artifacts(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	// request took 31 to 60 ms (docs/soak.md); before, up to 1.36 s.
 	p.check(p.st.max <= 500*time.Millisecond, "a request of the steady load took %s (bound 500ms: serving stalled)", ms(p.st.max))
 	p.note("bad versions dropped 3s apart, RSS peak over the phase's start (MiB) by then: %s", strings.Join(peaks, ", "))
-	p.note("then production -> 99, then a good version 8, loaded %s after it was dropped", since(loaded))
+	p.note("then production -> 99, then a good version 8 of 100 MiB, loaded %s after it was dropped", since(loaded))
 	p.note("/v1/models failures: %s", strings.Join(failures, "; "))
+}
+
+// padded returns a LightGBM text model with n bytes of parameter lines
+// added before "end of parameters": still a valid model (both evaluators
+// stop reading at "end of trees"), and as large as one of many trees, so
+// that loading it costs what deploying a big model costs.
+func padded(model []byte, n int) ([]byte, error) {
+	at := bytes.Index(model, []byte("end of parameters"))
+	if at < 0 {
+		return nil, errors.New(`the good model has no "end of parameters" line`)
+	}
+	line := []byte("[soak_padding: " + strings.Repeat("x", 100) + "]\n")
+	out := make([]byte, 0, len(model)+n+len(line))
+	out = append(out, model[:at]...)
+	for written := 0; written < n; written += len(line) {
+		out = append(out, line...)
+	}
+	return append(out, model[at:]...), nil
 }
 
 // badVersion is a bad version staged for the artifacts phase.
@@ -528,7 +548,13 @@ func (e *env) stageArtifacts(stage string) ([]badVersion, error) {
 		},
 		"6": func(path string) error { return syscall.Mkfifo(path, 0o644) },
 		"7": func(path string) error { return os.Symlink("/etc/passwd", path) },
-		"8": func(path string) error { return os.WriteFile(path, good, 0o644) },
+		"8": func(path string) error { // a good model, as large as a big one
+			big, err := padded(good, 100*mib)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(path, big, 0o644)
+		},
 	}
 	names := map[string]string{"2": "300MiB-sparse", "3": "32MiB-junk", "4": "truncated", "5": "head+200MiB-junk", "6": "fifo", "7": "link-/etc/passwd"}
 	var bad []badVersion
