@@ -47,6 +47,9 @@ type batcher struct {
 	newest time.Time     // when the last of them was started
 	queue  []*batchRead  // the reads waiting for the next batch
 	spare  []*batchRead
+	// woken, when set (by tests), is called by a read woken to lead the
+	// next batch before it takes the queue.
+	woken func()
 }
 
 // batchRead is one part's read in a batch.
@@ -95,7 +98,13 @@ func (r *Retriever) batchRoundTrip(ctx context.Context, j *job, p *part) error {
 			return b.done(p)
 		}
 		b.lead = false // counted in out by the read that woke it
+		if bt.woken != nil {
+			bt.woken()
+		}
 		bt.mu.Lock()
+		// It left the queue when it was chosen (see below), and leads
+		// itself with the reads that queued since.
+		bt.queue = append(bt.queue, b)
 	}
 	batch := bt.queue
 	bt.queue, bt.spare = bt.spare[:0], nil
@@ -115,8 +124,15 @@ func (r *Retriever) batchRoundTrip(ctx context.Context, j *job, p *part) error {
 	}
 	clear(batch)
 	if len(bt.queue) > 0 {
-		// The reads that queued meanwhile go out now, led by the first.
+		// The reads that queued meanwhile go out now, led by the first,
+		// which leaves the queue: until it runs, another read may take the
+		// queue into a batch of its own (past the stall), and a read in
+		// two batches would be woken twice, the second wake-up left in its
+		// pooled channel for a later read to take as its replies'.
 		next := bt.queue[0]
+		n := copy(bt.queue, bt.queue[1:])
+		bt.queue[n] = nil
+		bt.queue = bt.queue[:n]
 		next.lead = true
 		bt.out++
 		bt.newest = time.Now()

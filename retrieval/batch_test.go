@@ -314,3 +314,68 @@ func TestBatchKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchChosenLeaderNotTaken: a read chosen to lead the next batch that
+// has not run yet when another read comes, past the stall, is not taken
+// into that read's batch. It was: it then got two wake-ups, the second of
+// which, left in its pooled channel, made a later read return at once
+// with another read's replies, or went to nobody and left the reads
+// queued behind it waiting for a leader that never came.
+func TestBatchChosenLeaderNotTaken(t *testing.T) {
+	e := newBatchEnv(t, Config{}, func(addr string) string { return addr })
+	bt := &e.st.nodes[0].batch
+
+	first := e.freeze(t)
+	chosen := e.fetchEach(context.Background(), 3, 3)
+	e.waitBatcher(t, "a read queued", func(bt *batcher) bool { return len(bt.queue) == 1 })
+	woken, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	bt.mu.Lock()
+	bt.woken = func() {
+		once.Do(func() {
+			close(woken)
+			<-release // the chosen leader has not run yet
+		})
+	}
+	bt.mu.Unlock()
+	released := sync.OnceFunc(func() { close(release) })
+	defer released()
+	e.srv.Resume()
+	<-woken
+	bt.mu.Lock()
+	bt.stall = time.Nanosecond // the next read does not wait for the chosen leader
+	bt.mu.Unlock()
+
+	late := e.fetchEach(context.Background(), 4, 4)
+	done := make(chan []string)
+	go func() { done <- late() }()
+	select {
+	case got := <-done:
+		if got[0] != "4.5" {
+			t.Errorf("the read that came meanwhile: %q, want 4.5", got[0])
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("the read that came while the chosen leader had not run waited for it")
+		released()
+		<-done
+	}
+	released()
+	if got := append(first(), chosen()...); !slices.Equal(got, want(2, 3)) {
+		t.Errorf("values %q, want %q", got, want(2, 3))
+	}
+	e.waitBatcher(t, "nothing on the wire", func(bt *batcher) bool { return bt.out == 0 && len(bt.queue) == 0 })
+
+	// Every read after it, led or queued, gets its own values.
+	bt.mu.Lock()
+	bt.woken, bt.stall = nil, time.Hour
+	bt.mu.Unlock()
+	for round := range 5 {
+		first := e.freeze(t)
+		rest := e.fetchEach(context.Background(), 3, 9)
+		e.waitBatcher(t, "7 reads queued", func(bt *batcher) bool { return len(bt.queue) == 7 })
+		e.srv.Resume()
+		if got := append(first(), rest()...); !slices.Equal(got, want(2, 9)) {
+			t.Fatalf("round %d: values %q, want %q", round, got, want(2, 9))
+		}
+	}
+}
