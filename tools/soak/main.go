@@ -81,6 +81,7 @@ type options struct {
 	phase      time.Duration
 	c          int
 	candidates int
+	readers    int
 	keep       bool
 	only       string
 }
@@ -93,6 +94,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.phase, "phase", 45*time.Second, "the length of the phases without a fixed schedule (control, hostile)")
 	fs.IntVar(&o.c, "c", 8, "concurrent clients of the steady load")
 	fs.IntVar(&o.candidates, "candidates", 50, "candidates per query of the steady load")
+	fs.IntVar(&o.readers, "readers", 8, "concurrent clients of the small reads: /v1/features of one store, its values checked")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, config, data, and records.csv: every request of the steady load)")
 	fs.StringVar(&o.only, "only", "", "run only these phases (comma-separated names) after the control phase")
 	if err := fs.Parse(args); err != nil {
@@ -140,6 +142,11 @@ type env struct {
 	probes timeline[probe]
 	client *http.Client
 	bodies [][]byte
+
+	// The small reads, and the values uploaded for each store: those a
+	// small read is checked against.
+	reads     timeline[smallRead]
+	storeVals map[string][3]float64
 
 	controlP99 time.Duration // the steady load's p99 in the control phase
 	paused     atomic.Bool   // the steady load and the probes wait while set
@@ -261,9 +268,15 @@ func (e *env) writeFiles() error {
 	r := rand.New(rand.NewPCG(1, 2))
 	var b bytes.Buffer
 	b.WriteString("id,store_avg_rating,store_num_ratings,store_delivery_minutes,store_price_level,store_cuisine,store_is_open\n")
+	e.storeVals = make(map[string][3]float64, numStores)
 	for i := range numStores {
-		fmt.Fprintf(&b, "%s,%.2f,%d,%.1f,%d,%s,%t\n", storeID(i), 1+4*r.Float64(), r.IntN(3000),
-			10+50*r.Float64(), 1+r.IntN(4), cuisines[r.IntN(len(cuisines))], r.IntN(5) > 0)
+		// The values as written, parsed back: what seer must answer.
+		rating, ratings, minutes := fmt.Sprintf("%.2f", 1+4*r.Float64()), r.IntN(3000), fmt.Sprintf("%.1f", 10+50*r.Float64())
+		fmt.Fprintf(&b, "%s,%s,%d,%s,%d,%s,%t\n", storeID(i), rating, ratings, minutes,
+			1+r.IntN(4), cuisines[r.IntN(len(cuisines))], r.IntN(5) > 0)
+		x, _ := strconv.ParseFloat(rating, 64)
+		z, _ := strconv.ParseFloat(minutes, 64)
+		e.storeVals[storeID(i)] = [3]float64{x, float64(ratings), z}
 	}
 	if err := os.WriteFile(filepath.Join(e.work, "stores.csv"), b.Bytes(), 0o644); err != nil {
 		return err
@@ -492,6 +505,92 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 		})
 	}
 	return &wg
+}
+
+// smallRead is one /v1/features read of one store's three features,
+// as a product backend reads a few values at a time: each such read is
+// small enough to share a round trip with others (retrieval's batches).
+type smallRead struct {
+	at       time.Duration
+	status   int // 0: no answer
+	degraded bool
+	checked  int    // values read from Redis or the cache, compared with the upload
+	wrong    string // the first of them that was not the store's, if any
+}
+
+func (r smallRead) when() time.Duration { return r.at }
+
+// smallFeatures are the features a small read asks for, in the order of
+// env.storeVals.
+var smallFeatures = [3]string{"store_avg_rating", "store_num_ratings", "store_delivery_minutes"}
+
+// smallReads runs n clients of small reads in a closed loop until stop is
+// closed, each read of a random store and checked against what was
+// uploaded for it.
+func (e *env) smallReads(stop <-chan struct{}, n int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := range n {
+		wg.Go(func() {
+			r := rand.New(rand.NewPCG(7, uint64(w)))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if e.paused.Load() {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				rd := e.smallRead(storeID(r.IntN(numStores)))
+				e.reads.add(rd)
+				if rd.status == 0 {
+					time.Sleep(10 * time.Millisecond) // seer is gone or stopped: do not spin
+				}
+			}
+		})
+	}
+	return &wg
+}
+
+func (e *env) smallRead(id string) smallRead {
+	rd := smallRead{at: e.since()}
+	body := fmt.Sprintf(`{"queries":[{"features":["%s","%s","%s"],"candidates":[{"entities":{"store":"%s"}}]}]}`,
+		smallFeatures[0], smallFeatures[1], smallFeatures[2], id)
+	resp, err := e.client.Post(e.seerURL+"/v1/features", "application/json", strings.NewReader(body))
+	if err != nil {
+		return rd
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Results []struct {
+			Degraded bool `json:"degraded"`
+			Rows     []map[string]struct {
+				Value  json.RawMessage `json:"value"`
+				Source string          `json:"source"`
+			} `json:"rows"`
+		} `json:"results"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&ans) != nil || resp.StatusCode != 200 || len(ans.Results) != 1 || len(ans.Results[0].Rows) != 1 {
+		rd.status = max(resp.StatusCode, 1)
+		if resp.StatusCode == 200 {
+			rd.wrong = "store " + id + ": an answer without one row"
+		}
+		return rd
+	}
+	rd.status, rd.degraded = 200, ans.Results[0].Degraded
+	want := e.storeVals[id]
+	for k, name := range smallFeatures {
+		cell := ans.Results[0].Rows[0][name]
+		if cell.Source != "redis" && cell.Source != "cache" {
+			continue // a default: degraded or absent, not wrong
+		}
+		rd.checked++
+		if v, err := strconv.ParseFloat(string(cell.Value), 64); (err != nil || v != want[k]) && rd.wrong == "" {
+			rd.wrong = fmt.Sprintf("store %s: %s %s from %s, uploaded %v", id, name, cell.Value, cell.Source, want[k])
+		}
+	}
+	return rd
 }
 
 // probe is one debug query and where each of its stored inputs came

@@ -33,6 +33,7 @@ func (e *env) soak(ctx context.Context) error {
 	e.epoch = time.Now()
 	stop := make(chan struct{})
 	loadWG := e.load(stop, e.opts.c)
+	readsWG := e.smallReads(stop, e.opts.readers)
 	probeWG := e.probeEvery(stop, 250*time.Millisecond)
 	mon := &rssMonitor{}
 	go mon.run(stop, e.seer.Process.Pid)
@@ -43,6 +44,7 @@ func (e *env) soak(ctx context.Context) error {
 	}{
 		{"control", e.control},
 		{"seer-stop", e.seerStop},
+		{"contention", e.contention},
 		{"node-stop", e.nodeStop},
 		{"debug-sleep", e.debugSleep},
 		{"redis-kill", e.redisKill},
@@ -64,6 +66,7 @@ func (e *env) soak(ctx context.Context) error {
 	}
 	close(stop)
 	loadWG.Wait()
+	readsWG.Wait()
 	probeWG.Wait()
 	if !e.seerAlive() && len(results) > 0 {
 		p := results[len(results)-1]
@@ -139,6 +142,41 @@ func (e *env) end(ctx context.Context, p *phaseResult, mon *rssMonitor, length t
 		body, _ := e.silentBody.Load().(string)
 		p.check(false, "%d degraded answers without a degraded_values of at least 1; the first: %s", p.st.silent, body)
 	}
+	p.reads = e.reads.window(p.from, p.to)
+	n, degraded, checked, wrong, first := smallStats(p.reads)
+	p.check(n > 0, "no small read was answered")
+	p.check(wrong == 0, "%d small reads answered values that were not their store's; the first: %s", wrong, first)
+	p.note("small reads: %d answered, %.2f%% degraded, %d values read from the store checked against the upload, %d wrong",
+		n, percent(degraded, n), checked, wrong)
+}
+
+// smallStats counts the answered small reads, the degraded ones, the
+// values checked, and the reads with a wrong value (and the first one).
+func smallStats(reads []smallRead) (n, degraded, checked, wrong int, first string) {
+	for _, rd := range reads {
+		if rd.status != 200 {
+			continue
+		}
+		n++
+		if rd.degraded {
+			degraded++
+		}
+		checked += rd.checked
+		if rd.wrong != "" {
+			wrong++
+			if first == "" {
+				first = rd.wrong
+			}
+		}
+	}
+	return
+}
+
+func percent(k, n int) float64 {
+	if n == 0 {
+		return 0
+	}
+	return 100 * float64(k) / float64(n)
 }
 
 // delta returns how much metric name (with labels) grew over the phase.
@@ -272,6 +310,9 @@ func (e *env) control(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	e.end(ctx, p, mon, e.opts.phase)
 	e.controlP99 = p.st.p99
 	p.check(p.st.degradedPercent() <= 0.1, "%.2f%% degraded answers with healthy Redis (bound 0.1%%)", p.st.degradedPercent())
+	if n, degraded, _, _, _ := smallStats(p.reads); percent(degraded, n) > 0.1 {
+		p.check(false, "%.2f%% degraded small reads with healthy Redis (bound 0.1%%)", percent(degraded, n))
+	}
 	redis, degraded, absent, other := cells(e.probes.window(p.from, p.to))
 	total := redis[0] + redis[1] + redis[2]
 	p.check(total > 0 && absent == [3]int{} && other == 0,
@@ -294,6 +335,45 @@ func (e *env) seerStop(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	opened := p.delta(breakerMetric, `event="opened"`)
 	p.check(opened == 0, "breakers opened %.0f times: seer's own stop was blamed on a node", opened)
 	p.note("breaker openings %.0f", opened)
+}
+
+// contention: four busy loops share the machine's cores with seer for
+// 15 s, so that its goroutines wait to run, as on an overloaded machine or
+// in a throttled container. Answers may degrade meanwhile, but none
+// carries a value that is not its entity's (every phase checks that), and
+// degraded answers, of the steady load and of the small reads, end
+// within 2 s of the loops' end.
+func (e *env) contention(ctx context.Context, p *phaseResult, mon *rssMonitor) {
+	e.begin(p, mon)
+	e.sleepUntil(ctx, p.from+5*time.Second)
+	var loops []*exec.Cmd
+	for range 4 {
+		cmd := exec.Command("sh", "-c", "while :; do :; done")
+		if err := cmd.Start(); err != nil {
+			p.check(false, "a busy loop: %v", err)
+			break
+		}
+		loops = append(loops, cmd)
+	}
+	e.sleepUntil(ctx, p.from+20*time.Second)
+	for _, cmd := range loops {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}
+	stopped := e.since()
+	e.end(ctx, p, mon, 35*time.Second)
+	p.degradedEnds(stopped, 2*time.Second, "the busy loops' end")
+	var late, lateDegraded int
+	for _, rd := range p.reads {
+		if rd.status == 200 && rd.at >= stopped+2*time.Second {
+			late++
+			if rd.degraded {
+				lateDegraded++
+			}
+		}
+	}
+	p.check(late > 0 && percent(lateDegraded, late) <= 1, "%d of %d small reads degraded from 2 s after the busy loops' end (bound 1%%)", lateDegraded, late)
+	p.note("%d busy loops for %s; small reads from 2 s after their end: %d, %d degraded", len(loops), stopped-p.from-5*time.Second, late, lateDegraded)
 }
 
 // nodeStop: one ring node (not the one with the generations hash) is

@@ -178,7 +178,8 @@ type phaseResult struct {
 	name     string
 	from, to time.Duration // since the run began
 
-	recs                           []record // the steady load's requests started in the phase
+	recs                           []record    // the steady load's requests started in the phase
+	reads                          []smallRead // the small reads started in the phase
 	st                             stats
 	rssStart, rssEnd, rssPeak      float64 // bytes
 	goroutinesStart, goroutinesEnd float64
