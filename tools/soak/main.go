@@ -465,13 +465,15 @@ func silentDegraded(body []byte) bool {
 	return !ok || len(after) == 0 || after[0] < '1' || after[0] > '9'
 }
 
-// load runs the steady load, c clients in a closed loop, until stop is
-// closed.
-func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
+// clients runs n clients in a closed loop until stop is closed: client w
+// calls send(w, k) for its k-th request and, when it got no answer (seer
+// is gone or stopped), pauses 10 ms rather than spin. While the load is
+// paused, the clients wait.
+func (e *env) clients(stop <-chan struct{}, n int, send func(w, k int) (answered bool)) *sync.WaitGroup {
 	var wg sync.WaitGroup
-	for w := range c {
+	for w := range n {
 		wg.Go(func() {
-			for i := w; ; i += c {
+			for k := 0; ; {
 				select {
 				case <-stop:
 					return
@@ -481,30 +483,39 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 					time.Sleep(10 * time.Millisecond)
 					continue
 				}
-				start := time.Now()
-				rec := record{start: start.Sub(e.epoch)}
-				resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[i%len(e.bodies)]))
-				if err == nil {
-					body, rerr := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if rerr == nil {
-						rec.status = resp.StatusCode
-						rec.degraded = bytes.Contains(body, degradedTrue)
-						rec.silent = rec.degraded && silentDegraded(body)
-						if rec.silent {
-							e.silentBody.CompareAndSwap(nil, string(body[:min(len(body), 400)]))
-						}
-					}
+				if !send(w, k) {
+					time.Sleep(10 * time.Millisecond)
 				}
-				rec.latency = time.Since(start)
-				e.rec.add(rec)
-				if err != nil {
-					time.Sleep(10 * time.Millisecond) // seer is gone or stopped: do not spin
-				}
+				k++
 			}
 		})
 	}
 	return &wg
+}
+
+// load runs the steady load, c clients in a closed loop, until stop is
+// closed.
+func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
+	return e.clients(stop, c, func(w, k int) bool {
+		start := time.Now()
+		rec := record{start: start.Sub(e.epoch)}
+		resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[(w+k*c)%len(e.bodies)]))
+		if err == nil {
+			body, rerr := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if rerr == nil {
+				rec.status = resp.StatusCode
+				rec.degraded = bytes.Contains(body, degradedTrue)
+				rec.silent = rec.degraded && silentDegraded(body)
+				if rec.silent {
+					e.silentBody.CompareAndSwap(nil, string(body[:min(len(body), 400)]))
+				}
+			}
+		}
+		rec.latency = time.Since(start)
+		e.rec.add(rec)
+		return err == nil
+	})
 }
 
 // smallRead is one /v1/features read of one store's three features,
@@ -524,33 +535,19 @@ func (r smallRead) when() time.Duration { return r.at }
 // env.storeVals.
 var smallFeatures = [3]string{"store_avg_rating", "store_num_ratings", "store_delivery_minutes"}
 
-// smallReads runs n clients of small reads in a closed loop until stop is
-// closed, each read of a random store and checked against what was
+// smallReads runs n clients of small reads in a closed loop until stop
+// is closed, each read of a random store and checked against what was
 // uploaded for it.
 func (e *env) smallReads(stop <-chan struct{}, n int) *sync.WaitGroup {
-	var wg sync.WaitGroup
-	for w := range n {
-		wg.Go(func() {
-			r := rand.New(rand.NewPCG(7, uint64(w)))
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if e.paused.Load() {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				rd := e.smallRead(storeID(r.IntN(numStores)))
-				e.reads.add(rd)
-				if rd.status == 0 {
-					time.Sleep(10 * time.Millisecond) // seer is gone or stopped: do not spin
-				}
-			}
-		})
+	rs := make([]*rand.Rand, n)
+	for w := range rs {
+		rs[w] = rand.New(rand.NewPCG(7, uint64(w)))
 	}
-	return &wg
+	return e.clients(stop, n, func(w, _ int) bool {
+		rd := e.smallRead(storeID(rs[w].IntN(numStores)))
+		e.reads.add(rd)
+		return rd.status != 0
+	})
 }
 
 func (e *env) smallRead(id string) smallRead {
