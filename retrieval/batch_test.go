@@ -379,3 +379,51 @@ func TestBatchChosenLeaderNotTaken(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchValuesUnderDelays sends many small reads at once while the
+// reads chosen to lead a batch are held back for up to 5 ms, past a stall
+// of 1 ms, so that batches overlap in many orders: each read gets its own
+// store's value, and no read is left waiting.
+func TestBatchValuesUnderDelays(t *testing.T) {
+	e := newBatchEnv(t, Config{}, func(addr string) string { return addr })
+	bt := &e.st.nodes[0].batch
+	var woken atomic.Int64
+	bt.mu.Lock()
+	bt.stall = time.Millisecond
+	bt.woken = func() {
+		if n := woken.Add(1); n%2 == 0 {
+			time.Sleep(time.Duration(n%5000) * time.Microsecond)
+		}
+	}
+	bt.mu.Unlock()
+	reads := 100
+	if raceEnabled {
+		reads = 20
+	}
+	var wrong atomic.Int64
+	var first sync.Once
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := range reads {
+				k := 1 + (w+i)%9
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				got, err := e.fetch(ctx, k)
+				cancel()
+				if want := fmt.Sprintf("%d.5", k); err != nil || got != want {
+					wrong.Add(1)
+					first.Do(func() { t.Errorf("store %d: %q, %v; want %s", k, got, err, want) })
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := wrong.Load(); n > 0 {
+		t.Errorf("%d of %d reads wrong", n, 32*reads)
+	}
+	if woken.Load() == 0 {
+		t.Error("no read was chosen to lead a batch: the test did not test")
+	}
+	e.waitBatcher(t, "nothing on the wire or queued", func(bt *batcher) bool { return bt.out == 0 && len(bt.queue) == 0 })
+	t.Logf("%d reads chosen to lead", woken.Load())
+}
