@@ -386,44 +386,64 @@ func TestBatchChosenLeaderNotTaken(t *testing.T) {
 // store's value, and no read is left waiting.
 func TestBatchValuesUnderDelays(t *testing.T) {
 	e := newBatchEnv(t, Config{}, func(addr string) string { return addr })
-	bt := &e.st.nodes[0].batch
-	var woken atomic.Int64
+	woken := holdChosenLeaders(&e.st.nodes[0].batch)
+	reads := 100
+	if raceEnabled {
+		reads = 20
+	}
+	concurrently(t, 32, reads, func(w, i int) error {
+		k := 1 + (w+i)%9
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if got, err := e.fetch(ctx, k); err != nil || got != fmt.Sprintf("%d.5", k) {
+			return fmt.Errorf("store %d: %q, %v; want %d.5", k, got, err, k)
+		}
+		return nil
+	})
+	if woken.Load() == 0 {
+		t.Error("no read was chosen to lead a batch: the test did not test")
+	}
+	e.waitBatcher(t, "nothing on the wire or queued", func(bt *batcher) bool { return bt.out == 0 && len(bt.queue) == 0 })
+	t.Logf("%d reads chosen to lead", woken.Load())
+}
+
+// holdChosenLeaders makes bt's stall 1 ms and holds every other read
+// chosen to lead a batch back for up to 5 ms before it takes the queue,
+// so that reads come past the stall while it waits. It returns how many
+// reads were chosen.
+func holdChosenLeaders(bt *batcher) *atomic.Int64 {
+	woken := new(atomic.Int64)
 	bt.mu.Lock()
+	defer bt.mu.Unlock()
 	bt.stall = time.Millisecond
 	bt.woken = func() {
 		if n := woken.Add(1); n%2 == 0 {
 			time.Sleep(time.Duration(n%5000) * time.Microsecond)
 		}
 	}
-	bt.mu.Unlock()
-	reads := 100
-	if raceEnabled {
-		reads = 20
-	}
-	var wrong atomic.Int64
+	return woken
+}
+
+// concurrently runs workers goroutines, each calling read(w, i) for i up
+// to reads, and fails t with the first error and how many there were;
+// after an error the workers stop.
+func concurrently(t *testing.T, workers, reads int, read func(w, i int) error) {
+	t.Helper()
+	var bad atomic.Int64
 	var first sync.Once
 	var wg sync.WaitGroup
-	for w := range 32 {
+	for w := range workers {
 		wg.Go(func() {
-			for i := range reads {
-				k := 1 + (w+i)%9
-				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-				got, err := e.fetch(ctx, k)
-				cancel()
-				if want := fmt.Sprintf("%d.5", k); err != nil || got != want {
-					wrong.Add(1)
-					first.Do(func() { t.Errorf("store %d: %q, %v; want %s", k, got, err, want) })
+			for i := 0; i < reads && bad.Load() == 0; i++ {
+				if err := read(w, i); err != nil {
+					bad.Add(1)
+					first.Do(func() { t.Error(err) })
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if n := wrong.Load(); n > 0 {
-		t.Errorf("%d of %d reads wrong", n, 32*reads)
+	if n := bad.Load(); n > 0 {
+		t.Errorf("%d reads wrong (of up to %d)", n, workers*reads)
 	}
-	if woken.Load() == 0 {
-		t.Error("no read was chosen to lead a batch: the test did not test")
-	}
-	e.waitBatcher(t, "nothing on the wire or queued", func(bt *batcher) bool { return bt.out == 0 && len(bt.queue) == 0 })
-	t.Logf("%d reads chosen to lead", woken.Load())
 }
