@@ -26,7 +26,7 @@ lint: ## go vet and staticcheck
 bench: ## Run the benchmarks once
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-soak: ## The real binary under load and faults against real redis-servers, about 6 minutes (docs/soak.md)
+soak: ## The real binary under load and faults against real redis-servers, about 7 minutes (docs/soak.md)
 	$(GO) build -o bin/seer ./cmd/seer
 	$(GO) build -o bin/soak ./tools/soak
 	./bin/soak -seer bin/seer -quickstart configs/quickstart

@@ -146,7 +146,8 @@ type env struct {
 	// The small reads, and the values uploaded for each store: those a
 	// small read is checked against.
 	reads     timeline[smallRead]
-	storeVals map[string][3]float64
+	vals      atomic.Pointer[storeValues]
+	storeRest []string // each store's other columns, as written
 
 	controlP99 time.Duration // the steady load's p99 in the control phase
 	paused     atomic.Bool   // the steady load and the probes wait while set
@@ -266,22 +267,18 @@ func (e *env) writeFiles() error {
 		}
 	}
 	r := rand.New(rand.NewPCG(1, 2))
-	var b bytes.Buffer
-	b.WriteString("id,store_avg_rating,store_num_ratings,store_delivery_minutes,store_price_level,store_cuisine,store_is_open\n")
-	e.storeVals = make(map[string][3]float64, numStores)
+	vals := make(map[string][3]float64, numStores)
+	e.storeRest = make([]string, numStores)
 	for i := range numStores {
-		// The values as written, parsed back: what seer must answer.
-		rating, ratings, minutes := fmt.Sprintf("%.2f", 1+4*r.Float64()), r.IntN(3000), fmt.Sprintf("%.1f", 10+50*r.Float64())
-		fmt.Fprintf(&b, "%s,%s,%d,%s,%d,%s,%t\n", storeID(i), rating, ratings, minutes,
-			1+r.IntN(4), cuisines[r.IntN(len(cuisines))], r.IntN(5) > 0)
-		x, _ := strconv.ParseFloat(rating, 64)
-		z, _ := strconv.ParseFloat(minutes, 64)
-		e.storeVals[storeID(i)] = [3]float64{x, float64(ratings), z}
+		vals[storeID(i)] = [3]float64{1 + 4*r.Float64(), float64(r.IntN(3000)), 10 + 50*r.Float64()}
+		e.storeRest[i] = fmt.Sprintf("%d,%s,%t", 1+r.IntN(4), cuisines[r.IntN(len(cuisines))], r.IntN(5) > 0)
 	}
-	if err := os.WriteFile(filepath.Join(e.work, "stores.csv"), b.Bytes(), 0o644); err != nil {
+	vals, err = e.writeStores(vals)
+	if err != nil {
 		return err
 	}
-	b.Reset()
+	e.vals.Store(&storeValues{cur: vals})
+	var b bytes.Buffer
 	for i := range numConsumers {
 		emb := make([]float64, 8)
 		for j := range emb {
@@ -313,12 +310,32 @@ catalog: catalog.yaml
 models: models
 models_poll: 1s
 log_level: warn
+admin_token: soak
 stores:
   main:
     mode: ring
     addrs: [%s]
 `, port, strings.Join(addrs, ", "))
 	return os.WriteFile(filepath.Join(e.work, "seer.yaml"), []byte(cfg), 0o644)
+}
+
+// writeStores writes stores.csv with vals (rating, number of ratings,
+// delivery minutes by store id) and each store's other columns, and
+// returns the values as written and parsed back: what seer must answer.
+func (e *env) writeStores(vals map[string][3]float64) (map[string][3]float64, error) {
+	var b bytes.Buffer
+	b.WriteString("id,store_avg_rating,store_num_ratings,store_delivery_minutes,store_price_level,store_cuisine,store_is_open\n")
+	written := make(map[string][3]float64, len(vals))
+	for i := range numStores {
+		id := storeID(i)
+		v := vals[id]
+		rating, minutes := strconv.FormatFloat(v[0], 'f', 2, 64), strconv.FormatFloat(v[2], 'f', 1, 64)
+		fmt.Fprintf(&b, "%s,%s,%d,%s,%s\n", id, rating, int(v[1]), minutes, e.storeRest[i])
+		x, _ := strconv.ParseFloat(rating, 64)
+		z, _ := strconv.ParseFloat(minutes, 64)
+		written[id] = [3]float64{x, float64(int(v[1])), z}
+	}
+	return written, os.WriteFile(filepath.Join(e.work, "stores.csv"), b.Bytes(), 0o644)
 }
 
 // upload loads both tables with seer upload and returns how long it took.
@@ -527,12 +544,22 @@ type smallRead struct {
 	degraded bool
 	checked  int    // values read from Redis or the cache, compared with the upload
 	wrong    string // the first of them that was not the store's, if any
+	old      bool   // a value was the one uploaded before the last upload
+}
+
+// storeValues are the values uploaded for each store, as the small reads
+// check them: cur, and for a read started before prevUntil (since the
+// run began) prev too, while an upload of new values reaches the
+// answers.
+type storeValues struct {
+	cur, prev map[string][3]float64
+	prevUntil time.Duration
 }
 
 func (r smallRead) when() time.Duration { return r.at }
 
 // smallFeatures are the features a small read asks for, in the order of
-// env.storeVals.
+// storeValues.
 var smallFeatures = [3]string{"store_avg_rating", "store_num_ratings", "store_delivery_minutes"}
 
 // smallReads runs n clients of small reads in a closed loop until stop
@@ -576,14 +603,20 @@ func (e *env) smallRead(id string) smallRead {
 		return rd
 	}
 	rd.status, rd.degraded = 200, ans.Results[0].Degraded
-	want := e.storeVals[id]
+	vals := e.vals.Load()
+	want := vals.cur[id]
 	for k, name := range smallFeatures {
 		cell := ans.Results[0].Rows[0][name]
 		if cell.Source != "redis" && cell.Source != "cache" {
 			continue // a default: degraded or absent, not wrong
 		}
 		rd.checked++
-		if v, err := strconv.ParseFloat(string(cell.Value), 64); (err != nil || v != want[k]) && rd.wrong == "" {
+		v, err := strconv.ParseFloat(string(cell.Value), 64)
+		switch {
+		case err == nil && v == want[k]:
+		case err == nil && vals.prev != nil && rd.at < vals.prevUntil && v == vals.prev[id][k]:
+			rd.old = true
+		case rd.wrong == "":
 			rd.wrong = fmt.Sprintf("store %s: %s %s from %s, uploaded %v", id, name, cell.Value, cell.Source, want[k])
 		}
 	}

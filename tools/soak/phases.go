@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -49,6 +50,7 @@ func (e *env) soak(ctx context.Context) error {
 		{"debug-sleep", e.debugSleep},
 		{"redis-kill", e.redisKill},
 		{"artifacts", e.artifacts},
+		{"cache-upload", e.cacheUpload},
 		{"hostile", e.hostile},
 	}
 	var results []*phaseResult
@@ -374,6 +376,74 @@ func (e *env) contention(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	}
 	p.check(late > 0 && percent(lateDegraded, late) <= 1, "%d of %d small reads degraded from 2 s after the busy loops' end (bound 1%%)", lateDegraded, late)
 	p.note("%d busy loops for %s; small reads from 2 s after their end: %d, %d degraded", len(loops), stopped-p.from-5*time.Second, late, lateDegraded)
+}
+
+// cacheUpload: the cache answers live for the phase, and 5 s in every
+// store's values are uploaded again, each one changed. A small read may
+// answer a store's old values until the cache's marker_poll (5 s, its
+// default) and 2 s more after the upload's end, and only the new ones
+// after that; the cache answers some of them.
+func (e *env) cacheUpload(ctx context.Context, p *phaseResult, mon *rssMonitor) {
+	const bound = 7 * time.Second
+	e.begin(p, mon)
+	if err := e.cacheMode("live"); err != nil {
+		p.check(false, "the cache, live: %v", err)
+	}
+	defer func() {
+		if err := e.cacheMode("off"); err != nil {
+			p.check(false, "the cache, off again: %v", err)
+		}
+	}()
+	e.sleepUntil(ctx, p.from+5*time.Second)
+	old := e.vals.Load().cur
+	next := make(map[string][3]float64, len(old))
+	for id, v := range old {
+		next[id] = [3]float64{v[0] + 1, v[1] + 1, v[2] + 1}
+	}
+	next, err := e.writeStores(next)
+	if err != nil {
+		p.check(false, "stores.csv: %v", err)
+		return
+	}
+	e.vals.Store(&storeValues{cur: next, prev: old, prevUntil: math.MaxInt64})
+	took, err := e.upload(ctx)
+	p.check(err == nil, "the upload of the new values: %v", err)
+	uploaded := e.since()
+	e.vals.Store(&storeValues{cur: next, prev: old, prevUntil: uploaded + bound})
+	e.end(ctx, p, mon, 25*time.Second)
+	olds, lastOld := 0, "none after its end"
+	for _, rd := range p.reads {
+		if rd.old {
+			olds++
+			if d := rd.at - uploaded; d >= 0 {
+				lastOld = "the last sent " + ms(d) + " after its end"
+			}
+		}
+	}
+	hits := p.delta("seer_cache_lookups_total", `result="hit"`)
+	p.check(hits > 0, "the cache answered no lookup")
+	p.note("upload of new values took %s; %d small reads answered old values, %s (bound %s); cache hits %.0f, misses %.0f",
+		ms(took), olds, lastOld, bound, hits, p.delta("seer_cache_lookups_total", `result="miss"`))
+}
+
+// cacheMode sets the cache's mode for every batch feature through the
+// admin endpoint.
+func (e *env) cacheMode(mode string) error {
+	req, err := http.NewRequest(http.MethodPut, e.seerURL+"/v1/admin/cache", strings.NewReader(`{"mode": "`+mode+`"}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer soak")
+	resp, err := e.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		body, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(body))
+	}
+	return nil
 }
 
 // nodeStop: one ring node (not the one with the generations hash) is
