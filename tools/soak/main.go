@@ -37,6 +37,12 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 )
 
 // The shape of the steady load and of the data.
@@ -94,7 +100,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.DurationVar(&o.phase, "phase", 45*time.Second, "the length of the phases without a fixed schedule (control, hostile)")
 	fs.IntVar(&o.c, "c", 8, "concurrent clients of the steady load")
 	fs.IntVar(&o.candidates, "candidates", 50, "candidates per query of the steady load")
-	fs.IntVar(&o.readers, "readers", 8, "concurrent clients of the small reads: /v1/features of one store, its values checked")
+	fs.IntVar(&o.readers, "readers", 8, "concurrent clients of the small reads of one store, its values checked: /v1/features, and every second one gRPC GetFeatures")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, config, data, and records.csv: every request of the steady load)")
 	fs.StringVar(&o.only, "only", "", "run only these phases (comma-separated names) after the control phase")
 	if err := fs.Parse(args); err != nil {
@@ -134,6 +140,7 @@ type env struct {
 
 	seer     *exec.Cmd
 	seerURL  string
+	grpcAddr string
 	seerDone chan struct{} // closed when the seer process exited
 	seerErr  error
 
@@ -142,6 +149,8 @@ type env struct {
 	probes timeline[probe]
 	client *http.Client
 	bodies [][]byte
+	grpc   seerv1.SeerClient // seer's gRPC API, which half the small reads use
+	grpcCC *grpc.ClientConn
 
 	// The small reads, and the values uploaded for each store: those a
 	// small read is checked against.
@@ -235,6 +244,11 @@ func (e *env) setup(ctx context.Context) error {
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 0},
 	}
 	e.bodies = makeBodies(e.opts.candidates)
+	cc, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	e.grpcCC, e.grpc = cc, seerv1.NewSeerClient(cc)
 	return nil
 }
 
@@ -298,7 +312,12 @@ func (e *env) writeFiles() error {
 	if err != nil {
 		return err
 	}
+	grpcPort, err := freePort()
+	if err != nil {
+		return err
+	}
 	e.seerURL = "http://127.0.0.1:" + strconv.Itoa(port)
+	e.grpcAddr = "127.0.0.1:" + strconv.Itoa(grpcPort)
 	var addrs []string
 	for _, n := range e.nodes {
 		addrs = append(addrs, n.addr())
@@ -306,6 +325,7 @@ func (e *env) writeFiles() error {
 	// Everything the bounds depend on (retrieval_timeout, breaker,
 	// read_timeout, limits) is left at its default.
 	cfg := fmt.Sprintf(`listen: 127.0.0.1:%d
+grpc_listen: %s
 catalog: catalog.yaml
 models: models
 models_poll: 1s
@@ -315,7 +335,7 @@ stores:
   main:
     mode: ring
     addrs: [%s]
-`, port, strings.Join(addrs, ", "))
+`, port, e.grpcAddr, strings.Join(addrs, ", "))
 	return os.WriteFile(filepath.Join(e.work, "seer.yaml"), []byte(cfg), 0o644)
 }
 
@@ -427,6 +447,9 @@ func (e *env) seerAlive() bool {
 
 // close stops every process, stopped ones included.
 func (e *env) close() {
+	if e.grpcCC != nil {
+		e.grpcCC.Close()
+	}
 	if e.seer != nil && e.seerAlive() {
 		_ = e.seer.Process.Signal(syscall.SIGCONT)
 		_ = e.seer.Process.Kill()
@@ -540,7 +563,8 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 // small enough to share a round trip with others (retrieval's batches).
 type smallRead struct {
 	at       time.Duration
-	status   int // 0: no answer
+	grpc     bool // over gRPC (GetFeatures), not HTTP
+	status   int  // 0: no answer
 	degraded bool
 	checked  int    // values read from Redis or the cache, compared with the upload
 	wrong    string // the first of them that was not the store's, if any
@@ -571,7 +595,13 @@ func (e *env) smallReads(stop <-chan struct{}, n int) *sync.WaitGroup {
 		rs[w] = rand.New(rand.NewPCG(7, uint64(w)))
 	}
 	return e.clients(stop, n, func(w, _ int) bool {
-		rd := e.smallRead(storeID(rs[w].IntN(numStores)))
+		id := storeID(rs[w].IntN(numStores))
+		var rd smallRead
+		if w%2 == 1 {
+			rd = e.smallReadGRPC(id)
+		} else {
+			rd = e.smallRead(id)
+		}
 		e.reads.add(rd)
 		return rd.status != 0
 	})
@@ -604,23 +634,75 @@ func (e *env) smallRead(id string) smallRead {
 	}
 	rd.status, rd.degraded = 200, ans.Results[0].Degraded
 	vals := e.vals.Load()
-	want := vals.cur[id]
 	for k, name := range smallFeatures {
 		cell := ans.Results[0].Rows[0][name]
-		if cell.Source != "redis" && cell.Source != "cache" {
-			continue // a default: degraded or absent, not wrong
-		}
-		rd.checked++
 		v, err := strconv.ParseFloat(string(cell.Value), 64)
-		switch {
-		case err == nil && v == want[k]:
-		case err == nil && vals.prev != nil && rd.at < vals.prevUntil && v == vals.prev[id][k]:
-			rd.old = true
-		case rd.wrong == "":
-			rd.wrong = fmt.Sprintf("store %s: %s %s from %s, uploaded %v", id, name, cell.Value, cell.Source, want[k])
-		}
+		rd.check(vals, id, k, cell.Source, v, err == nil, string(cell.Value))
 	}
 	return rd
+}
+
+// smallReadGRPC is smallRead over gRPC: GetFeatures of the same three
+// features of one store.
+func (e *env) smallReadGRPC(id string) smallRead {
+	rd := smallRead{at: e.since(), grpc: true}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ans, err := e.grpc.GetFeatures(ctx, &seerv1.GetFeaturesRequest{Queries: []*seerv1.FeaturesQuery{{
+		Features:   smallFeatures[:],
+		Candidates: []*seerv1.Candidate{{Entities: map[string]string{"store": id}}},
+	}}})
+	switch {
+	case status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded:
+		return rd // no answer: seer is gone or stopped
+	case err != nil:
+		rd.status = 1000 + int(status.Code(err))
+		return rd
+	case len(ans.GetResults()) != 1 || len(ans.GetResults()[0].GetRows()) != 1:
+		rd.status, rd.wrong = 200, "store "+id+": an answer without one row (gRPC)"
+		return rd
+	}
+	res := ans.GetResults()[0]
+	rd.status, rd.degraded = 200, res.GetDegraded()
+	vals := e.vals.Load()
+	for k, name := range smallFeatures {
+		cell := res.GetRows()[0].GetCells()[name]
+		var v float64
+		ok := true
+		switch x := cell.GetValue().GetKind().(type) {
+		case *seerv1.Value_DoubleValue:
+			v = x.DoubleValue
+		case *seerv1.Value_Int64Value:
+			v = float64(x.Int64Value)
+		default:
+			ok = false
+		}
+		rd.check(vals, id, k, cell.GetSource(), v, ok, cell.GetValue().String())
+	}
+	return rd
+}
+
+// check compares the k-th value of a small read of store id, v (ok when
+// the answer held a number), with what was uploaded: a value read from
+// Redis or the cache must be the store's, or until vals.prevUntil its
+// value before the last upload.
+func (rd *smallRead) check(vals *storeValues, id string, k int, source string, v float64, ok bool, shown string) {
+	if source != "redis" && source != "cache" {
+		return // a default: degraded or absent, not wrong
+	}
+	rd.checked++
+	want := vals.cur[id]
+	switch {
+	case ok && v == want[k]:
+	case ok && vals.prev != nil && rd.at < vals.prevUntil && v == vals.prev[id][k]:
+		rd.old = true
+	case rd.wrong == "":
+		via := "HTTP"
+		if rd.grpc {
+			via = "gRPC"
+		}
+		rd.wrong = fmt.Sprintf("store %s: %s %s from %s over %s, uploaded %v", id, smallFeatures[k], shown, source, via, want[k])
+	}
 }
 
 // probe is one debug query and where each of its stored inputs came

@@ -145,33 +145,44 @@ func (e *env) end(ctx context.Context, p *phaseResult, mon *rssMonitor, length t
 		p.check(false, "%d degraded answers without a degraded_values of at least 1; the first: %s", p.st.silent, body)
 	}
 	p.reads = e.reads.window(p.from, p.to)
-	n, degraded, checked, wrong, first := smallStats(p.reads)
-	p.check(n > 0, "no small read was answered")
-	p.check(wrong == 0, "%d small reads answered values that were not their store's; the first: %s", wrong, first)
-	p.note("small reads: %d answered, %.2f%% degraded, %d values read from the store checked against the upload, %d wrong",
-		n, percent(degraded, n), checked, wrong)
+	rs := smallStats(p.reads)
+	p.check(rs.n > 0, "no small read was answered")
+	p.check(rs.grpc > 0 || e.opts.readers < 2, "no small read over gRPC was answered")
+	p.check(rs.wrong == 0, "%d small reads answered values that were not their store's; the first: %s", rs.wrong, rs.first)
+	p.note("small reads: %d answered (%d over gRPC), %.2f%% degraded, %d values read from the store checked against the upload, %d wrong",
+		rs.n, rs.grpc, percent(rs.degraded, rs.n), rs.checked, rs.wrong)
 }
 
-// smallStats counts the answered small reads, the degraded ones, the
-// values checked, and the reads with a wrong value (and the first one).
-func smallStats(reads []smallRead) (n, degraded, checked, wrong int, first string) {
+// readStats counts the answered small reads, those over gRPC, the
+// degraded ones, the values checked, and the reads with a wrong value
+// (and the first one).
+type readStats struct {
+	n, grpc, degraded, checked, wrong int
+	first                             string
+}
+
+func smallStats(reads []smallRead) readStats {
+	var rs readStats
 	for _, rd := range reads {
 		if rd.status != 200 {
 			continue
 		}
-		n++
-		if rd.degraded {
-			degraded++
+		rs.n++
+		if rd.grpc {
+			rs.grpc++
 		}
-		checked += rd.checked
+		if rd.degraded {
+			rs.degraded++
+		}
+		rs.checked += rd.checked
 		if rd.wrong != "" {
-			wrong++
-			if first == "" {
-				first = rd.wrong
+			rs.wrong++
+			if rs.first == "" {
+				rs.first = rd.wrong
 			}
 		}
 	}
-	return
+	return rs
 }
 
 func percent(k, n int) float64 {
@@ -312,8 +323,8 @@ func (e *env) control(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	e.end(ctx, p, mon, e.opts.phase)
 	e.controlP99 = p.st.p99
 	p.check(p.st.degradedPercent() <= 0.1, "%.2f%% degraded answers with healthy Redis (bound 0.1%%)", p.st.degradedPercent())
-	if n, degraded, _, _, _ := smallStats(p.reads); percent(degraded, n) > 0.1 {
-		p.check(false, "%.2f%% degraded small reads with healthy Redis (bound 0.1%%)", percent(degraded, n))
+	if rs := smallStats(p.reads); percent(rs.degraded, rs.n) > 0.1 {
+		p.check(false, "%.2f%% degraded small reads with healthy Redis (bound 0.1%%)", percent(rs.degraded, rs.n))
 	}
 	redis, degraded, absent, other := cells(e.probes.window(p.from, p.to))
 	total := redis[0] + redis[1] + redis[2]
