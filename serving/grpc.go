@@ -16,7 +16,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 	"github.com/seer-ml/seer/features"
@@ -109,14 +108,19 @@ type grpcSeer struct {
 	s *Server
 }
 
-// seerService is seer.v1.Seer with the Predict handler of grpcPredict,
-// which reads its request with wirePredict rather than proto.Unmarshal.
+// seerService is seer.v1.Seer with the handlers of grpcPredict, which
+// reads its request with wirePredict rather than proto.Unmarshal, and
+// grpcGetFeatures; both answer with a wireAnswer rather than a message
+// for proto.Marshal.
 var seerService = func() grpc.ServiceDesc {
 	d := seerv1.Seer_ServiceDesc
 	d.Methods = slices.Clone(d.Methods)
 	for i := range d.Methods {
-		if d.Methods[i].MethodName == "Predict" {
+		switch d.Methods[i].MethodName {
+		case "Predict":
 			d.Methods[i].Handler = grpcPredict
+		case "GetFeatures":
+			d.Methods[i].Handler = grpcGetFeatures
 		}
 	}
 	return d
@@ -141,7 +145,7 @@ func grpcPredict(srv any, ctx context.Context, dec func(any) error, interceptor 
 	})
 }
 
-func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*seerv1.PredictResponse, error) {
+func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*wireAnswer, error) {
 	req, err := in.request()
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "Predict", err)
@@ -150,19 +154,27 @@ func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*seerv1.Predict
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "Predict", err)
 	}
-	out := &seerv1.PredictResponse{Results: make([]*seerv1.Result, len(resp.Results))}
-	results := make([]seerv1.Result, len(resp.Results))
-	for i := range resp.Results {
-		r, pr := &resp.Results[i], &results[i]
-		pr.Id, pr.Model, pr.Version, pr.Scores, pr.Outputs = r.ID, r.Model, r.Version, r.Scores, int32(r.Outputs)
-		pr.Degraded, pr.DegradedStores, pr.DegradedValues = r.Degraded(), r.DegradedStores, int64(r.DegradedValues)
-		pr.Debug = rowsToProto(r.Debug)
-		out.Results[i] = pr
-	}
-	return out, nil
+	return predictAnswer(resp), nil
 }
 
-func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest) (*seerv1.GetFeaturesResponse, error) {
+// grpcGetFeatures is the handler of seer.v1.Seer.GetFeatures: it answers
+// with a wireAnswer, written straight from the results.
+func grpcGetFeatures(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	in := new(seerv1.GetFeaturesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	g := srv.(grpcSeer)
+	if interceptor == nil {
+		return g.features(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: seerv1.Seer_GetFeatures_FullMethodName}
+	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
+		return g.features(ctx, req.(*seerv1.GetFeaturesRequest))
+	})
+}
+
+func (g grpcSeer) features(ctx context.Context, in *seerv1.GetFeaturesRequest) (*wireAnswer, error) {
 	od, err := onDegradedsFromProto(in.GetOnDegraded(), in.GetQueries())
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "GetFeatures", err)
@@ -178,15 +190,7 @@ func (g grpcSeer) GetFeatures(ctx context.Context, in *seerv1.GetFeaturesRequest
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "GetFeatures", err)
 	}
-	out := &seerv1.GetFeaturesResponse{Results: make([]*seerv1.FeaturesResult, len(resp.Results))}
-	for i := range resp.Results {
-		r := &resp.Results[i]
-		out.Results[i] = &seerv1.FeaturesResult{
-			Id: r.ID, Rows: rowsToProto(&r.Rows), Degraded: len(r.DegradedStores) > 0, DegradedStores: r.DegradedStores,
-			DegradedValues: int64(r.DegradedValues),
-		}
-	}
-	return out, nil
+	return featuresAnswer(resp), nil
 }
 
 // onDegradedFromProto converts on_degraded: the two enums have the same
@@ -254,44 +258,6 @@ func valueFromProto(v *seerv1.Value) features.Value {
 		return features.ListValue(k.ListValue.GetValues())
 	}
 	return features.Value{}
-}
-
-func valueToProto(v *features.Value) *seerv1.Value {
-	switch v.Type() {
-	case features.Float:
-		return &seerv1.Value{Kind: &seerv1.Value_DoubleValue{DoubleValue: v.Float()}}
-	case features.Int:
-		return &seerv1.Value{Kind: &seerv1.Value_Int64Value{Int64Value: v.Int()}}
-	case features.Bool:
-		return &seerv1.Value{Kind: &seerv1.Value_BoolValue{BoolValue: v.Bool()}}
-	case features.String:
-		return &seerv1.Value{Kind: &seerv1.Value_StringValue{StringValue: v.Str()}}
-	case features.Vector:
-		return &seerv1.Value{Kind: &seerv1.Value_VectorValue{VectorValue: &seerv1.FloatVector{Values: v.Vector()}}}
-	case features.List:
-		return &seerv1.Value{Kind: &seerv1.Value_ListValue{ListValue: &seerv1.StringList{Values: v.List()}}}
-	}
-	return nil
-}
-
-// rowsToProto converts debug rows: a map of input name to cell per row.
-func rowsToProto(r *Rows) []*seerv1.Row {
-	if r == nil {
-		return nil
-	}
-	out := make([]*seerv1.Row, r.Len())
-	for i := range out {
-		cells := make(map[string]*seerv1.Cell, len(r.Inputs))
-		for k, c := range r.Row(i) {
-			pc := &seerv1.Cell{Value: valueToProto(&c.Value), Source: c.Source.String(), Why: c.Why.String()}
-			if c.Updated != 0 {
-				pc.Updated = timestamppb.New(c.Updated.Time())
-			}
-			cells[r.Inputs[k]] = pc
-		}
-		out[i] = &seerv1.Row{Cells: cells}
-	}
-	return out
 }
 
 // grpcHealth serves grpc.health.v1 from the server's state: the whole

@@ -519,10 +519,18 @@ func nonEmpty[M ~map[K]V, K comparable, V any](m M) M {
 }
 
 // wireCodec is the server's codec: proto's, but for the Predict request,
-// which it reads with wirePredict.
+// which it reads with wirePredict, and the answers of seer.v1.Seer, which
+// are already encoded (wireAnswer).
 type wireCodec struct{ encoding.CodecV2 }
 
 func newWireCodec() wireCodec { return wireCodec{encoding.GetCodecV2(protocodec.Name)} }
+
+func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
+	if w, ok := v.(*wireAnswer); ok {
+		return mem.BufferSlice{w.buf}, nil
+	}
+	return c.CodecV2.Marshal(v)
+}
 
 func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if w, ok := v.(*wirePredict); ok {
