@@ -3,7 +3,6 @@ package serving
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math"
 	"slices"
@@ -18,7 +17,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
-	"github.com/seer-ml/seer/features"
 )
 
 // GRPC returns the gRPC transport on a new grpc.Server: seer.v1.Seer over
@@ -157,10 +155,11 @@ func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*wireAnswer, er
 	return predictAnswer(resp), nil
 }
 
-// grpcGetFeatures is the handler of seer.v1.Seer.GetFeatures: it answers
-// with a wireAnswer, written straight from the results.
+// grpcGetFeatures is the handler of seer.v1.Seer.GetFeatures, as
+// grpcPredict: it reads the request into a pooled wirePredict.
 func grpcGetFeatures(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
-	in := new(seerv1.GetFeaturesRequest)
+	in := newWireFeatures()
+	defer in.release()
 	if err := dec(in); err != nil {
 		return nil, err
 	}
@@ -170,21 +169,14 @@ func grpcGetFeatures(srv any, ctx context.Context, dec func(any) error, intercep
 	}
 	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: seerv1.Seer_GetFeatures_FullMethodName}
 	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return g.features(ctx, req.(*seerv1.GetFeaturesRequest))
+		return g.features(ctx, req.(*wirePredict))
 	})
 }
 
-func (g grpcSeer) features(ctx context.Context, in *seerv1.GetFeaturesRequest) (*wireAnswer, error) {
-	od, err := onDegradedsFromProto(in.GetOnDegraded(), in.GetQueries())
+func (g grpcSeer) features(ctx context.Context, in *wirePredict) (*wireAnswer, error) {
+	req, err := in.featuresRequest()
 	if err != nil {
 		return nil, g.s.grpcError(ctx, "GetFeatures", err)
-	}
-	req := &FeaturesRequest{OnDegraded: od[0], Queries: make([]FeaturesQuery, len(in.GetQueries()))}
-	for i, q := range in.GetQueries() {
-		req.Queries[i] = FeaturesQuery{
-			ID: q.GetId(), Features: q.GetFeatures(), Context: q.GetContext(),
-			Candidates: candidatesFromProto(q.GetCandidates()), OnDegraded: od[1+i],
-		}
 	}
 	resp, err := g.s.Features(ctx, req)
 	if err != nil {
@@ -200,64 +192,6 @@ func onDegradedFromProto(v seerv1.OnDegraded, where string) (OnDegraded, error) 
 		return 0, badRequest("%s: unknown value %d", where, v)
 	}
 	return OnDegraded(v), nil
-}
-
-// onDegradedsFromProto converts the on_degraded of a request, returned
-// first, and of each of its queries, in order after it.
-func onDegradedsFromProto[Q interface{ GetOnDegraded() seerv1.OnDegraded }](req seerv1.OnDegraded, qs []Q) ([]OnDegraded, error) {
-	out := make([]OnDegraded, 1+len(qs))
-	var err error
-	if out[0], err = onDegradedFromProto(req, "on_degraded"); err != nil {
-		return nil, err
-	}
-	for i, q := range qs {
-		if out[1+i], err = onDegradedFromProto(q.GetOnDegraded(), fmt.Sprintf("queries[%d].on_degraded", i)); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func candidatesFromProto(cs []*seerv1.Candidate) []Candidate {
-	if len(cs) == 0 {
-		return nil
-	}
-	out := make([]Candidate, len(cs))
-	for i, c := range cs {
-		out[i] = Candidate{ID: c.GetId(), Entities: c.GetEntities(), Features: valuesFromProto(c.GetFeatures())}
-	}
-	return out
-}
-
-func valuesFromProto(m map[string]*seerv1.Value) map[string]features.Value {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make(map[string]features.Value, len(m))
-	for name, v := range m {
-		out[name] = valueFromProto(v)
-	}
-	return out
-}
-
-// valueFromProto converts a request value; one with no kind set is the
-// invalid Value, which counts as not given.
-func valueFromProto(v *seerv1.Value) features.Value {
-	switch k := v.GetKind().(type) {
-	case *seerv1.Value_DoubleValue:
-		return features.FloatValue(k.DoubleValue)
-	case *seerv1.Value_Int64Value:
-		return features.IntValue(k.Int64Value)
-	case *seerv1.Value_BoolValue:
-		return features.BoolValue(k.BoolValue)
-	case *seerv1.Value_StringValue:
-		return features.StringValue(k.StringValue)
-	case *seerv1.Value_VectorValue:
-		return features.VectorValue(k.VectorValue.GetValues())
-	case *seerv1.Value_ListValue:
-		return features.ListValue(k.ListValue.GetValues())
-	}
-	return features.Value{}
 }
 
 // grpcHealth serves grpc.health.v1 from the server's state: the whole

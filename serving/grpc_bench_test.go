@@ -74,7 +74,7 @@ func BenchmarkGRPCFeatures(b *testing.B) {
 			b.ReportAllocs()
 			var last mem.BufferSlice
 			for b.Loop() {
-				in := new(seerv1.GetFeaturesRequest)
+				in := newWireFeatures()
 				if err := codec.Unmarshal(mem.BufferSlice{mem.SliceBuffer(msg)}, in); err != nil {
 					b.Fatal(err)
 				}
@@ -86,6 +86,7 @@ func BenchmarkGRPCFeatures(b *testing.B) {
 				if last, err = codec.Marshal(out); err != nil {
 					b.Fatal(err)
 				}
+				in.release()
 			}
 			var resp seerv1.GetFeaturesResponse
 			if err := proto.Unmarshal(last.Materialize(), &resp); err != nil {

@@ -43,9 +43,12 @@ var (
 )
 
 // wirePredict is a PredictRequest as read from the wire, with the memory
-// it keeps between calls.
+// it keeps between calls; or, made by newWireFeatures, a
+// GetFeaturesRequest, whose queries and candidates it reads into the same
+// parts.
 type wirePredict struct {
 	msg        string // the message: decoded strings are substrings of it
+	features   bool   // the message is a GetFeaturesRequest
 	debug      bool
 	onDegraded int32
 	// The message's queries are queries[:nq]; those after them are kept
@@ -54,11 +57,13 @@ type wirePredict struct {
 	nq      int
 
 	req   PredictRequest
+	freq  FeaturesRequest
 	cands []Candidate // the typed request's candidates
 }
 
 type wireQuery struct {
 	id, model  string
+	names      []string // a FeaturesQuery's features
 	debug      bool
 	onDegraded int32
 	context    map[string]string
@@ -77,6 +82,13 @@ var wirePredicts = sync.Pool{New: func() any { return new(wirePredict) }}
 
 func newWirePredict() *wirePredict { return wirePredicts.Get().(*wirePredict) }
 
+// newWireFeatures returns a wirePredict that reads a GetFeaturesRequest.
+func newWireFeatures() *wirePredict {
+	w := newWirePredict()
+	w.features = true
+	return w
+}
+
 // release empties w and keeps it for another call, unless it grew too
 // large to keep (the limits of the HTTP decoder's requests).
 func (w *wirePredict) release() {
@@ -86,13 +98,15 @@ func (w *wirePredict) release() {
 	}
 	for i := range w.queries {
 		q := &w.queries[i]
-		n += 64 * cap(q.cands)
+		n += 64*cap(q.cands) + 16*cap(q.names)
 	}
 	clear(w.cands)
 	clear(w.req.Queries)
-	w.cands, w.req.Queries = w.cands[:0], w.req.Queries[:0]
-	w.msg, w.debug, w.onDegraded, w.nq = "", false, 0, 0
+	clear(w.freq.Queries)
+	w.cands, w.req.Queries, w.freq.Queries = w.cands[:0], w.req.Queries[:0], w.freq.Queries[:0]
+	w.msg, w.features, w.debug, w.onDegraded, w.nq = "", false, false, 0, 0
 	w.req = PredictRequest{Queries: w.req.Queries}
+	w.freq = FeaturesRequest{Queries: w.freq.Queries}
 	if n <= keepBytes {
 		wirePredicts.Put(w)
 	}
@@ -100,6 +114,8 @@ func (w *wirePredict) release() {
 
 func (q *wireQuery) reset() {
 	q.id, q.model, q.debug, q.onDegraded = "", "", false, 0
+	clear(q.names)
+	q.names = q.names[:0]
 	q.context = emptied(q.context)
 	q.features = emptied(q.features)
 	for i := range q.nc {
@@ -122,7 +138,11 @@ func (w *wirePredict) unmarshal(data mem.BufferSlice) error {
 		}
 		w.msg = unsafe.String(unsafe.SliceData(b), len(b))
 	}
-	return w.read(unsafe.Slice(unsafe.StringData(w.msg), len(w.msg)))
+	b := unsafe.Slice(unsafe.StringData(w.msg), len(w.msg))
+	if w.features {
+		return w.readFeatures(b)
+	}
+	return w.read(b)
 }
 
 // text returns the bytes b of the message as a substring of w.msg: b is
@@ -190,6 +210,50 @@ func (w *wirePredict) query(q *wireQuery, b []byte) error {
 		case 6:
 			return boolTo(&q.debug, typ, b)
 		case 7:
+			return int32To(&q.onDegraded, typ, b)
+		}
+		return 0, errSkip
+	})
+}
+
+// readFeatures reads a GetFeaturesRequest.
+func (w *wirePredict) readFeatures(b []byte) error {
+	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			m, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			return n, w.featuresQuery(w.addQuery(), m)
+		case 2:
+			return int32To(&w.onDegraded, typ, b)
+		}
+		return 0, errSkip
+	})
+}
+
+// featuresQuery reads a FeaturesQuery.
+func (w *wirePredict) featuresQuery(q *wireQuery, b []byte) error {
+	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
+		switch num {
+		case 1:
+			return w.strTo(&q.id, typ, b)
+		case 2:
+			s, n, err := w.str(typ, b)
+			if err == nil {
+				q.names = append(q.names, s)
+			}
+			return n, err
+		case 3:
+			return w.stringEntry(&q.context, typ, b)
+		case 4:
+			m, n, err := message(typ, b)
+			if err != nil {
+				return n, err
+			}
+			return n, w.candidate(q.addCandidate(), m)
+		case 5:
 			return int32To(&q.onDegraded, typ, b)
 		}
 		return 0, errSkip
@@ -481,12 +545,7 @@ func (w *wirePredict) request() (*PredictRequest, error) {
 		return nil, err
 	}
 	r.Debug, r.OnDegraded = w.debug, od
-	n := 0
-	for i := range w.nq {
-		n += w.queries[i].nc
-	}
-	w.cands = slices.Grow(w.cands[:0], n)[:n]
-	cands := w.cands
+	cands := w.allCandidates()
 	r.Queries = slices.Grow(r.Queries[:0], w.nq)[:w.nq]
 	for i := range w.nq {
 		q := &w.queries[i]
@@ -494,19 +553,65 @@ func (w *wirePredict) request() (*PredictRequest, error) {
 			return nil, badRequest("queries[%d].on_degraded: unknown value %d", i, q.onDegraded)
 		}
 		var qc []Candidate
-		if q.nc > 0 {
-			qc, cands = cands[:q.nc:q.nc], cands[q.nc:]
-			for j := range qc {
-				c := &q.cands[j]
-				qc[j] = Candidate{ID: c.id, Entities: nonEmpty(c.entities), Features: nonEmpty(c.features)}
-			}
-		}
+		qc, cands = q.candidates(cands)
 		r.Queries[i] = Query{
 			ID: q.id, Model: q.model, Context: nonEmpty(q.context), Features: nonEmpty(q.features),
 			Candidates: qc, Debug: q.debug, OnDegraded: OnDegraded(q.onDegraded),
 		}
 	}
 	return r, nil
+}
+
+// featuresRequest is request for a GetFeaturesRequest.
+func (w *wirePredict) featuresRequest() (*FeaturesRequest, error) {
+	r := &w.freq
+	od, err := onDegradedFromProto(seerv1.OnDegraded(w.onDegraded), "on_degraded")
+	if err != nil {
+		return nil, err
+	}
+	r.OnDegraded = od
+	cands := w.allCandidates()
+	r.Queries = slices.Grow(r.Queries[:0], w.nq)[:w.nq]
+	for i := range w.nq {
+		q := &w.queries[i]
+		if q.onDegraded < 0 || q.onDegraded > int32(OnDegradedFail) {
+			return nil, badRequest("queries[%d].on_degraded: unknown value %d", i, q.onDegraded)
+		}
+		var qc []Candidate
+		qc, cands = q.candidates(cands)
+		var names []string
+		if len(q.names) > 0 {
+			names = q.names
+		}
+		r.Queries[i] = FeaturesQuery{
+			ID: q.id, Features: names, Context: nonEmpty(q.context), Candidates: qc, OnDegraded: OnDegraded(q.onDegraded),
+		}
+	}
+	return r, nil
+}
+
+// allCandidates returns room for the typed candidates of every query.
+func (w *wirePredict) allCandidates() []Candidate {
+	n := 0
+	for i := range w.nq {
+		n += w.queries[i].nc
+	}
+	w.cands = slices.Grow(w.cands[:0], n)[:n]
+	return w.cands
+}
+
+// candidates fills the query's typed candidates at the start of cands
+// and returns them, and the rest of cands.
+func (q *wireQuery) candidates(cands []Candidate) (qc, rest []Candidate) {
+	if q.nc == 0 {
+		return nil, cands
+	}
+	qc, rest = cands[:q.nc:q.nc], cands[q.nc:]
+	for j := range qc {
+		c := &q.cands[j]
+		qc[j] = Candidate{ID: c.id, Entities: nonEmpty(c.entities), Features: nonEmpty(c.features)}
+	}
+	return qc, rest
 }
 
 // nonEmpty returns m, or nil when it is empty, as proto.Unmarshal leaves

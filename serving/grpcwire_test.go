@@ -14,6 +14,64 @@ import (
 	"github.com/seer-ml/seer/features"
 )
 
+// onDegradedsFromProto converts the on_degraded of a request, returned
+// first, and of each of its queries, in order after it.
+func onDegradedsFromProto[Q interface{ GetOnDegraded() seerv1.OnDegraded }](req seerv1.OnDegraded, qs []Q) ([]OnDegraded, error) {
+	out := make([]OnDegraded, 1+len(qs))
+	var err error
+	if out[0], err = onDegradedFromProto(req, "on_degraded"); err != nil {
+		return nil, err
+	}
+	for i, q := range qs {
+		if out[1+i], err = onDegradedFromProto(q.GetOnDegraded(), fmt.Sprintf("queries[%d].on_degraded", i)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func candidatesFromProto(cs []*seerv1.Candidate) []Candidate {
+	if len(cs) == 0 {
+		return nil
+	}
+	out := make([]Candidate, len(cs))
+	for i, c := range cs {
+		out[i] = Candidate{ID: c.GetId(), Entities: c.GetEntities(), Features: valuesFromProto(c.GetFeatures())}
+	}
+	return out
+}
+
+func valuesFromProto(m map[string]*seerv1.Value) map[string]features.Value {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[string]features.Value, len(m))
+	for name, v := range m {
+		out[name] = valueFromProto(v)
+	}
+	return out
+}
+
+// valueFromProto converts a request value; one with no kind set is the
+// invalid Value, which counts as not given.
+func valueFromProto(v *seerv1.Value) features.Value {
+	switch k := v.GetKind().(type) {
+	case *seerv1.Value_DoubleValue:
+		return features.FloatValue(k.DoubleValue)
+	case *seerv1.Value_Int64Value:
+		return features.IntValue(k.Int64Value)
+	case *seerv1.Value_BoolValue:
+		return features.BoolValue(k.BoolValue)
+	case *seerv1.Value_StringValue:
+		return features.StringValue(k.StringValue)
+	case *seerv1.Value_VectorValue:
+		return features.VectorValue(k.VectorValue.GetValues())
+	case *seerv1.Value_ListValue:
+		return features.ListValue(k.ListValue.GetValues())
+	}
+	return features.Value{}
+}
+
 // predictFromProto is the typed request of a PredictRequest as
 // proto.Unmarshal and the generated types give it: what the gRPC
 // transport did before it read the message itself.
@@ -28,6 +86,22 @@ func predictFromProto(in *seerv1.PredictRequest) (*PredictRequest, error) {
 			ID: q.GetId(), Model: q.GetModel(), Context: q.GetContext(), Debug: q.GetDebug(),
 			Features: valuesFromProto(q.GetFeatures()), Candidates: candidatesFromProto(q.GetCandidates()),
 			OnDegraded: od[1+i],
+		}
+	}
+	return req, nil
+}
+
+// featuresFromProto is predictFromProto for a GetFeaturesRequest.
+func featuresFromProto(in *seerv1.GetFeaturesRequest) (*FeaturesRequest, error) {
+	od, err := onDegradedsFromProto(in.GetOnDegraded(), in.GetQueries())
+	if err != nil {
+		return nil, err
+	}
+	req := &FeaturesRequest{OnDegraded: od[0], Queries: make([]FeaturesQuery, len(in.GetQueries()))}
+	for i, q := range in.GetQueries() {
+		req.Queries[i] = FeaturesQuery{
+			ID: q.GetId(), Features: q.GetFeatures(), Context: q.GetContext(),
+			Candidates: candidatesFromProto(q.GetCandidates()), OnDegraded: od[1+i],
 		}
 	}
 	return req, nil
@@ -124,6 +198,119 @@ func describeValues(m map[string]features.Value) string {
 		s += ", "
 	}
 	return s + "}"
+}
+
+// wireFeaturesOutcome is wireOutcome for a GetFeaturesRequest.
+func wireFeaturesOutcome(msg []byte, split int) (string, bool) {
+	data := mem.BufferSlice{mem.SliceBuffer(msg)}
+	if split > 0 && split < len(msg) {
+		data = mem.BufferSlice{mem.SliceBuffer(msg[:split]), mem.SliceBuffer(msg[split:])}
+	}
+	w := newWireFeatures()
+	defer w.release()
+	if err := w.unmarshal(data); err != nil {
+		return "", false
+	}
+	req, err := w.featuresRequest()
+	return describeFeaturesRequest(req, err), true
+}
+
+// protoFeaturesOutcome is wireFeaturesOutcome with proto.Unmarshal and
+// featuresFromProto.
+func protoFeaturesOutcome(msg []byte) (string, bool) {
+	var in seerv1.GetFeaturesRequest
+	if err := proto.Unmarshal(msg, &in); err != nil {
+		return "", false
+	}
+	req, err := featuresFromProto(&in)
+	return describeFeaturesRequest(req, err), true
+}
+
+// describeFeaturesRequest is describeRequest for a FeaturesRequest.
+func describeFeaturesRequest(req *FeaturesRequest, err error) string {
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	s := fmt.Sprintf("on_degraded %d\n", req.OnDegraded)
+	for _, q := range req.Queries {
+		s += fmt.Sprintf("query %q %q %d ctx %s\n", q.ID, q.Features, q.OnDegraded, describeIDs(q.Context))
+		s += fmt.Sprintf("  candidates %d\n", len(q.Candidates))
+		for _, c := range q.Candidates {
+			s += fmt.Sprintf("  %q %s %s\n", c.ID, describeIDs(c.Entities), describeValues(c.Features))
+		}
+	}
+	return s
+}
+
+// wireFeaturesSeeds are messages that reach each rule of reading a
+// GetFeaturesRequest.
+func wireFeaturesSeeds(t testing.TB) [][]byte {
+	every := &seerv1.GetFeaturesRequest{OnDegraded: seerv1.OnDegraded_ON_DEGRADED_FAIL, Queries: []*seerv1.FeaturesQuery{{
+		Id: "q", Features: []string{"store_avg_rating", "", "store_avg_rating", "é"}, Context: map[string]string{"consumer": "1", "": ""}, OnDegraded: 1,
+		Candidates: []*seerv1.Candidate{{Id: "c", Entities: map[string]string{"store": "7"}}, {}, {Features: map[string]*seerv1.Value{
+			"x": {Kind: &seerv1.Value_Int64Value{Int64Value: -5}}, "n": {},
+		}}},
+	}, {}}}
+	many := &seerv1.GetFeaturesRequest{Queries: []*seerv1.FeaturesQuery{{Features: []string{"a", "b", "c"}}}}
+	for i := range 30 {
+		many.Queries[0].Candidates = append(many.Queries[0].Candidates, &seerv1.Candidate{Entities: map[string]string{"store": fmt.Sprint(i)}})
+	}
+	var seeds [][]byte
+	for _, m := range []*seerv1.GetFeaturesRequest{every, many, {}, {OnDegraded: -1}, {Queries: []*seerv1.FeaturesQuery{{OnDegraded: 3}}}} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seeds = append(seeds, b)
+	}
+	// Given twice, wrong wire types, unknown fields and groups.
+	q := protowire.AppendString(protowire.AppendTag(nil, 2, protowire.BytesType), "f")
+	q = protowire.AppendVarint(protowire.AppendTag(q, 2, protowire.VarintType), 1) // a feature as a varint: unknown
+	q = protowire.AppendString(protowire.AppendTag(q, 1, protowire.BytesType), "a")
+	q = protowire.AppendString(protowire.AppendTag(q, 1, protowire.BytesType), "b")
+	q = protowire.AppendVarint(protowire.AppendTag(q, 5, protowire.VarintType), 2)
+	q = protowire.AppendFixed64(protowire.AppendTag(q, 5, protowire.Fixed64Type), 0) // on_degraded as fixed64: unknown
+	q = protowire.AppendTag(protowire.AppendTag(q, 99, protowire.StartGroupType), 99, protowire.EndGroupType)
+	q = protowire.AppendBytes(protowire.AppendTag(q, 4, protowire.BytesType), protowire.AppendString(protowire.AppendTag(nil, 1, protowire.BytesType), "c"))
+	msg := protowire.AppendBytes(protowire.AppendTag(nil, 1, protowire.BytesType), q)
+	msg = protowire.AppendBytes(protowire.AppendTag(msg, 1, protowire.BytesType), q)
+	msg = protowire.AppendVarint(protowire.AppendTag(msg, 2, protowire.VarintType), 1)
+	seeds = append(seeds, msg, append(slices.Clone(msg), 0xff), []byte{0x0a, 0x03, 0x12, 0x01, 0xc3})
+	return seeds
+}
+
+// TestWireFeatures requires reading a GetFeaturesRequest to read each
+// seed as proto.Unmarshal does, whole and cut short, and the same pooled
+// reader to read a PredictRequest after it.
+func TestWireFeatures(t *testing.T) {
+	predict := wireSeeds(t)[0]
+	wantPredict, _ := protoOutcome(predict)
+	for k, msg := range wireFeaturesSeeds(t) {
+		for n := range len(msg) + 1 {
+			want, wantOK := protoFeaturesOutcome(msg[:n])
+			got, ok := wireFeaturesOutcome(msg[:n], n/2)
+			if ok != wantOK || got != want {
+				t.Fatalf("seed %d cut at %d of %d: wire read %v\n%s\nproto.Unmarshal read %v\n%s", k, n, len(msg), ok, got, wantOK, want)
+			}
+			if got, _ := wireOutcome(predict, 0); got != wantPredict {
+				t.Fatalf("a PredictRequest after seed %d cut at %d: wire read\n%s\nproto.Unmarshal read\n%s", k, n, got, wantPredict)
+			}
+		}
+	}
+}
+
+// FuzzWireFeatures is FuzzWirePredict for a GetFeaturesRequest.
+func FuzzWireFeatures(f *testing.F) {
+	for _, s := range wireFeaturesSeeds(f) {
+		f.Add(s, uint8(0))
+	}
+	f.Fuzz(func(t *testing.T, msg []byte, split uint8) {
+		want, wantOK := protoFeaturesOutcome(msg)
+		got, ok := wireFeaturesOutcome(msg, int(split))
+		if ok != wantOK || got != want {
+			t.Fatalf("wire read %v\n%s\nproto.Unmarshal read %v\n%s", ok, got, wantOK, want)
+		}
+	})
 }
 
 // wireSeeds are messages that reach each rule of wirePredict.
