@@ -17,8 +17,9 @@ import (
 	"github.com/seer-ml/seer/features"
 )
 
-// This file reads seer.v1.PredictRequest straight from the wire into a
-// pooled PredictRequest, as the HTTP transport's decoder reads JSON.
+// This file reads seer.v1.PredictRequest and GetFeaturesRequest straight
+// from the wire into a pooled PredictRequest or FeaturesRequest, as the
+// HTTP transport's decoder reads JSON.
 //
 // Why by hand: proto.Unmarshal of the 200-candidate ranking query made
 // about 20 allocations per candidate (each candidate's maps, their
@@ -28,8 +29,8 @@ import (
 // what made a gRPC call cost twice the CPU of the same HTTP/JSON request
 // (docs/performance.md). Here the message is copied once into a string,
 // every string is a substring of it, and the maps are kept for the next
-// call. The outcome is proto.Unmarshal's, field for field (FuzzWirePredict
-// holds the two to it): unknown fields and fields of the wrong wire type
+// call. The outcome is proto.Unmarshal's, field for field
+// (FuzzWirePredict and FuzzWireFeatures hold the two to it): unknown fields and fields of the wrong wire type
 // are skipped, the last of a scalar given twice counts, repeated fields
 // and maps add up, a map entry's value message merges, a oneof's message
 // given twice merges, and strings must be valid UTF-8.
@@ -623,8 +624,8 @@ func nonEmpty[M ~map[K]V, K comparable, V any](m M) M {
 	return m
 }
 
-// wireCodec is the server's codec: proto's, but for the Predict request,
-// which it reads with wirePredict, and the answers of seer.v1.Seer, which
+// wireCodec is the server's codec: proto's, but for the requests of
+// seer.v1.Seer, which it reads with wirePredict, and their answers, which
 // are already encoded (wireAnswer).
 type wireCodec struct{ encoding.CodecV2 }
 
