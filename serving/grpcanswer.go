@@ -2,6 +2,7 @@ package serving
 
 import (
 	"math"
+	"sync"
 
 	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -82,18 +83,59 @@ func newWireAnswer(size int, write func([]byte) []byte) *wireAnswer {
 	return &wireAnswer{mem.NewBuffer(buf, pool)}
 }
 
+// sizes are the lengths of an answer's messages, measured once before it
+// is written: each is reserved in the order the writer needs them (a
+// message's length before its fields) and filled in once its fields are
+// measured.
+type sizes struct {
+	n  []int
+	at int // the next one the writer reads
+}
+
+var sizesPool = sync.Pool{New: func() any { return new(sizes) }}
+
+func newSizes() *sizes { return sizesPool.Get().(*sizes) }
+
+func (z *sizes) release() {
+	if cap(z.n) <= 1<<16 {
+		z.n, z.at = z.n[:0], 0
+		sizesPool.Put(z)
+	}
+}
+
+func (z *sizes) reserve() int {
+	z.n = append(z.n, 0)
+	return len(z.n) - 1
+}
+
+// next returns the next length the writer needs.
+func (z *sizes) next() int {
+	n := z.n[z.at]
+	z.at++
+	return n
+}
+
 // featuresAnswer encodes resp as a seer.v1.GetFeaturesResponse.
 func featuresAnswer(resp *FeaturesResponse) *wireAnswer {
+	z := newSizes()
+	defer z.release()
 	size := 0
 	for i := range resp.Results {
-		size += sizeField(featuresResultSize(&resp.Results[i]))
+		r := &resp.Results[i]
+		slot := z.reserve()
+		n := stringSize(r.ID) + z.rows(&r.Rows) + boolSize(len(r.DegradedStores) > 0) + varintSize(uint64(r.DegradedValues))
+		for _, s := range r.DegradedStores {
+			n += sizeField(len(s))
+		}
+		z.n[slot] = n
+		size += sizeField(n)
 	}
 	return newWireAnswer(size, func(b []byte) []byte {
 		for i := range resp.Results {
 			r := &resp.Results[i]
-			b = appendLen(b, fieldResults, featuresResultSize(r))
+			b = appendLen(b, fieldResults, z.next())
 			b = appendString(b, fieldFeaturesID, r.ID)
-			b = appendRows(b, fieldFeaturesRows, &r.Rows)
+			b = z.appendRows(b, fieldFeaturesRows, &r.Rows)
 			b = appendBool(b, fieldFeaturesDegraded, len(r.DegradedStores) > 0)
 			for _, s := range r.DegradedStores {
 				b = appendLen(b, fieldFeaturesDegradedStores, len(s))
@@ -105,24 +147,32 @@ func featuresAnswer(resp *FeaturesResponse) *wireAnswer {
 	})
 }
 
-func featuresResultSize(r *FeaturesResult) int {
-	n := stringSize(r.ID) + rowsSize(&r.Rows) + boolSize(len(r.DegradedStores) > 0) + varintSize(uint64(r.DegradedValues))
-	for _, s := range r.DegradedStores {
-		n += sizeField(len(s))
-	}
-	return n
-}
-
 // predictAnswer encodes resp as a seer.v1.PredictResponse.
 func predictAnswer(resp *PredictResponse) *wireAnswer {
+	z := newSizes()
+	defer z.release()
 	size := 0
 	for i := range resp.Results {
-		size += sizeField(resultSize(&resp.Results[i]))
+		r := &resp.Results[i]
+		slot := z.reserve()
+		n := stringSize(r.ID) + stringSize(r.Model) + stringSize(r.Version) +
+			varintSize(uint64(int32(r.Outputs))) + boolSize(r.Degraded()) + varintSize(uint64(r.DegradedValues))
+		if len(r.Scores) > 0 {
+			n += sizeField(8 * len(r.Scores))
+		}
+		for _, s := range r.DegradedStores {
+			n += sizeField(len(s))
+		}
+		if r.Debug != nil {
+			n += z.rows(r.Debug)
+		}
+		z.n[slot] = n
+		size += sizeField(n)
 	}
 	return newWireAnswer(size, func(b []byte) []byte {
 		for i := range resp.Results {
 			r := &resp.Results[i]
-			b = appendLen(b, fieldResults, resultSize(r))
+			b = appendLen(b, fieldResults, z.next())
 			b = appendString(b, fieldResultID, r.ID)
 			b = appendString(b, fieldResultModel, r.Model)
 			b = appendString(b, fieldResultVersion, r.Version)
@@ -140,68 +190,48 @@ func predictAnswer(resp *PredictResponse) *wireAnswer {
 			}
 			b = appendVarint(b, fieldResultDegradedValues, uint64(r.DegradedValues))
 			if r.Debug != nil {
-				b = appendRows(b, fieldResultDebug, r.Debug)
+				b = z.appendRows(b, fieldResultDebug, r.Debug)
 			}
 		}
 		return b
 	})
 }
 
-func resultSize(r *Result) int {
-	n := stringSize(r.ID) + stringSize(r.Model) + stringSize(r.Version) +
-		varintSize(uint64(int32(r.Outputs))) + boolSize(r.Degraded()) + varintSize(uint64(r.DegradedValues))
-	if len(r.Scores) > 0 {
-		n += sizeField(8 * len(r.Scores))
-	}
-	for _, s := range r.DegradedStores {
-		n += sizeField(len(s))
-	}
-	if r.Debug != nil {
-		n += rowsSize(r.Debug)
-	}
-	return n
-}
-
-// rowsSize is the size of rows as a repeated Row field; appendRows
-// writes them: each row a map of input name to cell, in the inputs'
-// order.
-func rowsSize(r *Rows) int {
-	n := 0
+// rows measures rows as a repeated Row field and returns its size;
+// appendRows writes them: each row a map of input name to cell, in the
+// inputs' order. A map entry's key and value are always written, whatever
+// they hold.
+func (z *sizes) rows(r *Rows) int {
+	total := 0
 	for i := range r.Len() {
-		n += sizeField(rowSize(r, i))
-	}
-	return n
-}
-
-func appendRows(b []byte, field protowire.Number, r *Rows) []byte {
-	for i := range r.Len() {
-		b = appendLen(b, field, rowSize(r, i))
+		slot := z.reserve()
+		n := 0
 		cells := r.Row(i)
 		for k := range cells {
-			key, c := r.Inputs[k], &cells[k]
-			b = appendLen(b, fieldRowCells, entrySize(key, c))
+			cs := cellSize(&cells[k])
+			z.n = append(z.n, cs)
+			n += sizeField(sizeField(len(r.Inputs[k])) + sizeField(cs))
+		}
+		z.n[slot] = n
+		total += sizeField(n)
+	}
+	return total
+}
+
+func (z *sizes) appendRows(b []byte, field protowire.Number, r *Rows) []byte {
+	for i := range r.Len() {
+		b = appendLen(b, field, z.next())
+		cells := r.Row(i)
+		for k := range cells {
+			key, cs := r.Inputs[k], z.next()
+			b = appendLen(b, fieldRowCells, sizeField(len(key))+sizeField(cs))
 			b = appendLen(b, fieldEntryKey, len(key))
 			b = append(b, key...)
-			b = appendLen(b, fieldEntryVal, cellSize(c))
-			b = appendCell(b, c)
+			b = appendLen(b, fieldEntryVal, cs)
+			b = appendCell(b, &cells[k])
 		}
 	}
 	return b
-}
-
-func rowSize(r *Rows, i int) int {
-	n := 0
-	cells := r.Row(i)
-	for k := range cells {
-		n += sizeField(entrySize(r.Inputs[k], &cells[k]))
-	}
-	return n
-}
-
-// entrySize is the size of a map entry: its key and its value are
-// always written, whatever they hold.
-func entrySize(key string, c *features.Cell) int {
-	return sizeField(len(key)) + sizeField(cellSize(c))
 }
 
 func cellSize(c *features.Cell) int {
