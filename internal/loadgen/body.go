@@ -7,6 +7,7 @@ import "fmt"
 type Body struct {
 	Queries []struct {
 		Model      string         `json:"model"`
+		Features   []string       `json:"features"` // of a /v1/features body
 		Context    map[string]any `json:"context"`
 		Candidates []struct {
 			Entities map[string]any `json:"entities"`

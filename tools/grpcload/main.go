@@ -1,6 +1,7 @@
-// Command grpcload sends the same /v1/predict query to seer over HTTP/JSON
-// and over gRPC, alternating rounds of a fixed duration, and prints each
-// round's request rate and latency percentiles, then the medians. One
+// Command grpcload sends the same /v1/predict query (or with -features,
+// the same /v1/features query) to seer over HTTP/JSON and over gRPC,
+// alternating rounds of a fixed duration, and prints each round's request
+// rate and latency percentiles, then the medians. One
 // client process drives both transports the same way: c workers in a
 // closed loop, connections reused.
 //
@@ -12,8 +13,9 @@
 // server process spent per request (from /proc/PID/stat).
 //
 // The body is a /v1/predict body whose queries name a model, a context and
-// candidates by entity (no request features); ids may be strings or
-// integers. Used by tools/bench_grpc.sh; docs/performance.md has figures.
+// candidates by entity (no request features), or a /v1/features body
+// whose queries name features, a context and candidates by entity; ids
+// may be strings or integers. Used by tools/bench_grpc.sh; docs/performance.md has figures.
 package main
 
 import (
@@ -36,8 +38,20 @@ import (
 	"github.com/seer-ml/seer/internal/loadgen"
 )
 
-// protoRequest is the body as a gRPC request.
-func protoRequest(b loadgen.Body) *seerv1.PredictRequest {
+// protoRequest is the body as a gRPC request: a PredictRequest, or with
+// features a GetFeaturesRequest.
+func protoRequest(b loadgen.Body, features bool) proto.Message {
+	if features {
+		req := &seerv1.GetFeaturesRequest{}
+		for _, q := range b.Queries {
+			pq := &seerv1.FeaturesQuery{Features: q.Features, Context: loadgen.IDs(q.Context)}
+			for _, c := range q.Candidates {
+				pq.Candidates = append(pq.Candidates, &seerv1.Candidate{Entities: loadgen.IDs(c.Entities)})
+			}
+			req.Queries = append(req.Queries, pq)
+		}
+		return req
+	}
 	req := &seerv1.PredictRequest{}
 	for _, q := range b.Queries {
 		pq := &seerv1.Query{Model: q.Model, Context: loadgen.IDs(q.Context)}
@@ -71,6 +85,7 @@ func main() {
 	dur := flag.Duration("d", 10*time.Second, "duration of each round of each transport")
 	rounds := flag.Int("rounds", 3, "rounds, each one HTTP then one gRPC")
 	pid := flag.Int("pid", 0, "the server's process id, to report its CPU time per request")
+	features := flag.Bool("features", false, "the body is a /v1/features body: send it to /v1/features and GetFeatures")
 	flag.Parse()
 	if *httpURL == "" || *grpcAddr == "" || *bodyPath == "" {
 		fmt.Fprintln(os.Stderr, "grpcload: -http, -grpc and -body are required")
@@ -86,15 +101,19 @@ func main() {
 		fmt.Fprintln(os.Stderr, "grpcload: body:", err)
 		os.Exit(1)
 	}
-	preq, err := proto.Marshal(protoRequest(b))
+	preq, err := proto.Marshal(protoRequest(b, *features))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "grpcload:", err)
 		os.Exit(1)
 	}
 
+	path, method := "/v1/predict", seerv1.Seer_Predict_FullMethodName
+	if *features {
+		path, method = "/v1/features", seerv1.Seer_GetFeatures_FullMethodName
+	}
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *conc, MaxConnsPerHost: *conc}}
 	httpDo := func() error {
-		resp, err := hc.Post(*httpURL+"/v1/predict", "application/json", bytes.NewReader(raw))
+		resp, err := hc.Post(*httpURL+path, "application/json", bytes.NewReader(raw))
 		if err != nil {
 			return err
 		}
@@ -112,8 +131,16 @@ func main() {
 	}
 	defer conn.Close()
 	grpcDo := func() error {
+		if *features {
+			resp := new(seerv1.GetFeaturesResponse)
+			err := conn.Invoke(context.Background(), method, &preq, resp, grpc.ForceCodec(rawCodec{}))
+			if err == nil && resp.Results[0].Degraded {
+				err = fmt.Errorf("degraded")
+			}
+			return err
+		}
 		resp := new(seerv1.PredictResponse)
-		err := conn.Invoke(context.Background(), seerv1.Seer_Predict_FullMethodName, &preq, resp, grpc.ForceCodec(rawCodec{}))
+		err := conn.Invoke(context.Background(), method, &preq, resp, grpc.ForceCodec(rawCodec{}))
 		if err == nil && resp.Results[0].Degraded {
 			err = fmt.Errorf("degraded")
 		}
