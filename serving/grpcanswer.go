@@ -123,10 +123,8 @@ func featuresAnswer(resp *FeaturesResponse) *wireAnswer {
 	for i := range resp.Results {
 		r := &resp.Results[i]
 		slot := z.reserve()
-		n := stringSize(r.ID) + z.rows(&r.Rows) + boolSize(len(r.DegradedStores) > 0) + varintSize(uint64(r.DegradedValues))
-		for _, s := range r.DegradedStores {
-			n += sizeField(len(s))
-		}
+		n := stringSize(r.ID) + z.rows(&r.Rows) + boolSize(len(r.DegradedStores) > 0) +
+			stringsSize(r.DegradedStores) + varintSize(uint64(r.DegradedValues))
 		z.n[slot] = n
 		size += sizeField(n)
 	}
@@ -137,10 +135,7 @@ func featuresAnswer(resp *FeaturesResponse) *wireAnswer {
 			b = appendString(b, fieldFeaturesID, r.ID)
 			b = z.appendRows(b, fieldFeaturesRows, &r.Rows)
 			b = appendBool(b, fieldFeaturesDegraded, len(r.DegradedStores) > 0)
-			for _, s := range r.DegradedStores {
-				b = appendLen(b, fieldFeaturesDegradedStores, len(s))
-				b = append(b, s...)
-			}
+			b = appendStrings(b, fieldFeaturesDegradedStores, r.DegradedStores)
 			b = appendVarint(b, fieldFeaturesDegradedValues, uint64(r.DegradedValues))
 		}
 		return b
@@ -155,13 +150,10 @@ func predictAnswer(resp *PredictResponse) *wireAnswer {
 	for i := range resp.Results {
 		r := &resp.Results[i]
 		slot := z.reserve()
-		n := stringSize(r.ID) + stringSize(r.Model) + stringSize(r.Version) +
-			varintSize(uint64(int32(r.Outputs))) + boolSize(r.Degraded()) + varintSize(uint64(r.DegradedValues))
+		n := stringSize(r.ID) + stringSize(r.Model) + stringSize(r.Version) + varintSize(uint64(int32(r.Outputs))) +
+			boolSize(r.Degraded()) + stringsSize(r.DegradedStores) + varintSize(uint64(r.DegradedValues))
 		if len(r.Scores) > 0 {
 			n += sizeField(8 * len(r.Scores))
-		}
-		for _, s := range r.DegradedStores {
-			n += sizeField(len(s))
 		}
 		if r.Debug != nil {
 			n += z.rows(r.Debug)
@@ -184,10 +176,7 @@ func predictAnswer(resp *PredictResponse) *wireAnswer {
 			}
 			b = appendVarint(b, fieldResultOutputs, uint64(int32(r.Outputs)))
 			b = appendBool(b, fieldResultDegraded, r.Degraded())
-			for _, s := range r.DegradedStores {
-				b = appendLen(b, fieldResultDegradedStores, len(s))
-				b = append(b, s...)
-			}
+			b = appendStrings(b, fieldResultDegradedStores, r.DegradedStores)
 			b = appendVarint(b, fieldResultDegradedValues, uint64(r.DegradedValues))
 			if r.Debug != nil {
 				b = z.appendRows(b, fieldResultDebug, r.Debug)
@@ -276,7 +265,7 @@ func valueSize(v *features.Value) (int, bool) {
 	case features.Vector:
 		return sizeField(vectorSize(v.Vector())), true
 	case features.List:
-		return sizeField(listSize(v.List())), true
+		return sizeField(stringsSize(v.List())), true
 	}
 	return 0, false
 }
@@ -307,12 +296,8 @@ func appendValue(b []byte, v *features.Value) []byte {
 		return b
 	case features.List:
 		list := v.List()
-		b = appendLen(b, fieldValueList, listSize(list))
-		for _, s := range list {
-			b = appendLen(b, fieldRepeatedValues, len(s))
-			b = append(b, s...)
-		}
-		return b
+		b = appendLen(b, fieldValueList, stringsSize(list))
+		return appendStrings(b, fieldRepeatedValues, list)
 	}
 	return b
 }
@@ -325,10 +310,11 @@ func vectorSize(vec []float32) int {
 	return sizeField(4 * len(vec))
 }
 
-// listSize is the size of a StringList: every string, empty ones too.
-func listSize(list []string) int {
+// stringsSize is the size of a repeated string field (a StringList's
+// values): every string, empty ones too.
+func stringsSize(ss []string) int {
 	n := 0
-	for _, s := range list {
+	for _, s := range ss {
 		n += sizeField(len(s))
 	}
 	return n
@@ -372,6 +358,14 @@ func appendString(b []byte, field protowire.Number, s string) []byte {
 	}
 	b = appendLen(b, field, len(s))
 	return append(b, s...)
+}
+
+func appendStrings(b []byte, field protowire.Number, ss []string) []byte {
+	for _, s := range ss {
+		b = appendLen(b, field, len(s))
+		b = append(b, s...)
+	}
+	return b
 }
 
 func appendVarint(b []byte, field protowire.Number, v uint64) []byte {

@@ -203,11 +203,7 @@ func (w *wirePredict) query(q *wireQuery, b []byte) error {
 		case 4:
 			return w.valueEntry(&q.features, typ, b)
 		case 5:
-			m, n, err := message(typ, b)
-			if err != nil {
-				return n, err
-			}
-			return n, w.candidate(q.addCandidate(), m)
+			return w.candidateField(q, typ, b)
 		case 6:
 			return boolTo(&q.debug, typ, b)
 		case 7:
@@ -249,16 +245,22 @@ func (w *wirePredict) featuresQuery(q *wireQuery, b []byte) error {
 		case 3:
 			return w.stringEntry(&q.context, typ, b)
 		case 4:
-			m, n, err := message(typ, b)
-			if err != nil {
-				return n, err
-			}
-			return n, w.candidate(q.addCandidate(), m)
+			return w.candidateField(q, typ, b)
 		case 5:
 			return int32To(&q.onDegraded, typ, b)
 		}
 		return 0, errSkip
 	})
+}
+
+// candidateField reads a Candidate field of a query into its next
+// candidate.
+func (w *wirePredict) candidateField(q *wireQuery, typ protowire.Type, b []byte) (int, error) {
+	m, n, err := message(typ, b)
+	if err != nil {
+		return n, err
+	}
+	return n, w.candidate(q.addCandidate(), m)
 }
 
 // candidate reads a Candidate.
