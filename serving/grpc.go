@@ -130,17 +130,30 @@ var seerService = func() grpc.ServiceDesc {
 func grpcPredict(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := newWirePredict()
 	defer in.release()
+	return unary(srv, ctx, in, dec, interceptor, seerv1.Seer_Predict_FullMethodName, grpcSeer.predict)
+}
+
+// unary reads a call's request into in with dec and answers it with do
+// through the interceptor. A message that does not parse is answered
+// INVALID_ARGUMENT saying why, as a body that is not JSON is answered 400
+// (grpc-go answers INTERNAL when its codec fails, so wireCodec keeps the
+// error in the request instead), and goes through the interceptor too, so
+// that it has a request id, is logged and counted.
+func unary(srv any, ctx context.Context, in *wirePredict, dec func(any) error, interceptor grpc.UnaryServerInterceptor,
+	method string, do func(grpcSeer, context.Context, *wirePredict) (*wireAnswer, error)) (any, error) {
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	g := srv.(grpcSeer)
-	if interceptor == nil {
-		return g.predict(ctx, in)
+	handler := func(ctx context.Context, req any) (any, error) { return do(g, ctx, req.(*wirePredict)) }
+	if in.bad != nil {
+		bad := status.Error(codes.InvalidArgument, "the request message does not parse: "+in.bad.Error())
+		handler = func(context.Context, any) (any, error) { return nil, bad }
 	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: seerv1.Seer_Predict_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return g.predict(ctx, req.(*wirePredict))
-	})
+	if interceptor == nil {
+		return handler(ctx, in)
+	}
+	return interceptor(ctx, in, &grpc.UnaryServerInfo{Server: srv, FullMethod: method}, handler)
 }
 
 func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*wireAnswer, error) {
@@ -156,21 +169,11 @@ func (g grpcSeer) predict(ctx context.Context, in *wirePredict) (*wireAnswer, er
 }
 
 // grpcGetFeatures is the handler of seer.v1.Seer.GetFeatures, as
-// grpcPredict: it reads the request into a pooled wirePredict.
+// grpcPredict.
 func grpcGetFeatures(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
 	in := newWireFeatures()
 	defer in.release()
-	if err := dec(in); err != nil {
-		return nil, err
-	}
-	g := srv.(grpcSeer)
-	if interceptor == nil {
-		return g.features(ctx, in)
-	}
-	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: seerv1.Seer_GetFeatures_FullMethodName}
-	return interceptor(ctx, in, info, func(ctx context.Context, req any) (any, error) {
-		return g.features(ctx, req.(*wirePredict))
-	})
+	return unary(srv, ctx, in, dec, interceptor, seerv1.Seer_GetFeatures_FullMethodName, grpcSeer.features)
 }
 
 func (g grpcSeer) features(ctx context.Context, in *wirePredict) (*wireAnswer, error) {

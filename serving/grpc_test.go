@@ -18,6 +18,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 )
@@ -216,6 +217,43 @@ func TestGRPCErrors(t *testing.T) {
 	_, err := client.GetFeatures(context.Background(), &seerv1.GetFeaturesRequest{Queries: []*seerv1.FeaturesQuery{{Features: []string{"nope"}}}})
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "queries[0].features") {
 		t.Errorf("unknown feature: %v", err)
+	}
+}
+
+// rawCodec sends a message's bytes as they are (for messages no client
+// would make) and reads an answer as protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if b, ok := v.(*[]byte); ok {
+		return *b, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+func (rawCodec) Name() string                       { return "proto" }
+
+// TestGRPCMalformed sends messages that do not parse: each call is
+// refused with INVALID_ARGUMENT, saying why, as a body that is not JSON
+// is refused with 400; and the server reads good messages after them.
+func TestGRPCMalformed(t *testing.T) {
+	srv := testServer(t)
+	conn := grpcClient(t, srv)
+	for _, method := range []string{seerv1.Seer_Predict_FullMethodName, seerv1.Seer_GetFeatures_FullMethodName} {
+		for name, msg := range map[string][]byte{
+			"cut short":    {0x0a, 0x05, 0x0a},
+			"bad tag":      {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+			"invalid utf8": {0x0a, 0x03, 0x0a, 0x01, 0xc3},
+		} {
+			err := conn.Invoke(context.Background(), method, &msg, new(seerv1.PredictResponse), grpc.ForceCodec(rawCodec{}))
+			if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "proto:") {
+				t.Errorf("%s, %s: %v; want InvalidArgument saying why", method, name, err)
+			}
+		}
+	}
+	client := seerv1.NewSeerClient(conn)
+	if _, err := client.Predict(context.Background(), rankingProto(false)); err != nil {
+		t.Fatalf("a good message after them: %v", err)
 	}
 }
 

@@ -50,6 +50,7 @@ var (
 type wirePredict struct {
 	msg        string // the message: decoded strings are substrings of it
 	features   bool   // the message is a GetFeaturesRequest
+	bad        error  // why the message did not parse, as wireCodec read it
 	debug      bool
 	onDegraded int32
 	// The message's queries are queries[:nq]; those after them are kept
@@ -105,7 +106,7 @@ func (w *wirePredict) release() {
 	clear(w.req.Queries)
 	clear(w.freq.Queries)
 	w.cands, w.req.Queries, w.freq.Queries = w.cands[:0], w.req.Queries[:0], w.freq.Queries[:0]
-	w.msg, w.features, w.debug, w.onDegraded, w.nq = "", false, false, 0, 0
+	w.msg, w.features, w.bad, w.debug, w.onDegraded, w.nq = "", false, nil, false, 0, 0
 	w.req = PredictRequest{Queries: w.req.Queries}
 	w.freq = FeaturesRequest{Queries: w.freq.Queries}
 	if n <= keepBytes {
@@ -642,7 +643,11 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 
 func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	if w, ok := v.(*wirePredict); ok {
-		return w.unmarshal(data)
+		// Why the message does not parse is kept for the handler, which
+		// answers INVALID_ARGUMENT (unary); an error here, grpc-go would
+		// answer INTERNAL.
+		w.bad = w.unmarshal(data)
+		return nil
 	}
 	return c.CodecV2.Unmarshal(data, v)
 }
