@@ -691,18 +691,31 @@ func (rd *smallRead) check(vals *storeValues, id string, k int, source string, v
 		return // a default: degraded or absent, not wrong
 	}
 	rd.checked++
-	want := vals.cur[id]
+	match, old := vals.match(id, k, v, rd.at)
 	switch {
-	case ok && v == want[k]:
-	case ok && vals.prev != nil && rd.at < vals.prevUntil && v == vals.prev[id][k]:
-		rd.old = true
+	case ok && match:
+		rd.old = rd.old || old
 	case rd.wrong == "":
 		via := "HTTP"
 		if rd.grpc {
 			via = "gRPC"
 		}
-		rd.wrong = fmt.Sprintf("store %s: %s %s from %s over %s, uploaded %v", id, smallFeatures[k], shown, source, via, want[k])
+		rd.wrong = fmt.Sprintf("store %s: %s %s from %s over %s, uploaded %v", id, smallFeatures[k], shown, source, via, vals.cur[id][k])
 	}
+}
+
+// match says whether v is the k-th of smallFeatures of store id as
+// uploaded, for an answer to a request sent at since the run began; old
+// when it is the value before the last upload, which counts until
+// prevUntil.
+func (vals *storeValues) match(id string, k int, v float64, at time.Duration) (match, old bool) {
+	switch {
+	case v == vals.cur[id][k]:
+		return true, false
+	case vals.prev != nil && at < vals.prevUntil && v == vals.prev[id][k]:
+		return true, true
+	}
+	return false, false
 }
 
 // probe is one debug query and where each of its stored inputs came
@@ -715,6 +728,8 @@ type probe struct {
 	degraded [3]int // cells that took the default because the store was degraded
 	absent   [3]int // cells that took the default because the store had no value
 	other    int    // other defaults (corrupt, wrong_type, stale)
+	checked  int    // values of smallFeatures read from Redis or the cache, compared with the upload
+	wrong    string // the first of them that was not the store's, if any
 }
 
 // when is the time the probe was sent, since the run began.
@@ -759,8 +774,9 @@ func (e *env) probeOnce(r *rand.Rand) probe {
 		Results []struct {
 			Degraded bool `json:"degraded"`
 			Debug    []map[string]struct {
-				Source string `json:"source"`
-				Why    string `json:"why"`
+				Value  json.RawMessage `json:"value"`
+				Source string          `json:"source"`
+				Why    string          `json:"why"`
 			} `json:"debug"`
 		} `json:"results"`
 	}
@@ -769,7 +785,20 @@ func (e *env) probeOnce(r *rand.Rand) probe {
 	}
 	p.answer = ans.Results[0].Degraded
 	q := req.Queries[0]
+	vals := e.vals.Load()
 	for i, row := range ans.Results[0].Debug {
+		id := q.Candidates[i].Entities["store"]
+		for k, name := range smallFeatures {
+			cell := row[name]
+			if cell.Source != "redis" && cell.Source != "cache" {
+				continue
+			}
+			p.checked++
+			v, err := strconv.ParseFloat(string(cell.Value), 64)
+			if match, _ := vals.match(id, k, v, p.at); (err != nil || !match) && p.wrong == "" {
+				p.wrong = fmt.Sprintf("store %s: %s %s from %s in a debug row, uploaded %v", id, name, cell.Value, cell.Source, vals.cur[id][k])
+			}
+		}
 		for name, cell := range row {
 			var key string
 			switch {

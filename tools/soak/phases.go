@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,6 +152,16 @@ func (e *env) end(ctx context.Context, p *phaseResult, mon *rssMonitor, length t
 	p.check(rs.wrong == 0, "%d small reads answered values that were not their store's; the first: %s", rs.wrong, rs.first)
 	p.note("small reads: %d answered (%d over gRPC), %.2f%% degraded, %d values read from the store checked against the upload, %d wrong",
 		rs.n, rs.grpc, percent(rs.degraded, rs.n), rs.checked, rs.wrong)
+	checked, wrong, first := 0, 0, ""
+	for _, pr := range e.probes.window(p.from, p.to) {
+		checked += pr.checked
+		if pr.wrong != "" {
+			wrong++
+			first = cmp.Or(first, pr.wrong)
+		}
+	}
+	p.check(wrong == 0, "%d probes answered values that were not their store's; the first: %s", wrong, first)
+	p.note("probes: %d store values in debug rows checked against the upload, %d probes with a wrong one", checked, wrong)
 }
 
 // readStats counts the answered small reads, those over gRPC, the
