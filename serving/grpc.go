@@ -141,10 +141,11 @@ func grpcPredict(srv any, ctx context.Context, dec func(any) error, interceptor 
 // that it has a request id, is logged and counted.
 func unary(srv any, ctx context.Context, in *wirePredict, dec func(any) error, interceptor grpc.UnaryServerInterceptor,
 	method string, do func(grpcSeer, context.Context, *wirePredict) (*wireAnswer, error)) (any, error) {
+	g := srv.(grpcSeer)
+	in.lim = limits{queries: g.s.cfg.Predict.MaxQueries, candidates: g.s.cfg.Predict.MaxCandidates}
 	if err := dec(in); err != nil {
 		return nil, err
 	}
-	g := srv.(grpcSeer)
 	handler := func(ctx context.Context, req any) (any, error) { return do(g, ctx, req.(*wirePredict)) }
 	if in.bad != nil {
 		bad := status.Error(codes.InvalidArgument, "the request message does not parse: "+in.bad.Error())

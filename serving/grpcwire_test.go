@@ -1,6 +1,7 @@
 package serving
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -311,6 +312,62 @@ func FuzzWireFeatures(f *testing.F) {
 			t.Fatalf("wire read %v\n%s\nproto.Unmarshal read %v\n%s", ok, got, wantOK, want)
 		}
 	})
+}
+
+// TestWireLimits sends messages of a million empty queries or
+// candidates (2 MB each): the readers stop at the first one past the
+// limits, keeping no more than the limits' worth, and the request is
+// refused as checkShape refuses it.
+func TestWireLimits(t *testing.T) {
+	lim := limits{queries: 10, candidates: 1000}
+	many := &seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: "m", Candidates: make([]*seerv1.Candidate, 3)},
+		{Model: "m", Candidates: make([]*seerv1.Candidate, 1_000_000)}}}
+	wide := &seerv1.PredictRequest{Queries: make([]*seerv1.Query, 1_000_000)}
+	fmany := &seerv1.GetFeaturesRequest{Queries: []*seerv1.FeaturesQuery{{Candidates: make([]*seerv1.Candidate, 1_000_000)}}}
+	fwide := &seerv1.GetFeaturesRequest{Queries: make([]*seerv1.FeaturesQuery, 1_000_000)}
+	for _, tt := range []struct {
+		name     string
+		msg      proto.Message
+		features bool
+		want     string
+	}{
+		{"candidates", many, false, "queries[1].candidates: more than the limit of 1000"},
+		{"queries", wide, false, "queries: more than the limit of 10"},
+		{"features candidates", fmany, true, "queries[0].candidates: more than the limit of 1000"},
+		{"features queries", fwide, true, "queries: more than the limit of 10"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			b, err := proto.Marshal(tt.msg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w := newWirePredict()
+			if tt.features {
+				w = newWireFeatures()
+			}
+			defer w.release()
+			w.lim = lim
+			if err := w.unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}); err != nil {
+				t.Fatalf("%d bytes: %v", len(b), err)
+			}
+			if tt.features {
+				_, err = w.featuresRequest()
+			} else {
+				_, err = w.request()
+			}
+			if err == nil || err.Error() != tt.want || !errors.Is(err, ErrBadRequest) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+			if len(w.queries) > 2*lim.queries {
+				t.Errorf("kept %d queries for a limit of %d", len(w.queries), lim.queries)
+			}
+			for i := range w.queries {
+				if c := len(w.queries[i].cands); c > lim.candidates {
+					t.Errorf("query %d: kept %d candidates for a limit of %d", i, c, lim.candidates)
+				}
+			}
+		})
+	}
 }
 
 // wireSeeds are messages that reach each rule of wirePredict.
