@@ -1102,26 +1102,39 @@ func TestClusterReplicaReads(t *testing.T) {
 		t.Errorf("the master with a replica answered %d HMGETs", n)
 	}
 
-	// Routed by latency, reads go to a master or a replica, and find the
-	// same values.
-	fast, err := Open(ctx, "main", Config{Mode: ModeCluster, Addrs: e.cluster.Addrs(), RouteByLatency: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fast.Close()
-	e.r.stores[0] = fast
-	got = e.fetch(t, 1, ids, 2*time.Second)
-	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
-		t.Errorf("route_by_latency: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
-	}
-	e.r.stores[0] = e.main
-
 	e.nodes[0].Pause()
 	defer e.nodes[0].Resume()
 	got = e.fetch(t, 1, ids, 300*time.Millisecond)
 	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
 		t.Errorf("master frozen: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
 	}
+}
+
+// TestClusterRouteByLatency: routed by latency, reads go to a master or a
+// replica, and find the same values. Not under the race detector:
+// go-redis v9.23.0 starts each new node's latency probe (a PING) before
+// the cluster client's new-node hook sets that node's HIMPORT registry,
+// which the PING's connection handshake reads, and the detector reports
+// that race in go-redis at random (a registry seer never uses).
+func TestClusterRouteByLatency(t *testing.T) {
+	if raceEnabled {
+		t.Skip("route_by_latency races inside go-redis v9.23.0 (a node's latency PING against its new-node hook); run without -race")
+	}
+	e := newShardEnv(t, ModeCluster, Config{Breaker: BreakerConfig{Failures: -1}})
+	e.cluster.AddReplica(0)
+	ids := allStores()
+	all := e.want(t, 1, ids)
+	fast, err := Open(context.Background(), "main", Config{Mode: ModeCluster, Addrs: e.cluster.Addrs(), RouteByLatency: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fast.Close()
+	e.r.stores[0] = fast
+	got := e.fetch(t, 1, ids, 2*time.Second)
+	if diff := cmp.Diff(all, got.rows); diff != "" || len(got.degraded) > 0 {
+		t.Errorf("route_by_latency: degraded %v, rows (-want +got):\n%s", got.degraded, diff)
+	}
+	e.r.stores[0] = e.main
 }
 
 // modeFixture is the benchmark query: 200 stores with 20 features each and
