@@ -493,6 +493,41 @@ func predictBody(r *rand.Rand, n int, debug bool) []byte {
 	return body
 }
 
+// protoPredict is a body of predictBody as a gRPC request.
+func protoPredict(body []byte) *seerv1.PredictRequest {
+	var b struct {
+		Debug   bool `json:"debug"`
+		Queries []struct {
+			Model      string            `json:"model"`
+			Context    map[string]string `json:"context"`
+			Features   map[string]int    `json:"features"`
+			Candidates []struct {
+				Entities map[string]string  `json:"entities"`
+				Features map[string]float64 `json:"features"`
+			} `json:"candidates"`
+		} `json:"queries"`
+	}
+	if err := json.Unmarshal(body, &b); err != nil {
+		panic(err) // predictBody's own JSON
+	}
+	req := &seerv1.PredictRequest{Debug: b.Debug}
+	for _, q := range b.Queries {
+		pq := &seerv1.Query{Model: q.Model, Context: q.Context, Features: map[string]*seerv1.Value{}}
+		for name, v := range q.Features {
+			pq.Features[name] = &seerv1.Value{Kind: &seerv1.Value_Int64Value{Int64Value: int64(v)}}
+		}
+		for _, c := range q.Candidates {
+			pc := &seerv1.Candidate{Entities: c.Entities, Features: map[string]*seerv1.Value{}}
+			for name, v := range c.Features {
+				pc.Features[name] = &seerv1.Value{Kind: &seerv1.Value_DoubleValue{DoubleValue: v}}
+			}
+			pq.Candidates = append(pq.Candidates, pc)
+		}
+		req.Queries = append(req.Queries, pq)
+	}
+	return req
+}
+
 var (
 	degradedTrue   = []byte(`"degraded":true`)
 	degradedValues = []byte(`"degraded_values":`)

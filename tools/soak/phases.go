@@ -17,11 +17,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 )
 
 const breakerMetric = "seer_retrieval_breaker_events_total"
@@ -793,7 +802,8 @@ func (e *env) models() (versions, failures []string, err error) {
 // get.
 type hostileKind struct {
 	name string
-	body []byte
+	body []byte // a /v1/predict body, or with grpc a Predict message
+	grpc bool
 }
 
 func hostileKinds() []hostileKind {
@@ -802,13 +812,38 @@ func hostileKinds() []hostileKind {
 	million[len(million)-1] = ']'
 	deep := bytes.Repeat([]byte("["), 1<<20)
 	return []hostileKind{
-		{"oversized", slices.Concat([]byte(prefix+`"id":"`), bytes.Repeat([]byte("a"), 5*mib), []byte(`"}]}`))},
-		{"1e6-candidates", slices.Concat([]byte(prefix+`"candidates":[`), million, []byte(`}]}`))},
-		{"1MiB-id", slices.Concat([]byte(prefix+`"context":{"consumer":"`), bytes.Repeat([]byte("7"), mib), []byte(`"}}]}`))},
-		{"bad-json", []byte(prefix + `"candidates":[{"entities":{"store":}}]}]}`)},
-		{"deep-nesting", slices.Concat([]byte(prefix+`"features":{"x":`), deep)},
+		{"oversized", slices.Concat([]byte(prefix+`"id":"`), bytes.Repeat([]byte("a"), 5*mib), []byte(`"}]}`)), false},
+		{"1e6-candidates", slices.Concat([]byte(prefix+`"candidates":[`), million, []byte(`}]}`)), false},
+		{"1MiB-id", slices.Concat([]byte(prefix+`"context":{"consumer":"`), bytes.Repeat([]byte("7"), mib), []byte(`"}}]}`)), false},
+		{"bad-json", []byte(prefix + `"candidates":[{"entities":{"store":}}]}]}`), false},
+		{"deep-nesting", slices.Concat([]byte(prefix+`"features":{"x":`), deep), false},
+		{"grpc-oversized", grpcMessage(&seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: model, Id: strings.Repeat("a", 5*mib)}}}), true},
+		{"grpc-1e6-candidates", grpcMessage(&seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: model, Candidates: make([]*seerv1.Candidate, 1_000_000)}}}), true},
+		{"grpc-cut-short", []byte{0x0a, 0x05, 0x0a}, true},
+		{"grpc-bad-utf8", []byte{0x0a, 0x03, 0x0a, 0x01, 0xc3}, true},
 	}
 }
+
+func grpcMessage(m proto.Message) []byte {
+	b, err := proto.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// rawCodec sends a message's bytes as they are, and reads an answer as
+// protobuf.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) {
+	if b, ok := v.(*[]byte); ok {
+		return *b, nil
+	}
+	return proto.Marshal(v.(proto.Message))
+}
+func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+func (rawCodec) Name() string                       { return "proto" }
 
 // quietGoroutines pauses the steady load and the probes for a second and
 // returns seer's goroutines then (-1 when /metrics fails).
@@ -824,10 +859,12 @@ func (e *env) quietGoroutines() float64 {
 }
 
 // hostile: a second client sends oversized bodies, 10^6 candidates, a
-// 1 MiB id, bad JSON and deeply nested JSON in a loop, 32 connections
-// trickle a body one byte every 250 ms, and two clients abandon normal
-// requests after 1 to 20 ms. Each hostile request is answered 4xx within
-// 1 s; the steady load's p99 stays within twice the control's + 50 ms;
+// 1 MiB id, bad JSON and deeply nested JSON in a loop, and over gRPC an
+// oversized message, 10^6 candidates and messages that do not parse; 32
+// connections trickle a body one byte every 250 ms, and three clients
+// abandon normal requests after 1 to 20 ms, one of them over gRPC. Each
+// hostile request is answered 4xx (or INVALID_ARGUMENT,
+// RESOURCE_EXHAUSTED) within 1 s; the steady load's p99 stays within twice the control's + 50 ms;
 // RSS rises at most 128 MiB; goroutines come back; queries abandoned by
 // their clients are not counted as degraded.
 func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
@@ -894,28 +931,67 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 		})
 	}
 
+	// A gRPC client that goes away, on a connection of its own (as is the
+	// hostile client's gRPC).
+	gcc, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		p.check(false, "gRPC client: %v", err)
+		return
+	}
+	wg.Go(func() {
+		r := rand.New(rand.NewPCG(2, 9))
+		client := seerv1.NewSeerClient(gcc)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req := protoPredict(predictBody(r, e.opts.candidates, false))
+			cctx, cancel := context.WithTimeout(context.Background(), time.Duration(1+r.IntN(20))*time.Millisecond)
+			if _, err := client.Predict(cctx, req); err != nil {
+				abandoned.Add(1)
+			}
+			cancel()
+		}
+	})
+
 	// The hostile client.
 	type result struct {
 		n        int
-		statuses map[int]int
+		statuses map[string]int
+		bad      []string // statuses other than 4xx (INVALID_ARGUMENT, RESOURCE_EXHAUSTED over gRPC)
 		max      time.Duration
 	}
 	results := make([]result, len(kinds))
 	for i := range results {
-		results[i].statuses = map[int]int{}
+		results[i].statuses = map[string]int{}
 	}
 	hc := &http.Client{Timeout: 10 * time.Second}
 	for i := 0; e.since() < p.from+e.opts.phase-3*time.Second && ctx.Err() == nil; i++ {
 		k := i % len(kinds)
 		start := time.Now()
-		status := 0
-		if resp, err := hc.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(kinds[k].body)); err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			status = resp.StatusCode
+		var outcome string
+		var ok bool
+		if kinds[k].grpc {
+			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := gcc.Invoke(cctx, seerv1.Seer_Predict_FullMethodName, &kinds[k].body, new(seerv1.PredictResponse), grpc.ForceCodec(rawCodec{}))
+			cancel()
+			code := status.Code(err)
+			outcome, ok = code.String(), code == codes.InvalidArgument || code == codes.ResourceExhausted
+		} else {
+			code := 0
+			if resp, err := hc.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(kinds[k].body)); err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				code = resp.StatusCode
+			}
+			outcome, ok = strconv.Itoa(code), code >= 400 && code < 500
 		}
 		results[k].n++
-		results[k].statuses[status]++
+		if results[k].statuses[outcome]++; !ok && results[k].statuses[outcome] == 1 {
+			results[k].bad = append(results[k].bad, outcome)
+		}
 		results[k].max = max(results[k].max, time.Since(start))
 	}
 	close(stop)
@@ -923,6 +999,7 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 		c.Close()
 	}
 	wg.Wait()
+	gcc.Close()
 	// The abandoned requests' connections: seer keeps a goroutine for
 	// each idle one.
 	hc.CloseIdleConnections()
@@ -932,9 +1009,11 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 
 	for k, r := range results {
 		var parts []string
+		for _, s := range r.bad {
+			p.check(false, "%s answered %s (want 4xx, INVALID_ARGUMENT or RESOURCE_EXHAUSTED) %d times", kinds[k].name, s, r.statuses[s])
+		}
 		for _, s := range slices.Sorted(maps.Keys(r.statuses)) {
-			p.check(s >= 400 && s < 500, "%s answered %d (want 4xx) %d times", kinds[k].name, s, r.statuses[s])
-			parts = append(parts, fmt.Sprintf("%d:%d", s, r.statuses[s]))
+			parts = append(parts, fmt.Sprintf("%s:%d", s, r.statuses[s]))
 		}
 		p.check(r.max <= time.Second, "%s took %s (bound 1s)", kinds[k].name, ms(r.max))
 		p.note("%s (%d bytes): %d sent, statuses %s, slowest %s", kinds[k].name, len(kinds[k].body), r.n, strings.Join(parts, " "), ms(r.max))
