@@ -18,9 +18,9 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
+	"github.com/seer-ml/seer/internal/loadgen"
 )
 
 // grpcClient serves srv's gRPC transport on a free loopback port and
@@ -220,19 +220,6 @@ func TestGRPCErrors(t *testing.T) {
 	}
 }
 
-// rawCodec sends a message's bytes as they are (for messages no client
-// would make) and reads an answer as protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.(*[]byte); ok {
-		return *b, nil
-	}
-	return proto.Marshal(v.(proto.Message))
-}
-func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
-func (rawCodec) Name() string                       { return "proto" }
-
 // TestGRPCMalformed sends messages that do not parse: each call is
 // refused with INVALID_ARGUMENT, saying why, as a body that is not JSON
 // is refused with 400; and the server reads good messages after them.
@@ -245,7 +232,7 @@ func TestGRPCMalformed(t *testing.T) {
 			"bad tag":      {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
 			"invalid utf8": {0x0a, 0x03, 0x0a, 0x01, 0xc3},
 		} {
-			err := conn.Invoke(context.Background(), method, &msg, new(seerv1.PredictResponse), grpc.ForceCodec(rawCodec{}))
+			err := conn.Invoke(context.Background(), method, &msg, new(seerv1.PredictResponse), grpc.ForceCodec(loadgen.RawCodec{}))
 			if st := status.Convert(err); st.Code() != codes.InvalidArgument || !strings.Contains(st.Message(), "proto:") {
 				t.Errorf("%s, %s: %v; want InvalidArgument saying why", method, name, err)
 			}

@@ -63,20 +63,6 @@ func protoRequest(b loadgen.Body, features bool) proto.Message {
 	return req
 }
 
-// rawCodec sends a message marshalled beforehand as it is, and decodes
-// answers as protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.(*[]byte); ok {
-		return *b, nil
-	}
-	return proto.Marshal(v.(proto.Message))
-}
-
-func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
-func (rawCodec) Name() string                       { return "proto" }
-
 func main() {
 	httpURL := flag.String("http", "", "seer's HTTP base URL")
 	grpcAddr := flag.String("grpc", "", "seer's gRPC address")
@@ -133,14 +119,14 @@ func main() {
 	grpcDo := func() error {
 		if *features {
 			resp := new(seerv1.GetFeaturesResponse)
-			err := conn.Invoke(context.Background(), method, &preq, resp, grpc.ForceCodec(rawCodec{}))
+			err := conn.Invoke(context.Background(), method, &preq, resp, grpc.ForceCodec(loadgen.RawCodec{}))
 			if err == nil && resp.Results[0].Degraded {
 				err = fmt.Errorf("degraded")
 			}
 			return err
 		}
 		resp := new(seerv1.PredictResponse)
-		err := conn.Invoke(context.Background(), method, &preq, resp, grpc.ForceCodec(rawCodec{}))
+		err := conn.Invoke(context.Background(), method, &preq, resp, grpc.ForceCodec(loadgen.RawCodec{}))
 		if err == nil && resp.Results[0].Degraded {
 			err = fmt.Errorf("degraded")
 		}

@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
+	"github.com/seer-ml/seer/internal/loadgen"
 )
 
 const breakerMetric = "seer_retrieval_breaker_events_total"
@@ -832,19 +833,6 @@ func grpcMessage(m proto.Message) []byte {
 	return b
 }
 
-// rawCodec sends a message's bytes as they are, and reads an answer as
-// protobuf.
-type rawCodec struct{}
-
-func (rawCodec) Marshal(v any) ([]byte, error) {
-	if b, ok := v.(*[]byte); ok {
-		return *b, nil
-	}
-	return proto.Marshal(v.(proto.Message))
-}
-func (rawCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
-func (rawCodec) Name() string                       { return "proto" }
-
 // quietGoroutines pauses the steady load and the probes for a second and
 // returns seer's goroutines then (-1 when /metrics fails).
 func (e *env) quietGoroutines() float64 {
@@ -975,7 +963,7 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 		var ok bool
 		if kinds[k].grpc {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := gcc.Invoke(cctx, seerv1.Seer_Predict_FullMethodName, &kinds[k].body, new(seerv1.PredictResponse), grpc.ForceCodec(rawCodec{}))
+			err := gcc.Invoke(cctx, seerv1.Seer_Predict_FullMethodName, &kinds[k].body, new(seerv1.PredictResponse), grpc.ForceCodec(loadgen.RawCodec{}))
 			cancel()
 			code := status.Code(err)
 			outcome, ok = code.String(), code == codes.InvalidArgument || code == codes.ResourceExhausted
