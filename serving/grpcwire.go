@@ -570,22 +570,16 @@ func int32To(dst *int32, typ protowire.Type, b []byte) (int, error) {
 // worded as checkShape words it). It holds w's memory until w is
 // released.
 func (w *wirePredict) request() (*PredictRequest, error) {
-	if w.over != nil {
-		return nil, w.over
-	}
-	r := &w.req
-	od, err := onDegradedFromProto(seerv1.OnDegraded(w.onDegraded), "on_degraded")
+	od, err := w.check()
 	if err != nil {
 		return nil, err
 	}
+	r := &w.req
 	r.Debug, r.OnDegraded = w.debug, od
 	cands := w.allCandidates()
 	r.Queries = slices.Grow(r.Queries[:0], w.nq)[:w.nq]
 	for i := range w.nq {
 		q := &w.queries[i]
-		if q.onDegraded < 0 || q.onDegraded > int32(OnDegradedFail) {
-			return nil, badRequest("queries[%d].on_degraded: unknown value %d", i, q.onDegraded)
-		}
 		var qc []Candidate
 		qc, cands = q.candidates(cands)
 		r.Queries[i] = Query{
@@ -598,22 +592,16 @@ func (w *wirePredict) request() (*PredictRequest, error) {
 
 // featuresRequest is request for a GetFeaturesRequest.
 func (w *wirePredict) featuresRequest() (*FeaturesRequest, error) {
-	if w.over != nil {
-		return nil, w.over
-	}
-	r := &w.freq
-	od, err := onDegradedFromProto(seerv1.OnDegraded(w.onDegraded), "on_degraded")
+	od, err := w.check()
 	if err != nil {
 		return nil, err
 	}
+	r := &w.freq
 	r.OnDegraded = od
 	cands := w.allCandidates()
 	r.Queries = slices.Grow(r.Queries[:0], w.nq)[:w.nq]
 	for i := range w.nq {
 		q := &w.queries[i]
-		if q.onDegraded < 0 || q.onDegraded > int32(OnDegradedFail) {
-			return nil, badRequest("queries[%d].on_degraded: unknown value %d", i, q.onDegraded)
-		}
 		var qc []Candidate
 		qc, cands = q.candidates(cands)
 		var names []string
@@ -625,6 +613,25 @@ func (w *wirePredict) featuresRequest() (*FeaturesRequest, error) {
 		}
 	}
 	return r, nil
+}
+
+// check returns the request's on_degraded, or the first error of the
+// message: a limit passed while reading it, then an on_degraded out of
+// range, the request's before its queries'.
+func (w *wirePredict) check() (OnDegraded, error) {
+	if w.over != nil {
+		return 0, w.over
+	}
+	od, err := onDegradedFromProto(seerv1.OnDegraded(w.onDegraded), "on_degraded")
+	if err != nil {
+		return 0, err
+	}
+	for i := range w.nq {
+		if v := w.queries[i].onDegraded; v < 0 || v > int32(OnDegradedFail) {
+			return 0, badRequest("queries[%d].on_degraded: unknown value %d", i, v)
+		}
+	}
+	return od, nil
 }
 
 // allCandidates returns room for the typed candidates of every query.
