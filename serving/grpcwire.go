@@ -30,10 +30,12 @@ import (
 // (docs/performance.md). Here the message is copied once into a string,
 // every string is a substring of it, and the maps are kept for the next
 // call. The outcome is proto.Unmarshal's, field for field
-// (FuzzWirePredict and FuzzWireFeatures hold the two to it): unknown fields and fields of the wrong wire type
-// are skipped, the last of a scalar given twice counts, repeated fields
-// and maps add up, a map entry's value message merges, a oneof's message
-// given twice merges, and strings must be valid UTF-8.
+// (FuzzWirePredict and FuzzWireFeatures hold the two to it): unknown
+// fields and fields of the wrong wire type are skipped, the last of a
+// scalar given twice counts, repeated fields and maps add up, a map
+// entry's value message merges, a oneof's message given twice merges, and
+// strings must be valid UTF-8. Unlike proto.Unmarshal, reading stops at
+// the first query or candidate past the request limits (errOver).
 
 // The errors of a message proto.Unmarshal refuses.
 var (
