@@ -174,15 +174,7 @@ func (w *wirePredict) read(b []byte) error {
 	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			m, n, err := message(typ, b)
-			if err != nil {
-				return n, err
-			}
-			if w.lim.queries > 0 && w.nq == w.lim.queries {
-				w.over = badRequest("queries: more than the limit of %d", w.lim.queries)
-				return n, errOver
-			}
-			return n, w.query(w.addQuery(), m)
+			return w.queryField(typ, b, w.query)
 		case 2:
 			return boolTo(&w.debug, typ, b)
 		case 3:
@@ -190,6 +182,20 @@ func (w *wirePredict) read(b []byte) error {
 		}
 		return 0, errSkip
 	})
+}
+
+// queryField reads a query field into the next query with read, or
+// stops at the first query past the limit.
+func (w *wirePredict) queryField(typ protowire.Type, b []byte, read func(*wireQuery, []byte) error) (int, error) {
+	m, n, err := message(typ, b)
+	if err != nil {
+		return n, err
+	}
+	if w.lim.queries > 0 && w.nq == w.lim.queries {
+		w.over = badRequest("queries: more than the limit of %d", w.lim.queries)
+		return n, errOver
+	}
+	return n, read(w.addQuery(), m)
 }
 
 // addQuery returns the next query, emptied, with the maps it kept.
@@ -238,15 +244,7 @@ func (w *wirePredict) readFeatures(b []byte) error {
 	return fields(b, func(num protowire.Number, typ protowire.Type, b []byte) (int, error) {
 		switch num {
 		case 1:
-			m, n, err := message(typ, b)
-			if err != nil {
-				return n, err
-			}
-			if w.lim.queries > 0 && w.nq == w.lim.queries {
-				w.over = badRequest("queries: more than the limit of %d", w.lim.queries)
-				return n, errOver
-			}
-			return n, w.featuresQuery(w.addQuery(), m)
+			return w.queryField(typ, b, w.featuresQuery)
 		case 2:
 			return int32To(&w.onDegraded, typ, b)
 		}
