@@ -158,6 +158,11 @@ type env struct {
 	vals      atomic.Pointer[storeValues]
 	storeRest []string // each store's other columns, as written
 
+	// What the feature log is checked against: the steady load's
+	// answers, and the consumers' values as uploaded.
+	sent         answers
+	consumerVals map[string]consumerValues
+
 	controlP99 time.Duration // the steady load's p99 in the control phase
 	paused     atomic.Bool   // the steady load and the probes wait while set
 	silentBody atomic.Value  // string: the first degraded answer without degraded_values
@@ -293,13 +298,16 @@ func (e *env) writeFiles() error {
 	}
 	e.vals.Store(&storeValues{cur: vals})
 	var b bytes.Buffer
+	e.consumerVals = make(map[string]consumerValues, numConsumers)
 	for i := range numConsumers {
 		emb := make([]float64, 8)
 		for j := range emb {
 			emb[j] = float64(int(2000*r.Float64()-1000)) / 1000
 		}
+		cv := consumerValues{orders: r.IntN(300), spend: float64(int(1000+9000*r.Float64())) / 100}
+		e.consumerVals[consumerID(i)] = cv
 		line, _ := json.Marshal(map[string]any{
-			"id": consumerID(i), "consumer_order_count": r.IntN(300), "consumer_avg_spend": float64(int(1000+9000*r.Float64())) / 100,
+			"id": consumerID(i), "consumer_order_count": cv.orders, "consumer_avg_spend": cv.spend,
 			"consumer_embedding": emb, "consumer_recent_cuisines": []string{cuisines[r.IntN(5)], cuisines[r.IntN(5)]},
 		})
 		b.Write(line)
@@ -335,7 +343,7 @@ stores:
   main:
     mode: ring
     addrs: [%s]
-`, port, e.grpcAddr, strings.Join(addrs, ", "))
+`, port, e.grpcAddr, strings.Join(addrs, ", ")) + featureLogConfig()
 	return os.WriteFile(filepath.Join(e.work, "seer.yaml"), []byte(cfg), 0o644)
 }
 
@@ -574,7 +582,8 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 	return e.clients(stop, c, func(w, k int) bool {
 		start := time.Now()
 		rec := record{start: start.Sub(e.epoch)}
-		resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[(w+k*c)%len(e.bodies)]))
+		sent := (w + k*c) % len(e.bodies)
+		resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[sent]))
 		if err == nil {
 			body, rerr := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -584,6 +593,9 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 				rec.silent = rec.degraded && silentDegraded(body)
 				if rec.silent {
 					e.silentBody.CompareAndSwap(nil, string(body[:min(len(body), 400)]))
+				}
+				if scores, err := parseScores(body); err == nil && rec.status == 200 {
+					e.sent.add(resp.Header.Get("X-Request-Id"), answered{body: sent, scores: scores})
 				}
 			}
 		}

@@ -84,6 +84,8 @@ func (e *env) soak(ctx context.Context) error {
 	if !e.seerAlive() && len(results) > 0 {
 		p := results[len(results)-1]
 		p.check(false, "seer exited: %v (its log: %s)", e.seerErr, filepath.Join(e.work, "seer.log"))
+	} else if len(results) > 0 {
+		results = append(results, e.checkFeatureLog())
 	}
 	fmt.Fprintf(e.out, "uptime at end: %s\n", uptime())
 	if e.opts.keep {
