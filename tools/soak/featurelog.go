@@ -34,6 +34,7 @@ func featureLogConfig() string {
 type answered struct {
 	body   int
 	scores []float64 // NaN for a null score
+	grpc   bool      // sent over gRPC
 }
 
 // answers are the steady load's answered requests by request id.
@@ -142,17 +143,18 @@ func (e *env) checkFeatureLog() *phaseResult {
 	p.check(float64(c.lines) == written, "the files hold %d lines, seer counted %.0f written", c.lines, written)
 	p.check(failed == 0, "%.0f queries failed to be written", failed)
 	p.check(c.matched > 0, "no line of a steady-load request")
-	p.note("%d lines in %d files (%.0f written, %.0f dropped, %.0f failed by seer's count); %d of them steady-load requests, checked against their answers; %d rows, %d inputs from Redis or the cache checked against the upload",
-		c.lines, c.files, written, dropped, failed, c.matched, c.rows, c.stored)
+	p.note("%d lines in %d files (%.0f written, %.0f dropped, %.0f failed by seer's count); %d of them steady-load requests (%d over gRPC), checked against their bodies and answers; %d rows, %d inputs from Redis or the cache checked against the upload",
+		c.lines, c.files, written, dropped, failed, c.matched, c.matchedGRPC, c.rows, c.stored)
 	return p
 }
 
 // logCheck is checkFeatureLog's reading of the files.
 type logCheck struct {
-	e                                   *env
-	p                                   *phaseResult
-	files, lines, matched, rows, stored int
-	wrong                               int
+	e                          *env
+	p                          *phaseResult
+	files, lines, rows, stored int
+	matched, matchedGRPC       int // lines of steady-load requests, over gRPC
+	wrong                      int
 }
 
 // fail records a wrong line, the first few in full.
@@ -192,6 +194,9 @@ func (c *logCheck) query(q *loggedQuery, where string) {
 	c.e.sent.mu.Unlock()
 	if ok {
 		c.matched++
+		if ans.grpc {
+			c.matchedGRPC++
+		}
 		c.steady(q, ans, where)
 	}
 	degraded := 0

@@ -40,6 +40,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.StringVar(&o.seer, "seer", "bin/seer", "the seer binary")
 	fs.StringVar(&o.quickstart, "quickstart", "configs/quickstart", "the quickstart directory: its catalog and store_ranker model are used")
 	fs.DurationVar(&o.phase, "phase", 45*time.Second, "the length of the phases without a fixed schedule (control, hostile)")
-	fs.IntVar(&o.c, "c", 8, "concurrent clients of the steady load")
+	fs.IntVar(&o.c, "c", 8, "concurrent clients of the steady load, every fourth over gRPC")
 	fs.IntVar(&o.candidates, "candidates", 50, "candidates per query of the steady load")
 	fs.IntVar(&o.readers, "readers", 8, "concurrent clients of the small reads of one store, its values checked: /v1/features, and every second one gRPC GetFeatures")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, config, data, and records.csv: every request of the steady load)")
@@ -149,8 +150,11 @@ type env struct {
 	probes timeline[probe]
 	client *http.Client
 	bodies [][]byte
-	grpc   seerv1.SeerClient // seer's gRPC API, which half the small reads use
-	grpcCC *grpc.ClientConn
+	// grpcBodies are the bodies as gRPC requests, for the steady load's
+	// clients over gRPC.
+	grpcBodies []*seerv1.PredictRequest
+	grpc       seerv1.SeerClient // seer's gRPC API, which half the small reads use
+	grpcCC     *grpc.ClientConn
 
 	// The small reads, and the values uploaded for each store: those a
 	// small read is checked against.
@@ -249,6 +253,9 @@ func (e *env) setup(ctx context.Context) error {
 		Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 0},
 	}
 	e.bodies = makeBodies(e.opts.candidates)
+	for _, b := range e.bodies {
+		e.grpcBodies = append(e.grpcBodies, protoPredict(b))
+	}
 	cc, err := grpc.NewClient(e.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return err
@@ -577,12 +584,15 @@ func (e *env) clients(stop <-chan struct{}, n int, send func(w, k int) (answered
 }
 
 // load runs the steady load, c clients in a closed loop, until stop is
-// closed.
+// closed; every fourth client sends its queries over gRPC.
 func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 	return e.clients(stop, c, func(w, k int) bool {
+		sent := (w + k*c) % len(e.bodies)
+		if w%4 == 3 {
+			return e.predictGRPC(sent)
+		}
 		start := time.Now()
 		rec := record{start: start.Sub(e.epoch)}
-		sent := (w + k*c) % len(e.bodies)
 		resp, err := e.client.Post(e.seerURL+"/v1/predict", "application/json", bytes.NewReader(e.bodies[sent]))
 		if err == nil {
 			body, rerr := io.ReadAll(resp.Body)
@@ -603,6 +613,38 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 		e.rec.add(rec)
 		return err == nil
 	})
+}
+
+// predictGRPC is one request of the steady load over gRPC: Predict of
+// body sent.
+func (e *env) predictGRPC(sent int) bool {
+	start := time.Now()
+	rec := record{start: start.Sub(e.epoch)}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var header metadata.MD
+	ans, err := e.grpc.Predict(ctx, e.grpcBodies[sent], grpc.Header(&header))
+	rec.latency = time.Since(start)
+	switch {
+	case status.Code(err) == codes.Unavailable || status.Code(err) == codes.DeadlineExceeded:
+		// no answer: seer is gone or stopped
+	case err != nil:
+		rec.status = 1000 + int(status.Code(err))
+	case len(ans.GetResults()) != 1:
+		rec.status = 1000 + int(codes.Internal)
+	default:
+		res := ans.GetResults()[0]
+		rec.status, rec.degraded = 200, res.GetDegraded()
+		rec.silent = rec.degraded && res.GetDegradedValues() < 1
+		if rec.silent {
+			e.silentBody.CompareAndSwap(nil, "gRPC: "+res.String())
+		}
+		if ids := header.Get("x-request-id"); len(ids) == 1 {
+			e.sent.add(ids[0], answered{body: sent, scores: res.GetScores(), grpc: true})
+		}
+	}
+	e.rec.add(rec)
+	return rec.status != 0
 }
 
 // smallRead is one /v1/features read of one store's three features,
