@@ -18,7 +18,7 @@ func TestLogCheck(t *testing.T) {
 	e.consumerVals = map[string]consumerValues{"9": {orders: 7, spend: 12.25}}
 	e.bodies = [][]byte{[]byte(`{"queries":[{"model":"m","context":{"consumer":"9"},"features":{"hour_of_day":13},
 		"candidates":[{"entities":{"store":"` + store + `"},"features":{"distance_km":1.5}}]}]}`)}
-	e.sent.add("r1", answered{body: 0, scores: []float64{0.25}})
+	e.sent.add("r1", answered{body: 0, n: 1, scores: scoresHash([]float64{0.25})})
 
 	row := func(inputs, sources, why, scores string) string {
 		return `{"time":"2026-01-01T00:00:10Z","request_id":"r1","model":"m","version":"1","rows":[{"entities":{"consumer":"9","store":"` + store + `"},` +
@@ -37,7 +37,8 @@ func TestLogCheck(t *testing.T) {
 		{"store value", row(strings.Replace(inputs, "4.5", "4.6", 1), sources, "", "0.25") + "}", "store_avg_rating 4.6"},
 		{"store string", row(strings.Replace(inputs, `"thai"`, `"sushi"`, 1), sources, "", "0.25") + "}", "store_cuisine"},
 		{"consumer value", row(strings.Replace(inputs, "12.25", "12.5", 1), sources, "", "0.25") + "}", "consumer_avg_spend"},
-		{"score", row(inputs, sources, "", "0.5") + "}", "logged score 0.5, answered 0.25"},
+		{"score", row(inputs, sources, "", "0.5") + "}", "logged scores [0.5] are not those answered"},
+		{"null score", row(inputs, sources, "", "null") + "}", "logged scores [NaN] are not those answered"},
 		{"request feature", row(strings.Replace(inputs, `"hour_of_day":13`, `"hour_of_day":12`, 1), sources, "", "0.25") + "}", "hour_of_day 12"},
 		{"degraded count", row(inputs, sources, "", "0.25") + `,"degraded_values":3}`, "degraded_values 3"},
 		{"not JSON", `{"time":`, "does not parse"},

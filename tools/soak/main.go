@@ -605,7 +605,7 @@ func (e *env) load(stop <-chan struct{}, c int) *sync.WaitGroup {
 					e.silentBody.CompareAndSwap(nil, string(body[:min(len(body), 400)]))
 				}
 				if scores, err := parseScores(body); err == nil && rec.status == 200 {
-					e.sent.add(resp.Header.Get("X-Request-Id"), answered{body: sent, scores: scores})
+					e.sent.add(resp.Header.Get("X-Request-Id"), answered{body: sent, n: len(scores), scores: scoresHash(scores)})
 				}
 			}
 		}
@@ -640,7 +640,7 @@ func (e *env) predictGRPC(sent int) bool {
 			e.silentBody.CompareAndSwap(nil, "gRPC: "+res.String())
 		}
 		if ids := header.Get("x-request-id"); len(ids) == 1 {
-			e.sent.add(ids[0], answered{body: sent, scores: res.GetScores(), grpc: true})
+			e.sent.add(ids[0], answered{body: sent, n: len(res.GetScores()), scores: scoresHash(res.GetScores()), grpc: true})
 		}
 	}
 	e.rec.add(rec)
