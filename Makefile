@@ -1,6 +1,7 @@
 GO ?= go
+FUZZTIME ?= 30s
 
-.PHONY: help build run test lint bench soak check-imports proto
+.PHONY: help build run test lint bench soak fuzz check-imports proto
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -30,6 +31,9 @@ soak: ## The real binary under load and faults against real redis-servers, about
 	$(GO) build -o bin/seer ./cmd/seer
 	$(GO) build -o bin/soak ./tools/soak
 	./bin/soak -seer bin/seer -quickstart configs/quickstart
+
+fuzz: ## Every fuzz target for FUZZTIME each (default 30s), stopping at the first failure (tools/fuzz.sh)
+	FUZZTIME=$(FUZZTIME) tools/fuzz.sh
 
 check-imports: ## Check that package dependencies point one way
 	$(GO) test -count=1 ./internal/layering
