@@ -247,21 +247,7 @@ func (c *logCheck) query(q *loggedQuery, where string) {
 // steady checks a steady-load request's line against the body its client
 // sent and the scores it was answered.
 func (c *logCheck) steady(q *loggedQuery, ans answered, where string) {
-	var body struct {
-		Queries []struct {
-			Context    map[string]string `json:"context"`
-			Features   map[string]int    `json:"features"`
-			Candidates []struct {
-				Entities map[string]string  `json:"entities"`
-				Features map[string]float64 `json:"features"`
-			} `json:"candidates"`
-		} `json:"queries"`
-	}
-	if err := json.Unmarshal(c.e.bodies[ans.body], &body); err != nil || len(body.Queries) != 1 {
-		c.fail("%s: the body sent does not parse: %v", where, err)
-		return
-	}
-	sent := body.Queries[0]
+	sent := parseBody(c.e.bodies[ans.body]).Queries[0]
 	if len(q.Rows) != len(sent.Candidates) || len(q.Rows) != ans.n {
 		c.fail("%s: %d rows, the query had %d candidates and was answered %d scores", where, len(q.Rows), len(sent.Candidates), ans.n)
 		return

@@ -508,23 +508,31 @@ func predictBody(r *rand.Rand, n int, debug bool) []byte {
 	return body
 }
 
-// protoPredict is a body of predictBody as a gRPC request.
-func protoPredict(body []byte) *seerv1.PredictRequest {
-	var b struct {
-		Debug   bool `json:"debug"`
-		Queries []struct {
-			Model      string            `json:"model"`
-			Context    map[string]string `json:"context"`
-			Features   map[string]int    `json:"features"`
-			Candidates []struct {
-				Entities map[string]string  `json:"entities"`
-				Features map[string]float64 `json:"features"`
-			} `json:"candidates"`
-		} `json:"queries"`
-	}
+// sentBody is a body of predictBody, parsed.
+type sentBody struct {
+	Debug   bool `json:"debug"`
+	Queries []struct {
+		Model      string            `json:"model"`
+		Context    map[string]string `json:"context"`
+		Features   map[string]int    `json:"features"`
+		Candidates []struct {
+			Entities map[string]string  `json:"entities"`
+			Features map[string]float64 `json:"features"`
+		} `json:"candidates"`
+	} `json:"queries"`
+}
+
+func parseBody(body []byte) sentBody {
+	var b sentBody
 	if err := json.Unmarshal(body, &b); err != nil {
 		panic(err) // predictBody's own JSON
 	}
+	return b
+}
+
+// protoPredict is a body of predictBody as a gRPC request.
+func protoPredict(body []byte) *seerv1.PredictRequest {
+	b := parseBody(body)
 	req := &seerv1.PredictRequest{Debug: b.Debug}
 	for _, q := range b.Queries {
 		pq := &seerv1.Query{Model: q.Model, Context: q.Context, Features: map[string]*seerv1.Value{}}
