@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -119,10 +120,11 @@ type shadowRun struct {
 	query   *flatQuery
 }
 
-// offerShadows queues, for every query whose model has shadows, the live
-// scores and the query as each shadow reads it (build types the request's
-// values for a shadow's plan, as for the live one: same request values).
-// A full queue drops the query for each of its shadows, counted.
+// offerShadows queues, for a shadows.sample share of the queries whose
+// model has shadows, the live scores and the query as each shadow reads it
+// (build types the request's values for a shadow's plan, as for the live
+// one: same request values). A full queue drops the query for each of its
+// shadows, counted.
 func (s *Server) offerShadows(jobs []job, results []queryResult, build func(p *features.Plan, i int) (features.Query, error)) {
 	snap := s.registry.Snapshot()
 	for i := range jobs {
@@ -132,6 +134,9 @@ func (s *Server) offerShadows(jobs []job, results []queryResult, build func(p *f
 		}
 		m := snap.Model(j.version.Name)
 		if m == nil || len(m.Shadows) == 0 {
+			continue
+		}
+		if sample := s.cfg.Shadows.Sample; sample < 1 && rand.Float64() >= sample {
 			continue
 		}
 		s.offerShadow(j, m.Shadows, results[i].scores, func(p *features.Plan) (features.Query, error) { return build(p, i) })

@@ -315,6 +315,47 @@ func TestShadowStatistics(t *testing.T) {
 	}
 }
 
+// TestShadowSample shadows a share of the queries: with shadows.sample
+// 0.5, about half of 200 queries are scored by the shadow and none is
+// dropped; with 0, none is shadowed.
+func TestShadowSample(t *testing.T) {
+	for _, tc := range []struct {
+		sample   float64
+		min, max uint64 // the shadowed queries: 100 ± 40 is more than five standard deviations
+	}{{0.5, 60, 140}, {0, 0, 0}} {
+		t.Run(fmt.Sprint(tc.sample), func(t *testing.T) {
+			f := newLearnFixture(t, map[string]string{
+				"models/store_ranker/2/manifest.yaml":        rawManifest(t, "store_ranker", "2"),
+				"models/store_ranker/2/model.txt":            treeModel(t, func(_ int, v float64) float64 { return v }),
+				"models/store_ranker/" + registry.ShadowFile: "shadows: [store_ranker@2]\n",
+			}, func(cfg *Config) { cfg.Shadows.Sample = tc.sample })
+			const n = 200
+			body := `{"queries": [{"model": "store_ranker@1", "context": {"consumer": "1", "store": "3"}}]}`
+			for range n {
+				f.predict(t, body)
+			}
+			// Wait for the queue to empty and the counts to hold still.
+			var got, last uint64
+			steady := 0
+			eventually(t, "the shadow's counts to settle", func() bool {
+				p := f.shadowPairs(t)["store_ranker@1>store_ranker@2"]
+				got = p.Queries + p.Errors + p.Dropped
+				if f.srv.learn.queued.Load() != 0 || got != last {
+					last, steady = got, 0
+					return false
+				}
+				steady++
+				return steady >= 10 // 200 ms
+			})
+			p := f.shadowPairs(t)["store_ranker@1>store_ranker@2"]
+			if got < tc.min || got > tc.max || p.Errors != 0 || p.Dropped != 0 {
+				t.Errorf("sample %v of %d queries: %s; want %d to %d queries, no error or drop", tc.sample, n, describe(p.Stats), tc.min, tc.max)
+			}
+			t.Logf("sample %v: %d of %d queries shadowed", tc.sample, got, n)
+		})
+	}
+}
+
 func describe(st shadow.Stats) string {
 	return fmt.Sprintf("queries %d rows %d errors %d dropped %d mean %v max %v overlap %v rank %v",
 		st.Queries, st.Rows, st.Errors, st.Dropped, value(st.MeanAbsDiff), value(st.MaxAbsDiff), value(st.TopKOverlap), value(st.RankCorrelation))

@@ -233,15 +233,20 @@ func TestConfig(t *testing.T) {
 		t.Errorf("default: %v", err)
 	}
 	bad := DefaultConfig()
-	bad.Queue, bad.Window = 0, time.Millisecond
+	bad.Queue, bad.Window, bad.Sample = 0, time.Millisecond, 1.5
 	err := bad.Check()
 	if !errors.Is(err, ErrConfig) {
 		t.Fatalf("got %v, want ErrConfig", err)
 	}
-	for _, want := range []string{"queue, queue_bytes, workers and top_k must be positive", "window: 1ms is under a second"} {
+	for _, want := range []string{"queue, queue_bytes, workers and top_k must be positive", "window: 1ms is under a second", "sample: 1.5 is not between 0 and 1"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q does not say %q", err, want)
 		}
+	}
+	bad = DefaultConfig()
+	bad.Sample = math.NaN()
+	if err := bad.Check(); err == nil || !strings.Contains(err.Error(), "sample: NaN is not between 0 and 1") {
+		t.Errorf("sample NaN: %v", err)
 	}
 }
 

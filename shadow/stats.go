@@ -27,11 +27,15 @@ type Config struct {
 	Window time.Duration `yaml:"window"`
 	// TopK is the k of the top-k overlap.
 	TopK int `yaml:"top_k"`
+	// Sample is the share of live queries shadowed, 0 to 1: each shadow
+	// reads and scores as a live query would, so shadowing every query
+	// doubles a model's cost.
+	Sample float64 `yaml:"sample"`
 }
 
 // DefaultConfig returns the configuration a file starts from.
 func DefaultConfig() Config {
-	return Config{Queue: 1024, QueueBytes: 64 << 20, Workers: 1, Window: 5 * time.Minute, TopK: 10}
+	return Config{Queue: 1024, QueueBytes: 64 << 20, Workers: 1, Window: 5 * time.Minute, TopK: 10, Sample: 1}
 }
 
 // ErrConfig is wrapped by every error that rejects a configuration.
@@ -45,6 +49,9 @@ func (c Config) Check() error {
 	}
 	if c.Window < time.Second {
 		errs = append(errs, fmt.Errorf("%w: window: %v is under a second", ErrConfig, c.Window))
+	}
+	if !(c.Sample >= 0 && c.Sample <= 1) {
+		errs = append(errs, fmt.Errorf("%w: sample: %v is not between 0 and 1", ErrConfig, c.Sample))
 	}
 	return errors.Join(errs...)
 }
