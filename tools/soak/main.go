@@ -292,6 +292,9 @@ func (e *env) writeFiles() error {
 			return err
 		}
 	}
+	if err := e.writeTwin(); err != nil {
+		return err
+	}
 	r := rand.New(rand.NewPCG(1, 2))
 	vals := make(map[string][3]float64, numStores)
 	e.storeRest = make([]string, numStores)
@@ -350,7 +353,9 @@ stores:
   main:
     mode: ring
     addrs: [%s]
-`, port, e.grpcAddr, strings.Join(addrs, ", ")) + featureLogConfig()
+shadows:
+  sample: %g
+`, port, e.grpcAddr, strings.Join(addrs, ", "), shadowSample) + featureLogConfig()
 	return os.WriteFile(filepath.Join(e.work, "seer.yaml"), []byte(cfg), 0o644)
 }
 

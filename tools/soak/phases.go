@@ -355,6 +355,7 @@ func (e *env) control(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 		"probed inputs not all in Redis: read %v, absent %v, other defaults %d", redis, absent, other)
 	p.note("breaker openings %.0f; probed inputs by node read from Redis %v, degraded %v",
 		p.delta(breakerMetric, `event="opened"`), redis, degraded)
+	e.checkTwin(p)
 }
 
 // seerStop: seer itself is stopped for 150 ms. Degraded answers end
