@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -31,7 +32,8 @@ type learning struct {
 	log     *featurelog.Logger // nil when the feature log is off
 	shadows *shadow.Set
 	tasks   chan *shadowTask
-	queued  atomic.Int64 // bytes held by the tasks in the queue
+	queued  atomic.Int64  // bytes held by the tasks in the queue
+	sample  atomic.Uint64 // shadows.sample, as math.Float64bits: SIGHUP may change it
 	guard   *guardrail.Guard
 
 	mu     sync.Mutex
@@ -58,6 +60,7 @@ func (s *Server) openLearning(stdout io.Writer) error {
 	l.guard = guard
 	l.shadows = shadow.NewSet(s.cfg.Shadows.Window, s.cfg.Shadows.TopK, s.metrics)
 	l.tasks = make(chan *shadowTask, s.cfg.Shadows.Queue)
+	l.sample.Store(math.Float64bits(s.cfg.Shadows.Sample))
 	l.warned = make(map[[2]string]bool)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -136,7 +139,7 @@ func (s *Server) offerShadows(jobs []job, results []queryResult, build func(p *f
 		if m == nil || len(m.Shadows) == 0 {
 			continue
 		}
-		if sample := s.cfg.Shadows.Sample; sample < 1 && rand.Float64() >= sample {
+		if sample := math.Float64frombits(s.learn.sample.Load()); sample < 1 && rand.Float64() >= sample {
 			continue
 		}
 		s.offerShadow(j, m.Shadows, results[i].scores, func(p *features.Plan) (features.Query, error) { return build(p, i) })
@@ -187,6 +190,26 @@ func (s *Server) offerShadow(j *job, shadows []*registry.Version, sc scores, bui
 		l.queued.Add(-t.size)
 		drop()
 	}
+}
+
+// ShadowsConfig returns the shadows section the server was opened with,
+// its sample as it is now.
+func (s *Server) ShadowsConfig() shadow.Config {
+	c := s.cfg.Shadows
+	c.Sample = math.Float64frombits(s.learn.sample.Load())
+	return c
+}
+
+// SetShadowSample changes the share of live queries shadowed, from the
+// next query on (SIGHUP applies a changed shadows.sample through it).
+func (s *Server) SetShadowSample(sample float64) error {
+	c := s.cfg.Shadows
+	c.Sample = sample
+	if err := c.Check(); err != nil {
+		return err
+	}
+	s.learn.sample.Store(math.Float64bits(sample))
+	return nil
 }
 
 // same reports whether a and b are the same model version, loaded once or

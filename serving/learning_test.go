@@ -317,7 +317,7 @@ func TestShadowStatistics(t *testing.T) {
 
 // TestShadowSample shadows a share of the queries: with shadows.sample
 // 0.5, about half of 200 queries are scored by the shadow and none is
-// dropped; with 0, none is shadowed.
+// dropped; with 0, none is shadowed, until SetShadowSample(1).
 func TestShadowSample(t *testing.T) {
 	for _, tc := range []struct {
 		sample   float64
@@ -352,6 +352,22 @@ func TestShadowSample(t *testing.T) {
 				t.Errorf("sample %v of %d queries: %s; want %d to %d queries, no error or drop", tc.sample, n, describe(p.Stats), tc.min, tc.max)
 			}
 			t.Logf("sample %v: %d of %d queries shadowed", tc.sample, got, n)
+			if tc.sample != 0 {
+				return
+			}
+			// SIGHUP's way in: a new sample applies from the next query on.
+			if err := f.srv.SetShadowSample(-1); err == nil {
+				t.Error("sample -1 accepted")
+			}
+			if err := f.srv.SetShadowSample(1); err != nil {
+				t.Fatal(err)
+			}
+			for range 20 {
+				f.predict(t, body)
+			}
+			eventually(t, "the 20 queries after sample 1 shadowed", func() bool {
+				return f.shadowPairs(t)["store_ranker@1>store_ranker@2"].Queries == 20
+			})
 		})
 	}
 }

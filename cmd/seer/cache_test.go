@@ -425,3 +425,43 @@ func TestReloadGuardrails(t *testing.T) {
 		t.Errorf("threshold %v, want 0.3: the rest of the section applies", th)
 	}
 }
+
+// TestReloadShadows tests what SIGHUP does to the shadows section: a new
+// sample applies from the next query on; other changes wait for a restart
+// and say so; a bad sample is refused and changes nothing.
+func TestReloadShadows(t *testing.T) {
+	_, srv, path, logs := testService(t, "shadows: {sample: 0.5}\n")
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	root, _ := filepath.Abs("../../configs/quickstart")
+	sample := func() float64 { return srv.ShadowsConfig().Sample }
+	if got := sample(); got != 0.5 {
+		t.Fatalf("sample %v at start, want 0.5", got)
+	}
+	writeConfig(t, path, root, "shadows: {sample: 0.25}\n")
+	if err := reload(srv, path, log); err != nil {
+		t.Fatal(err)
+	}
+	if got := sample(); got != 0.25 {
+		t.Errorf("sample %v after the reload, want 0.25", got)
+	}
+	if strings.Contains(logs.String(), "need a restart") {
+		t.Errorf("a change of sample alone warned of a restart:\n%s", logs)
+	}
+	writeConfig(t, path, root, "shadows: {sample: 0.1, queue: 5}\n")
+	if err := reload(srv, path, log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(logs.String(), "shadows changes other than sample need a restart") {
+		t.Errorf("a change of queue was not warned of:\n%s", logs)
+	}
+	if c := srv.ShadowsConfig(); c.Sample != 0.1 || c.Queue != 1024 {
+		t.Errorf("sample %v, queue %d; want the new sample 0.1 and the queue as started, 1024", c.Sample, c.Queue)
+	}
+	writeConfig(t, path, root, "shadows: {sample: 2}\n")
+	if err := reload(srv, path, log); err == nil || !strings.Contains(err.Error(), "sample: 2 is not between 0 and 1") {
+		t.Errorf("reload of sample 2: %v", err)
+	}
+	if got := sample(); got != 0.1 {
+		t.Errorf("sample %v after a refused reload, want 0.1 still", got)
+	}
+}

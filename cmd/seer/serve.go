@@ -250,12 +250,13 @@ func reloadOnHangup(ctx context.Context, srv *serving.Server, path string, log *
 
 // reload reads the config file again and applies what can change while
 // seer serves: the cache section (rollout flags, byte budget, TTLs),
-// feature_log.sample and the guardrails (thresholds, min_rows,
-// fail_readiness). A file that does not load, or whose cache section is
-// bad, is logged and changes nothing; guardrails that name features the
-// catalog lacks are logged and kept as they were. Other changes to
-// feature_log (turning it on or off, its path, rotation or queue) and a
-// new guardrails window wait for a restart, and a warning says so.
+// feature_log.sample, shadows.sample and the guardrails (thresholds,
+// min_rows, fail_readiness). A file that does not load, or whose cache
+// section is bad, is logged and changes nothing; guardrails that name
+// features the catalog lacks are logged and kept as they were. Other
+// changes to feature_log (turning it on or off, its path, rotation or
+// queue) and to shadows, and a new guardrails window, wait for a restart,
+// and a warning says so.
 func reload(srv *serving.Server, path string, log *slog.Logger) error {
 	cfg, err := loadConfig(path)
 	if err == nil {
@@ -283,6 +284,16 @@ func reload(srv *serving.Server, path string, log *slog.Logger) error {
 		}
 		log.Info("reloaded the feature log's sample", "path", path, "sample", want.Sample)
 	}
+	shadows := cfg.server().Shadows
+	running := srv.ShadowsConfig()
+	running.Sample = shadows.Sample
+	if running != shadows {
+		log.Warn("reload config: shadows changes other than sample need a restart", "path", path)
+	}
+	if err := srv.SetShadowSample(shadows.Sample); err != nil { // Check passed: cannot fail
+		return err
+	}
+	log.Info("reloaded the shadows' sample", "path", path, "sample", shadows.Sample)
 	kept, err := srv.Guardrails().Reconfigure(cfg.server().Guardrails)
 	if err != nil {
 		log.Error("reload config: kept the guardrail settings", "path", path, "err", err)
