@@ -228,7 +228,7 @@ func (s *Server) handleFeatureStats(w http.ResponseWriter, r *http.Request) {
 
 // handleShadows reports the statistics of every live/shadow pair.
 func (s *Server) handleShadows(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"pairs": s.ShadowStats()})
+	writeJSON(w, http.StatusOK, map[string]any{"pairs": s.ShadowStats(), "sample": s.ShadowsConfig().Sample})
 }
 
 // candidates returns the number of candidates of the request's queries.

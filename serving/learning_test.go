@@ -352,6 +352,12 @@ func TestShadowSample(t *testing.T) {
 				t.Errorf("sample %v of %d queries: %s; want %d to %d queries, no error or drop", tc.sample, n, describe(p.Stats), tc.min, tc.max)
 			}
 			t.Logf("sample %v: %d of %d queries shadowed", tc.sample, got, n)
+			var answer struct {
+				Sample *float64 `json:"sample"`
+			}
+			if f.admin(t, "/v1/admin/shadows", &answer); answer.Sample == nil || *answer.Sample != tc.sample {
+				t.Errorf("/v1/admin/shadows says sample %v, want %v", value(answer.Sample), tc.sample)
+			}
 			if tc.sample != 0 {
 				return
 			}
