@@ -19,12 +19,12 @@ import (
 // 110 KB per call (BenchmarkGRPCFeatures), where the whole request over
 // HTTP makes 50 (BenchmarkFeatures). Here each message's length is
 // measured first (sizes) and the answer written once into one pooled
-// buffer. The
-// bytes are a valid encoding of the message rowsToProto and proto.Marshal
-// would make, which TestWireAnswer and FuzzWireAnswer hold them to by
-// parsing them back: the same fields, with proto3's rules for what is
-// left out (empty strings, zero numbers, false) and what is always there
-// (a oneof's member, a map entry's key and value, a repeated message).
+// buffer. The bytes are a valid encoding of the message rowsToProto and
+// proto.Marshal would make, which TestWireAnswer and FuzzWireAnswer hold
+// them to by parsing them back: the same fields, with proto3's rules for
+// what is left out (empty strings, zero numbers, false) and what is always
+// there (a oneof's member, a map entry's key and value, a repeated
+// message).
 
 // wireAnswer is an answer already encoded: the server's codec sends its
 // bytes as they are.
