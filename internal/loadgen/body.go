@@ -5,14 +5,17 @@ import "fmt"
 // Body is the part of a /v1/predict body that names each query's model and
 // entities, as the load tools read it to build their own requests.
 type Body struct {
-	Queries []struct {
-		Model      string         `json:"model"`
-		Features   []string       `json:"features"` // of a /v1/features body
-		Context    map[string]any `json:"context"`
-		Candidates []struct {
-			Entities map[string]any `json:"entities"`
-		} `json:"candidates"`
-	} `json:"queries"`
+	Queries []Query `json:"queries"`
+}
+
+// Query is a query of a Body.
+type Query struct {
+	Model      string         `json:"model"`
+	Features   []string       `json:"features"` // of a /v1/features body
+	Context    map[string]any `json:"context"`
+	Candidates []struct {
+		Entities map[string]any `json:"entities"`
+	} `json:"candidates"`
 }
 
 // IDs returns the entity ids of m as strings: a body may give them as

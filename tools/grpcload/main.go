@@ -44,23 +44,24 @@ func protoRequest(b loadgen.Body, features bool) proto.Message {
 	if features {
 		req := &seerv1.GetFeaturesRequest{}
 		for _, q := range b.Queries {
-			pq := &seerv1.FeaturesQuery{Features: q.Features, Context: loadgen.IDs(q.Context)}
-			for _, c := range q.Candidates {
-				pq.Candidates = append(pq.Candidates, &seerv1.Candidate{Entities: loadgen.IDs(c.Entities)})
-			}
-			req.Queries = append(req.Queries, pq)
+			req.Queries = append(req.Queries, &seerv1.FeaturesQuery{Features: q.Features, Context: loadgen.IDs(q.Context), Candidates: candidates(q)})
 		}
 		return req
 	}
 	req := &seerv1.PredictRequest{}
 	for _, q := range b.Queries {
-		pq := &seerv1.Query{Model: q.Model, Context: loadgen.IDs(q.Context)}
-		for _, c := range q.Candidates {
-			pq.Candidates = append(pq.Candidates, &seerv1.Candidate{Entities: loadgen.IDs(c.Entities)})
-		}
-		req.Queries = append(req.Queries, pq)
+		req.Queries = append(req.Queries, &seerv1.Query{Model: q.Model, Context: loadgen.IDs(q.Context), Candidates: candidates(q)})
 	}
 	return req
+}
+
+// candidates returns a query's candidates as gRPC messages.
+func candidates(q loadgen.Query) []*seerv1.Candidate {
+	var out []*seerv1.Candidate
+	for _, c := range q.Candidates {
+		out = append(out, &seerv1.Candidate{Entities: loadgen.IDs(c.Entities)})
+	}
+	return out
 }
 
 func main() {
