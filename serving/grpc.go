@@ -24,7 +24,8 @@ import (
 // and "seer.v1.Seer" follow readiness, and each model's name is a service
 // that serves while the model has a default version) and server
 // reflection. Messages over max_body_bytes are refused with
-// RESOURCE_EXHAUSTED.
+// RESOURCE_EXHAUSTED, and messages that do not parse, to any of the
+// three, with INVALID_ARGUMENT saying why.
 func (s *Server) GRPC(opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(int(min(s.cfg.Predict.MaxBodyBytes, math.MaxInt32))),
@@ -33,10 +34,58 @@ func (s *Server) GRPC(opts ...grpc.ServerOption) *grpc.Server {
 	}, opts...)
 	gs := grpc.NewServer(opts...)
 	gs.RegisterService(&seerService, grpcSeer{s: s})
-	healthpb.RegisterHealthServer(gs, grpcHealth{s: s})
-	reflection.Register(gs)
+	healthpb.RegisterHealthServer(parseChecked{gs}, grpcHealth{s: s})
+	reflection.Register(parseChecked{gs})
 	return gs
 }
+
+// parseChecked registers services whose requests that do not parse are
+// answered INVALID_ARGUMENT saying why, as seer.v1.Seer's are (unary):
+// grpc-go answers INTERNAL when its codec fails, as if the server were
+// broken. Each handler receives its requests through a parsed, into which
+// wireCodec reads the message and puts why it did not parse.
+type parseChecked struct{ *grpc.Server }
+
+func (r parseChecked) RegisterService(d *grpc.ServiceDesc, impl any) {
+	c := *d
+	c.Methods = slices.Clone(d.Methods)
+	for i := range c.Methods {
+		h := c.Methods[i].Handler
+		c.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+			return h(srv, ctx, func(m any) error { return recvParsed(dec, m) }, interceptor)
+		}
+	}
+	c.Streams = slices.Clone(d.Streams)
+	for i := range c.Streams {
+		h := c.Streams[i].Handler
+		c.Streams[i].Handler = func(srv any, stream grpc.ServerStream) error { return h(srv, parsedStream{stream}) }
+	}
+	r.Server.RegisterService(&c, impl)
+}
+
+// parsed is a request message m as wireCodec reads it: err is why it did
+// not parse.
+type parsed struct {
+	m   any
+	err error
+}
+
+// recvParsed receives a request into m with recv, through a parsed.
+func recvParsed(recv func(any) error, m any) error {
+	p := parsed{m: m}
+	if err := recv(&p); err != nil {
+		return err
+	}
+	if p.err != nil {
+		return status.Error(codes.InvalidArgument, "the request message does not parse: "+p.err.Error())
+	}
+	return nil
+}
+
+// parsedStream is a stream of a service registered by parseChecked.
+type parsedStream struct{ grpc.ServerStream }
+
+func (s parsedStream) RecvMsg(m any) error { return recvParsed(s.ServerStream.RecvMsg, m) }
 
 // grpcCode is the gRPC status code of each class of error.
 var grpcCode = [...]codes.Code{

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
@@ -241,6 +242,74 @@ func TestGRPCMalformed(t *testing.T) {
 	client := seerv1.NewSeerClient(conn)
 	if _, err := client.Predict(context.Background(), rankingProto(false)); err != nil {
 		t.Fatalf("a good message after them: %v", err)
+	}
+}
+
+// TestGRPCMalformedHealthAndReflection sends messages that do not parse to
+// the health and reflection services, unary and streaming: each is
+// refused with INVALID_ARGUMENT saying why, not grpc-go's INTERNAL, and
+// good calls are answered after them.
+func TestGRPCMalformedHealthAndReflection(t *testing.T) {
+	srv := testServer(t)
+	conn := grpcClient(t, srv)
+	bad := map[string][]byte{
+		"cut short":    {0x0a, 0x05, 0x41},
+		"bad tag":      {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+		"invalid utf8": {0x0a, 0x01, 0xc3},
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		st := status.Convert(err)
+		if why, ok := strings.CutPrefix(st.Message(), "the request message does not parse: "); st.Code() != codes.InvalidArgument || !ok || why == "" {
+			t.Errorf("%s: %v; want InvalidArgument saying why", what, err)
+		}
+	}
+	for name, msg := range bad {
+		for _, method := range []string{healthpb.Health_Check_FullMethodName, healthpb.Health_List_FullMethodName} {
+			if method == healthpb.Health_List_FullMethodName && name == "invalid utf8" {
+				continue // HealthListRequest has no field 1: an unknown field, kept
+			}
+			err := conn.Invoke(context.Background(), method, &msg, new(healthpb.HealthCheckResponse), grpc.ForceCodec(loadgen.RawCodec{}))
+			refused(method+", "+name, err)
+		}
+		// HealthCheckRequest's and ServerReflectionRequest's field 1 are
+		// strings.
+		for _, method := range []string{healthpb.Health_Watch_FullMethodName, reflectionpb.ServerReflection_ServerReflectionInfo_FullMethodName,
+			"/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"} {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			stream, err := conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true, ClientStreams: true}, method, grpc.ForceCodec(loadgen.RawCodec{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := stream.SendMsg(&msg); err != nil {
+				t.Fatal(err)
+			}
+			_ = stream.CloseSend()
+			var reply []byte
+			refused(method+", "+name, stream.RecvMsg(&reply))
+			cancel()
+		}
+	}
+	health := healthpb.NewHealthClient(conn)
+	if resp, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{}); err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("a good health check after them: %v %v", resp, err)
+	}
+	watch, err := health.Watch(context.Background(), &healthpb.HealthCheckRequest{Service: "store_ranker"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := watch.Recv(); err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("a good watch after them: %v %v", resp, err)
+	}
+	refl, err := reflectionpb.NewServerReflectionClient(conn).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := refl.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := refl.Recv(); err != nil || len(resp.GetListServicesResponse().GetService()) == 0 {
+		t.Errorf("a good reflection request after them: %v %v", resp, err)
 	}
 }
 

@@ -668,8 +668,9 @@ func nonEmpty[M ~map[K]V, K comparable, V any](m M) M {
 }
 
 // wireCodec is the server's codec: proto's, but for the requests of
-// seer.v1.Seer, which it reads with wirePredict, and their answers, which
-// are already encoded (wireAnswer).
+// seer.v1.Seer, which it reads with wirePredict, their answers, which
+// are already encoded (wireAnswer), and the requests of the services
+// parseChecked registers (parsed).
 type wireCodec struct{ encoding.CodecV2 }
 
 func newWireCodec() wireCodec { return wireCodec{encoding.GetCodecV2(protocodec.Name)} }
@@ -682,11 +683,15 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 }
 
 func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if w, ok := v.(*wirePredict); ok {
-		// Why the message does not parse is kept for the handler, which
-		// answers INVALID_ARGUMENT (unary); an error here, grpc-go would
-		// answer INTERNAL.
+	// Why the message does not parse is kept for the handler, which
+	// answers INVALID_ARGUMENT; an error here, grpc-go would answer
+	// INTERNAL.
+	switch w := v.(type) {
+	case *wirePredict:
 		w.bad = w.unmarshal(data)
+		return nil
+	case *parsed:
+		w.err = c.CodecV2.Unmarshal(data, w.m)
 		return nil
 	}
 	return c.CodecV2.Unmarshal(data, v)
