@@ -323,7 +323,9 @@ func TestReloadFeatureLog(t *testing.T) {
 			t.Fatalf("predict: %d %s", code, out)
 		}
 	}
-	// logged waits for n lines and returns their query ids.
+	// logged waits for n lines and returns their query ids. The log is
+	// read while seer writes it: a last line without its newline is not
+	// whole yet.
 	logged := func(n int) []string {
 		t.Helper()
 		var ids []string
@@ -331,6 +333,9 @@ func TestReloadFeatureLog(t *testing.T) {
 			data, _ := os.ReadFile(logPath)
 			ids = ids[:0]
 			for l := range strings.Lines(string(data)) {
+				if !strings.HasSuffix(l, "\n") {
+					break
+				}
 				var line struct {
 					QueryID string `json:"query_id"`
 				}
