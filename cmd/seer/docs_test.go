@@ -1,7 +1,9 @@
 package main
 
 import (
+	"io/fs"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -72,6 +74,55 @@ func TestDocsConfigKeys(t *testing.T) {
 	for _, r := range rows {
 		if !slices.ContainsFunc(keys, func(k string) bool { return names(k, r) }) {
 			t.Errorf("docs/config.md has a row of %s, which seer does not read", r)
+		}
+	}
+}
+
+// TestDocsMetrics holds docs/api.md's list of metrics (under GET /metrics)
+// to the metrics seer's code declares: every name given to a Prometheus
+// metric in a non-test source file is in it, and every seer_ name in it
+// is declared.
+func TestDocsMetrics(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string]bool{}
+	name := regexp.MustCompile(`\bName:\s+"(seer_[a-z0-9_]+)"`)
+	err = filepath.WalkDir("../..", func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && strings.HasPrefix(d.Name(), ".") && path != "../.." {
+			return fs.SkipDir
+		}
+		if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return nil
+		}
+		src, err := os.ReadFile(path)
+		for _, m := range name.FindAllSubmatch(src, -1) {
+			declared[string(m[1])] = true
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(declared) < 30 {
+		t.Fatalf("%d metrics declared: the pattern no longer finds them", len(declared))
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(seer_[a-z0-9_]+)[`{]").FindAllSubmatch(doc, -1) {
+		documented[string(m[1])] = true
+	}
+	for n := range declared {
+		if !documented[n] {
+			t.Errorf("%s: not in docs/api.md", n)
+		}
+	}
+	for n := range documented {
+		if !declared[n] {
+			t.Errorf("docs/api.md names %s, which seer does not declare", n)
 		}
 	}
 }
