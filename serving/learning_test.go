@@ -475,9 +475,10 @@ func TestFeatureLogReplay(t *testing.T) {
 	}
 	var lines [][]byte
 	eventually(t, "four logged queries", func() bool {
+		// Read while seer writes: the last line is whole with its newline.
 		data, _ := os.ReadFile(logPath)
 		lines = bytes.Split(bytes.TrimSpace(data), []byte("\n"))
-		return len(lines) == 4
+		return len(lines) == 4 && bytes.HasSuffix(data, []byte("\n"))
 	})
 
 	// Inputs keep their JSON text: numbers exact, strings quoted, null.
