@@ -27,8 +27,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/emptypb"
 
 	seerv1 "github.com/seer-ml/seer/api/seer/v1"
 	"github.com/seer-ml/seer/internal/loadgen"
@@ -805,9 +807,9 @@ func (e *env) models() (versions, failures []string, err error) {
 // hostileKind is one kind of hostile request and the statuses it may
 // get.
 type hostileKind struct {
-	name string
-	body []byte // a /v1/predict body, or with grpc a Predict message
-	grpc bool
+	name   string
+	body   []byte // a /v1/predict body, or the message of a gRPC method
+	method string // the gRPC method; none for /v1/predict
 }
 
 func hostileKinds() []hostileKind {
@@ -815,16 +817,18 @@ func hostileKinds() []hostileKind {
 	million := bytes.Repeat([]byte("{},"), 1_000_000)
 	million[len(million)-1] = ']'
 	deep := bytes.Repeat([]byte("["), 1<<20)
+	const predict = seerv1.Seer_Predict_FullMethodName
 	return []hostileKind{
-		{"oversized", slices.Concat([]byte(prefix+`"id":"`), bytes.Repeat([]byte("a"), 5*mib), []byte(`"}]}`)), false},
-		{"1e6-candidates", slices.Concat([]byte(prefix+`"candidates":[`), million, []byte(`}]}`)), false},
-		{"1MiB-id", slices.Concat([]byte(prefix+`"context":{"consumer":"`), bytes.Repeat([]byte("7"), mib), []byte(`"}}]}`)), false},
-		{"bad-json", []byte(prefix + `"candidates":[{"entities":{"store":}}]}]}`), false},
-		{"deep-nesting", slices.Concat([]byte(prefix+`"features":{"x":`), deep), false},
-		{"grpc-oversized", grpcMessage(&seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: model, Id: strings.Repeat("a", 5*mib)}}}), true},
-		{"grpc-1e6-candidates", grpcMessage(&seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: model, Candidates: make([]*seerv1.Candidate, 1_000_000)}}}), true},
-		{"grpc-cut-short", []byte{0x0a, 0x05, 0x0a}, true},
-		{"grpc-bad-utf8", []byte{0x0a, 0x03, 0x0a, 0x01, 0xc3}, true},
+		{"oversized", slices.Concat([]byte(prefix+`"id":"`), bytes.Repeat([]byte("a"), 5*mib), []byte(`"}]}`)), ""},
+		{"1e6-candidates", slices.Concat([]byte(prefix+`"candidates":[`), million, []byte(`}]}`)), ""},
+		{"1MiB-id", slices.Concat([]byte(prefix+`"context":{"consumer":"`), bytes.Repeat([]byte("7"), mib), []byte(`"}}]}`)), ""},
+		{"bad-json", []byte(prefix + `"candidates":[{"entities":{"store":}}]}]}`), ""},
+		{"deep-nesting", slices.Concat([]byte(prefix+`"features":{"x":`), deep), ""},
+		{"grpc-oversized", grpcMessage(&seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: model, Id: strings.Repeat("a", 5*mib)}}}), predict},
+		{"grpc-1e6-candidates", grpcMessage(&seerv1.PredictRequest{Queries: []*seerv1.Query{{Model: model, Candidates: make([]*seerv1.Candidate, 1_000_000)}}}), predict},
+		{"grpc-cut-short", []byte{0x0a, 0x05, 0x0a}, predict},
+		{"grpc-bad-utf8", []byte{0x0a, 0x03, 0x0a, 0x01, 0xc3}, predict},
+		{"grpc-health-bad-utf8", []byte{0x0a, 0x01, 0xc3}, healthpb.Health_Check_FullMethodName},
 	}
 }
 
@@ -851,7 +855,8 @@ func (e *env) quietGoroutines() float64 {
 
 // hostile: a second client sends oversized bodies, 10^6 candidates, a
 // 1 MiB id, bad JSON and deeply nested JSON in a loop, and over gRPC an
-// oversized message, 10^6 candidates and messages that do not parse; 32
+// oversized message, 10^6 candidates and messages that do not parse (to
+// Predict and to the health service's Check); 32
 // connections trickle a body one byte every 250 ms, and three clients
 // abandon normal requests after 1 to 20 ms, one of them over gRPC. Each
 // hostile request is answered 4xx (or INVALID_ARGUMENT,
@@ -964,9 +969,10 @@ func (e *env) hostile(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 		start := time.Now()
 		var outcome string
 		var ok bool
-		if kinds[k].grpc {
+		if kinds[k].method != "" {
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := gcc.Invoke(cctx, seerv1.Seer_Predict_FullMethodName, &kinds[k].body, new(seerv1.PredictResponse), grpc.ForceCodec(loadgen.RawCodec{}))
+			// Any answer parses as an Empty (its fields unknown, kept).
+			err := gcc.Invoke(cctx, kinds[k].method, &kinds[k].body, new(emptypb.Empty), grpc.ForceCodec(loadgen.RawCodec{}))
 			cancel()
 			code := status.Code(err)
 			outcome, ok = code.String(), code == codes.InvalidArgument || code == codes.ResourceExhausted
