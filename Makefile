@@ -1,5 +1,6 @@
 GO ?= go
 FUZZTIME ?= 30s
+SOAK_STORE ?= ring
 
 .PHONY: help build run test lint bench soak fuzz check-imports proto
 
@@ -27,10 +28,10 @@ lint: ## go vet and staticcheck
 bench: ## Run the benchmarks once
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
-soak: ## The real binary under load and faults against real redis-servers, about 7 minutes (docs/soak.md)
+soak: ## The real binary under load and faults against real redis-servers (SOAK_STORE=ring or cluster), about 7 minutes (docs/soak.md)
 	$(GO) build -o bin/seer ./cmd/seer
 	$(GO) build -o bin/soak ./tools/soak
-	./bin/soak -seer bin/seer -quickstart configs/quickstart
+	./bin/soak -seer bin/seer -quickstart configs/quickstart -store $(SOAK_STORE)
 
 fuzz: ## Every fuzz target for FUZZTIME each (default 30s), stopping at the first failure (tools/fuzz.sh)
 	FUZZTIME=$(FUZZTIME) tools/fuzz.sh

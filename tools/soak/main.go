@@ -1,6 +1,6 @@
-// Command soak runs the real seer binary under steady load against a ring
-// of real redis-server processes on loopback, injects one fault per
-// phase, and checks that seer's answers stay honest and its process
+// Command soak runs the real seer binary under steady load against three
+// real redis-server processes on loopback, a ring or (-store cluster) a
+// Redis Cluster, injects one fault per phase, and checks that seer's answers stay honest and its process
 // bounded (issue 8). `make soak` builds seer and runs it; docs/soak.md
 // says what each phase does and which bounds it checks.
 //
@@ -91,6 +91,7 @@ type options struct {
 	readers    int
 	keep       bool
 	only       string
+	store      string // ring or cluster
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -104,8 +105,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	fs.IntVar(&o.readers, "readers", 8, "concurrent clients of the small reads of one store, its values checked: /v1/features, and every second one gRPC GetFeatures")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, config, data, and records.csv: every request of the steady load)")
 	fs.StringVar(&o.only, "only", "", "run only these phases (comma-separated names) after the control phase")
+	fs.StringVar(&o.store, "store", "ring", "how the three redis-servers hold the features: ring (client-side sharding) or cluster (a Redis Cluster of three masters)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.store != "ring" && o.store != "cluster" {
+		return fmt.Errorf("-store %q: want ring or cluster", o.store)
 	}
 	seer, err := filepath.Abs(o.seer)
 	if err != nil {
@@ -172,9 +177,10 @@ type env struct {
 	silentBody atomic.Value  // string: the first degraded answer without degraded_values
 }
 
-// redisNode is one redis-server of the ring.
+// redisNode is one redis-server of the ring or the cluster.
 type redisNode struct {
 	port int
+	bus  int // the cluster bus port; 0 outside a cluster
 	dir  string
 	cmd  *exec.Cmd
 	cl   *redis.Client
@@ -183,8 +189,15 @@ type redisNode struct {
 func (n *redisNode) addr() string { return "127.0.0.1:" + strconv.Itoa(n.port) }
 
 func (n *redisNode) start(ctx context.Context) error {
-	n.cmd = exec.Command("redis-server", "--port", strconv.Itoa(n.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", n.dir, "--logfile", "redis.log", "--enable-debug-command", "local")
+	args := []string{"--port", strconv.Itoa(n.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", n.dir, "--logfile", "redis.log", "--enable-debug-command", "local"}
+	if n.bus != 0 {
+		// A node restarted empty rejoins with its slots from nodes.conf
+		// in its directory. The default node timeout (15 s) outlasts
+		// every fault, so that no node is failed and no slot lost.
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", strconv.Itoa(n.bus))
+	}
+	n.cmd = exec.Command("redis-server", args...)
 	if err := n.cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}
@@ -197,6 +210,19 @@ func (n *redisNode) start(ctx context.Context) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("redis-server on port %d did not answer PING within 10s", n.port)
+}
+
+// clusterOK waits until the node says the cluster is ok, with every slot
+// served.
+func (n *redisNode) clusterOK(ctx context.Context) error {
+	var info string
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		info = n.cl.ClusterInfo(ctx).Val()
+		if strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_slots_ok:16384") {
+			return nil
+		}
+	}
+	return fmt.Errorf("cluster node %s not ok within 20s:\n%s", n.addr(), info)
 }
 
 func (n *redisNode) signal(sig syscall.Signal) {
@@ -217,8 +243,9 @@ func freePort() (int, error) {
 
 func (e *env) since() time.Duration { return time.Since(e.epoch) }
 
-// setup starts three redis-servers, writes the catalog, the model and
-// the data, uploads it with seer upload, and starts seer.
+// setup starts three redis-servers (joined in a cluster with -store
+// cluster), writes the catalog, the model and the data, uploads it with
+// seer upload, and starts seer.
 func (e *env) setup(ctx context.Context) error {
 	for i := range 3 {
 		port, err := freePort()
@@ -230,9 +257,19 @@ func (e *env) setup(ctx context.Context) error {
 			return err
 		}
 		n := &redisNode{port: port, dir: dir}
+		if e.opts.store == "cluster" {
+			if n.bus, err = freePort(); err != nil {
+				return err
+			}
+		}
 		n.cl = redis.NewClient(&redis.Options{Addr: n.addr(), DialTimeout: time.Second, ReadTimeout: 5 * time.Second, MaxRetries: -1})
 		e.nodes = append(e.nodes, n)
 		if err := n.start(ctx); err != nil {
+			return err
+		}
+	}
+	if e.opts.store == "cluster" {
+		if err := e.formCluster(ctx); err != nil {
 			return err
 		}
 	}
@@ -261,6 +298,25 @@ func (e *env) setup(ctx context.Context) error {
 		return err
 	}
 	e.grpcCC, e.grpc = cc, seerv1.NewSeerClient(cc)
+	return nil
+}
+
+// formCluster joins the nodes in a Redis Cluster of three masters, the
+// slots split evenly (redis-cli --cluster create).
+func (e *env) formCluster(ctx context.Context) error {
+	args := []string{"--cluster", "create"}
+	for _, n := range e.nodes {
+		args = append(args, n.addr())
+	}
+	args = append(args, "--cluster-replicas", "0", "--cluster-yes")
+	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("redis-cli --cluster create: %w: %s", err, bytes.TrimSpace(out))
+	}
+	for _, n := range e.nodes {
+		if err := n.clusterOK(ctx); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -351,11 +407,11 @@ log_level: warn
 admin_token: soak
 stores:
   main:
-    mode: ring
+    mode: %s
     addrs: [%s]
 shadows:
   sample: %g
-`, port, e.grpcAddr, strings.Join(addrs, ", "), shadowSample) + featureLogConfig()
+`, port, e.grpcAddr, e.opts.store, strings.Join(addrs, ", "), shadowSample) + featureLogConfig()
 	return os.WriteFile(filepath.Join(e.work, "seer.yaml"), []byte(cfg), 0o644)
 }
 

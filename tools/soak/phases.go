@@ -42,8 +42,8 @@ const breakerMetric = "seer_retrieval_breaker_events_total"
 // phases one after the other, and prints the table.
 func (e *env) soak(ctx context.Context) error {
 	fmt.Fprintf(e.out, "uptime at start: %s\n", uptime())
-	fmt.Fprintf(e.out, "seer %s, ring of %d redis-servers (the generations hash on node %d), %d clients, %d candidates a query\n",
-		e.seerURL, len(e.nodes), e.markers+1, e.opts.c, e.opts.candidates)
+	fmt.Fprintf(e.out, "seer %s, %s of %d redis-servers (the generations hash on node %d), %d clients, %d candidates a query\n",
+		e.seerURL, e.opts.store, len(e.nodes), e.markers+1, e.opts.c, e.opts.candidates)
 	e.epoch = time.Now()
 	stop := make(chan struct{})
 	loadWG := e.load(stop, e.opts.c)
@@ -304,9 +304,9 @@ func (e *env) askFail(stop <-chan struct{}) func() failCounts {
 }
 
 // watchBreaker polls /readyz every 100 ms until stop is closed and
-// returns when node n (0-based) of the store was last seen with its
+// returns when the store's node at addr was first and last seen with its
 // breaker open, -1 when never.
-func (e *env) watchBreaker(stop <-chan struct{}, n int) func() (first, last time.Duration) {
+func (e *env) watchBreaker(stop <-chan struct{}, addr string) func() (first, last time.Duration) {
 	first, last := time.Duration(-1), time.Duration(-1)
 	done := make(chan struct{})
 	go func() {
@@ -317,16 +317,19 @@ func (e *env) watchBreaker(stop <-chan struct{}, n int) func() (first, last time
 			if err != nil {
 				return true
 			}
+			type node struct {
+				Addr   string `json:"addr"`
+				Status string `json:"status"`
+			}
 			var body struct {
 				Stores map[string]struct {
-					Nodes []struct {
-						Status string `json:"status"`
-					} `json:"nodes"`
+					Nodes []node `json:"nodes"`
 				} `json:"stores"`
 			}
 			err = json.NewDecoder(resp.Body).Decode(&body)
 			resp.Body.Close()
-			if nodes := body.Stores["main"].Nodes; err == nil && n < len(nodes) && nodes[n].Status == "breaker_open" {
+			open := slices.ContainsFunc(body.Stores["main"].Nodes, func(n node) bool { return n.Addr == addr && n.Status == "breaker_open" })
+			if err == nil && open {
 				if first < 0 {
 					first = at
 				}
@@ -483,14 +486,14 @@ func (e *env) cacheMode(mode string) error {
 	return nil
 }
 
-// nodeStop: one ring node (not the one with the generations hash) is
+// nodeStop: one node (not the one with the generations hash) is
 // stopped for 5 s. Its breaker opens, only its inputs degrade, and
 // degraded answers end within the breaker's cooldown + 1 s of SIGCONT.
 func (e *env) nodeStop(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	x := (e.markers + 1) % len(e.nodes)
 	e.begin(p, mon)
 	stopWatch := make(chan struct{})
-	breaker := e.watchBreaker(stopWatch, x)
+	breaker := e.watchBreaker(stopWatch, e.nodes[x].addr())
 	failing := e.askFail(stopWatch)
 	e.sleepUntil(ctx, p.from+5*time.Second)
 	e.nodes[x].signal(syscall.SIGSTOP)
@@ -567,6 +570,8 @@ func (e *env) redisKill(ctx context.Context, p *phaseResult, mon *rssMonitor) {
 	e.sleepUntil(ctx, p.from+8*time.Second)
 	if err := n.start(ctx); err != nil {
 		p.check(false, "restart node %d: %v", m+1, err)
+	} else if n.bus != 0 {
+		p.check(n.clusterOK(ctx) == nil, "node %d restarted: the cluster is not ok", m+1)
 	}
 	restarted := e.since()
 	e.sleepUntil(ctx, p.from+12*time.Second)
