@@ -15,7 +15,11 @@ import (
 // While it is open, Fetch sends the node nothing and the features it holds
 // take their defaults at once. After Cooldown one read goes through as a
 // probe (half-open); its success closes the breaker, its failure opens it
-// for another Cooldown.
+// for another Cooldown. A node that answered that it cannot serve is
+// probed after at most replyCooldown: it answers at once, so a probe costs
+// it nothing, and such states end soon (a Redis Cluster master restarted
+// answers CLUSTERDOWN for its first two seconds), when a whole Cooldown
+// would keep its features at their defaults for longer than it refused.
 type BreakerConfig struct {
 	// Failures is how many failed reads in a row open the breaker (default
 	// 5); -1 turns the breaker off.
@@ -29,6 +33,10 @@ const (
 	DefaultBreakerFailures = 5
 	DefaultBreakerCooldown = 5 * time.Second
 )
+
+// replyCooldown is the longest a breaker stays open after a failure that
+// was the node's reply (Cooldown when shorter).
+const replyCooldown = time.Second
 
 func (c BreakerConfig) check() error {
 	if c.Failures < -1 {
@@ -123,9 +131,10 @@ func (b *breaker) success() {
 	b.state.Store(breakerClosed)
 }
 
-// failure records a read the node failed. It reports whether the breaker
+// failure records a read the node failed, replied when the failure was
+// the node's answer that it cannot serve. It reports whether the breaker
 // opened.
-func (b *breaker) failure(probe bool) bool {
+func (b *breaker) failure(probe, replied bool) bool {
 	if b.threshold == 0 {
 		return false
 	}
@@ -144,7 +153,11 @@ func (b *breaker) failure(probe bool) bool {
 		return false // already open
 	}
 	b.fails.Store(0)
-	b.until = time.Now().Add(b.cooldown)
+	cooldown := b.cooldown
+	if replied {
+		cooldown = min(cooldown, replyCooldown)
+	}
+	b.until = time.Now().Add(cooldown)
 	b.state.Store(breakerOpen)
 	b.opens.Add(1)
 	return true

@@ -481,7 +481,7 @@ func (r *Retriever) runPart(ctx context.Context, j *job, p *part, lookups []feat
 	case !p.node.failed(p.err, sent):
 		p.node.brk.release(p.probe)
 	default:
-		if p.node.brk.failure(p.probe) {
+		if p.node.brk.failure(p.probe, errors.Is(p.err, errNodeReply)) {
 			m.opened.Inc()
 		}
 	}

@@ -727,6 +727,74 @@ func TestBreakerStopsDials(t *testing.T) {
 	}
 }
 
+// TestBreakerRefusalRecovers serves a store from a Redis Cluster node
+// that stops serving its slots (CLUSTERDOWN, as a restarted master answers
+// for its first seconds) and serves them again: the refusals open the
+// node's breaker, and reads come back within replyCooldown and some
+// margin, long before the breaker's cooldown of 30 s.
+func TestBreakerRefusalRecovers(t *testing.T) {
+	const cooldown = 30 * time.Second
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	srv := redistest.Start(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", bus)
+	ctx := context.Background()
+	slots := func(cmd string) {
+		t.Helper()
+		if err := srv.Client().Do(ctx, "CLUSTER", cmd, 0, 16383).Err(); err != nil {
+			t.Fatalf("CLUSTER %s: %v", cmd, err)
+		}
+		want := map[string]string{"ADDSLOTSRANGE": "cluster_state:ok", "DELSLOTSRANGE": "cluster_state:fail"}[cmd]
+		for start := time.Now(); !strings.Contains(srv.Client().ClusterInfo(ctx).Val(), want); time.Sleep(20 * time.Millisecond) {
+			if time.Since(start) > 10*time.Second {
+				t.Fatalf("after CLUSTER %s: no %s", cmd, want)
+			}
+		}
+	}
+	slots("ADDSLOTSRANGE")
+	c := testCatalogParse(t)
+	main, err := Open(ctx, "main", Config{Addr: srv.Addr, Breaker: BreakerConfig{Failures: 2, Cooldown: cooldown}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer main.Close()
+	search, _ := openStore(t, "search", ModeEmbedded)
+	r := New([]*Store{main, search}, Options{})
+	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
+	if _, err := r.UploadFile(ctx, c, "store", path, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"store_rating", "store_cuisine"}
+	slots("DELSLOTSRANGE")
+	for start := time.Now(); !main.nodeBreakerOpen(srv.Addr); time.Sleep(20 * time.Millisecond) {
+		if time.Since(start) > 10*time.Second {
+			t.Fatal("the breaker did not open")
+		}
+		if _, degraded := fetchAll(t, r, c, []string{"1"}, names, time.Second); !slices.Equal(degraded, []string{"main"}) {
+			t.Fatalf("degraded %v while the node refuses", degraded)
+		}
+	}
+	slots("ADDSLOTSRANGE")
+	served := time.Now()
+	for {
+		rows, degraded := fetchAll(t, r, c, []string{"1"}, names, time.Second)
+		if len(degraded) == 0 {
+			if rows[0][0].Value.Float() != 2.5 {
+				t.Fatalf("rows %v", cellStrings(rows))
+			}
+			break
+		}
+		if time.Since(served) > cooldown/3 {
+			t.Fatalf("reads still degraded %v after the node served again: the breaker waited out its cooldown", time.Since(served))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("read again %v after the node served again", time.Since(served).Round(time.Millisecond))
+}
+
 func TestBreaker(t *testing.T) {
 	var b breaker
 	b.init(BreakerConfig{Failures: 3, Cooldown: 50 * time.Millisecond})
@@ -737,20 +805,20 @@ func TestBreaker(t *testing.T) {
 		}
 	}
 	allow(true, false)
-	b.failure(false)
-	b.failure(false)
+	b.failure(false, false)
+	b.failure(false, false)
 	b.success() // not in a row
-	b.failure(false)
-	b.failure(false)
+	b.failure(false, false)
+	b.failure(false, false)
 	allow(true, false)
-	if !b.failure(false) {
+	if !b.failure(false, false) {
 		t.Fatal("the third failure in a row did not open the breaker")
 	}
 	allow(false, false)
 	if !b.isOpen() {
 		t.Error("isOpen() = false")
 	}
-	if b.failure(false) {
+	if b.failure(false, false) {
 		t.Error("a late failure opened it again")
 	}
 	time.Sleep(60 * time.Millisecond)
@@ -759,7 +827,7 @@ func TestBreaker(t *testing.T) {
 	}
 	allow(true, true)   // the probe
 	allow(false, false) // one probe at a time
-	if !b.failure(true) {
+	if !b.failure(true, false) {
 		t.Error("a failed probe did not open the breaker")
 	}
 	allow(false, false)
@@ -773,10 +841,32 @@ func TestBreaker(t *testing.T) {
 		t.Errorf("opened %d times, want 2", b.opens.Load())
 	}
 
+	// A node that answered it cannot serve is probed again within
+	// replyCooldown; a probe that finds it silent opens the breaker for
+	// the whole cooldown.
+	var long breaker
+	long.init(BreakerConfig{Failures: 1, Cooldown: time.Hour})
+	if !long.failure(false, true) {
+		t.Fatal("a refusal did not open the breaker")
+	}
+	if d := time.Until(long.until); d > replyCooldown {
+		t.Errorf("open for %v after a refusal, want at most %v", d, replyCooldown)
+	}
+	long.until = time.Now()
+	if ok, probe := long.allow(); !ok || !probe {
+		t.Fatalf("allow() after the reply cooldown = %v, %v", ok, probe)
+	}
+	if !long.failure(true, false) {
+		t.Fatal("a failed probe did not open the breaker")
+	}
+	if d := time.Until(long.until); d < 59*time.Minute {
+		t.Errorf("open for %v after a silent probe, want the cooldown (1h)", d)
+	}
+
 	var off breaker
 	off.init(BreakerConfig{Failures: -1})
 	for range 100 {
-		off.failure(false)
+		off.failure(false, false)
 	}
 	if ok, _ := off.allow(); !ok {
 		t.Error("a breaker turned off opened")
