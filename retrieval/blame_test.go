@@ -108,20 +108,10 @@ func TestBreakerIgnoresAbandonedReads(t *testing.T) {
 func TestBreakerIgnoresQueuedReads(t *testing.T) {
 	c := testCatalogParse(t)
 	srv := redistest.Start(t)
-	main, err := Open(context.Background(), "main", Config{
+	_, r := openMain(t, c, Config{
 		Addr: delayProxy(t, srv.Addr, 60*time.Millisecond), PoolSize: 1,
 		Breaker: BreakerConfig{Failures: 1},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer main.Close()
-	search, _ := openStore(t, "search", ModeEmbedded)
-	r := New([]*Store{main, search}, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	degraded := 0
@@ -155,19 +145,9 @@ func TestBreakerIgnoresQueuedReads(t *testing.T) {
 func TestFetchCancelled(t *testing.T) {
 	c := testCatalogParse(t)
 	srv := redistest.Start(t)
-	main, err := Open(context.Background(), "main", Config{
+	main, r := openMain(t, c, Config{
 		Addr: delayProxy(t, srv.Addr, 150*time.Millisecond), Breaker: BreakerConfig{Failures: 1},
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer main.Close()
-	search, _ := openStore(t, "search", ModeEmbedded)
-	r := New([]*Store{main, search}, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
 	fetchAll(t, r, c, []string{"1"}, []string{"store_rating"}, 5*time.Second) // connect first
 	lookups := []features.Lookup{features.NewLookup("main", "st_1", []*features.Spec{c.Spec("store_rating")})}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -293,6 +293,31 @@ func TestFetchBadValues(t *testing.T) {
 	}
 }
 
+// uploadStoreOne uploads store 1 (store_rating 2.5, store_cuisine thai)
+// through r.
+func uploadStoreOne(t testing.TB, r *Retriever, c *features.Catalog) {
+	t.Helper()
+	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
+	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openMain opens the store main with cfg and an embedded store search,
+// and uploads store 1 through a retriever over both.
+func openMain(t testing.TB, c *features.Catalog, cfg Config) (*Store, *Retriever) {
+	t.Helper()
+	main, err := Open(context.Background(), "main", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { main.Close() })
+	search, _ := openStore(t, "search", ModeEmbedded)
+	r := New([]*Store{main, search}, Options{})
+	uploadStoreOne(t, r, c)
+	return main, r
+}
+
 // twoStores returns a retriever over two standalone stores with a value in
 // each.
 func twoStores(t *testing.T) (*Retriever, *features.Catalog, *redistest.Server, *redistest.Server) {
@@ -301,10 +326,7 @@ func twoStores(t *testing.T) (*Retriever, *features.Catalog, *redistest.Server, 
 	main, mainSrv := openStore(t, "main", ModeStandalone)
 	search, searchSrv := openStore(t, "search", ModeStandalone)
 	r := New([]*Store{main, search}, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	uploadStoreOne(t, r, c)
 	return r, c, mainSrv, searchSrv
 }
 
@@ -387,10 +409,7 @@ func TestFetchParallel(t *testing.T) {
 		stores = append(stores, st)
 	}
 	r := New(stores, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	uploadStoreOne(t, r, c)
 	names := []string{"store_rating", "store_cuisine"}
 	fetchAll(t, r, c, []string{"1"}, names, 5*time.Second) // connect first
 	start := time.Now()

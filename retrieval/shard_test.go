@@ -657,17 +657,7 @@ func TestBreakerStopsDials(t *testing.T) {
 	srv := redistest.Start(t)
 	srv2 := redistest.Start(t) // started now: the cooldown need not cover its start
 	proxy := newCountingProxy(t, srv.Addr)
-	main, err := Open(context.Background(), "main", Config{Addr: proxy.addr, Breaker: BreakerConfig{Failures: 2, Cooldown: cooldown}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer main.Close()
-	search, _ := openStore(t, "search", ModeEmbedded)
-	r := New([]*Store{main, search}, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	main, r := openMain(t, c, Config{Addr: proxy.addr, Breaker: BreakerConfig{Failures: 2, Cooldown: cooldown}})
 	names := []string{"store_rating", "store_cuisine"}
 	srv.Kill()
 	// A read reports its failure when the node's client gives up on it
@@ -711,9 +701,7 @@ func TestBreakerStopsDials(t *testing.T) {
 	// A new server behind the same address: after the cooldown one probe
 	// goes through, succeeds and closes the breaker.
 	proxy.target.Store(&srv2.Addr)
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	uploadStoreOne(t, r, c)
 	if _, degraded := fetchAll(t, r, c, []string{"1"}, names, 300*time.Millisecond); !slices.Equal(degraded, []string{"main"}) {
 		t.Errorf("within the cooldown: degraded %v", degraded)
 	}
@@ -756,17 +744,7 @@ func TestBreakerRefusalRecovers(t *testing.T) {
 	}
 	slots("ADDSLOTSRANGE")
 	c := testCatalogParse(t)
-	main, err := Open(ctx, "main", Config{Addr: srv.Addr, Breaker: BreakerConfig{Failures: 2, Cooldown: cooldown}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer main.Close()
-	search, _ := openStore(t, "search", ModeEmbedded)
-	r := New([]*Store{main, search}, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(ctx, c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	main, r := openMain(t, c, Config{Addr: srv.Addr, Breaker: BreakerConfig{Failures: 2, Cooldown: cooldown}})
 	names := []string{"store_rating", "store_cuisine"}
 	slots("DELSLOTSRANGE")
 	for start := time.Now(); !main.nodeBreakerOpen(srv.Addr); time.Sleep(20 * time.Millisecond) {

@@ -96,10 +96,7 @@ func TestWireReconnects(t *testing.T) {
 	main, srv := openStore(t, "main", ModeStandalone)
 	search, _ := openStore(t, "search", ModeEmbedded)
 	r := New([]*Store{main, search}, Options{})
-	path := writeFile(t, "s.csv", "id,store_rating,store_cuisine\n1,2.5,thai\n")
-	if _, err := r.UploadFile(context.Background(), c, "store", path, UploadOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	uploadStoreOne(t, r, c)
 	for round := range 3 {
 		rows, degraded := fetchAll(t, r, c, []string{"1"}, []string{"store_rating"}, 5*time.Second)
 		if len(degraded) > 0 || rows[0][0].Value.Float() != 2.5 {
