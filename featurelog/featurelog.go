@@ -17,8 +17,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/internal/sample"
 )
 
 // Config is the feature_log section of the configuration. Without a Path
@@ -99,12 +98,10 @@ type Query struct {
 // Logger writes sampled queries to the feature log. Its methods are safe
 // for concurrent use.
 type Logger struct {
-	cfg Config
-	// limit: a query is logged when a random uint64 is below it, and
-	// always when it is math.MaxUint64; SetSample changes it.
-	limit atomic.Uint64
-	out   *output
-	log   *slog.Logger
+	cfg    Config
+	sample sample.Rate // SetSample changes it
+	out    *output
+	log    *slog.Logger
 
 	ch      chan *entry
 	queued  atomic.Int64 // bytes held by entries in ch
@@ -156,7 +153,7 @@ func Open(cfg Config, stdout io.Writer, log *slog.Logger, reg prometheus.Registe
 	l.written = l.queries.WithLabelValues("written")
 	l.dropped = l.queries.WithLabelValues("dropped")
 	l.failed = l.queries.WithLabelValues("failed")
-	l.limit.Store(sampleLimit(cfg.Sample))
+	l.sample.Set(cfg.Sample)
 	if cfg.Path == "-" {
 		l.out = newOutput("", 0, 0, stdout)
 	} else {
@@ -179,8 +176,7 @@ func (l *Logger) Sampled() bool {
 	if l == nil {
 		return false
 	}
-	limit := l.limit.Load()
-	return limit == math.MaxUint64 || (limit > 0 && rand.Uint64() < limit)
+	return l.sample.Draw()
 }
 
 // Config returns the configuration the Logger was opened with (Sample as
@@ -193,19 +189,8 @@ func (l *Logger) SetSample(sample float64) error {
 	if !(sample >= 0 && sample <= 1) {
 		return fmt.Errorf("%w: sample: %v is not between 0 and 1", ErrConfig, sample)
 	}
-	l.limit.Store(sampleLimit(sample))
+	l.sample.Set(sample)
 	return nil
-}
-
-// sampleLimit is Logger.limit for a share of queries.
-func sampleLimit(sample float64) uint64 {
-	switch {
-	case sample >= 1:
-		return math.MaxUint64
-	case sample > 0:
-		return uint64(sample * (1 << 63) * 2) // exact: scaled by a power of 2, below 2^64
-	}
-	return 0
 }
 
 // Log copies q into the queue and returns at once; when the queue is full

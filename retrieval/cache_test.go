@@ -21,6 +21,7 @@ import (
 
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/internal/redistest"
+	"github.com/seer-ml/seer/internal/sample"
 )
 
 const cacheCatalog = `
@@ -905,8 +906,7 @@ func TestTraceRecord(t *testing.T) {
 
 	// Sampling keeps a key's reads together.
 	tr := &tracer{ch: make(chan TraceRecord, 100000)}
-	sample := 0.1
-	tr.limit = uint64(sample * (1 << 63) * 2)
+	tr.limit = sample.Limit(0.1)
 	l := features.Lookup{Store: "main", Specs: []*features.Spec{c.catalog.Spec("store_rating")}}
 	kept := map[string]int{}
 	for i := range 10000 {

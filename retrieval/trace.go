@@ -18,6 +18,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/seer-ml/seer/features"
+	"github.com/seer-ml/seer/internal/sample"
 )
 
 // TraceConfig makes the service record a sample of its feature reads, the
@@ -57,11 +58,7 @@ func openTracer(cfg TraceConfig) (*tracer, error) {
 		return nil, fmt.Errorf("open trace: %w", err)
 	}
 	t := &tracer{ch: make(chan TraceRecord, 4096), f: f, w: bufio.NewWriterSize(f, 64<<10)}
-	if cfg.Sample >= 1 {
-		t.limit = math.MaxUint64
-	} else {
-		t.limit = uint64(cfg.Sample * (1 << 63) * 2)
-	}
+	t.limit = sample.Limit(cfg.Sample)
 	return t, nil
 }
 

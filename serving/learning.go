@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math"
-	"math/rand/v2"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -15,6 +13,7 @@ import (
 	"github.com/seer-ml/seer/featurelog"
 	"github.com/seer-ml/seer/features"
 	"github.com/seer-ml/seer/guardrail"
+	"github.com/seer-ml/seer/internal/sample"
 	"github.com/seer-ml/seer/registry"
 	"github.com/seer-ml/seer/shadow"
 )
@@ -32,8 +31,8 @@ type learning struct {
 	log     *featurelog.Logger // nil when the feature log is off
 	shadows *shadow.Set
 	tasks   chan *shadowTask
-	queued  atomic.Int64  // bytes held by the tasks in the queue
-	sample  atomic.Uint64 // shadows.sample, as math.Float64bits: SIGHUP may change it
+	queued  atomic.Int64 // bytes held by the tasks in the queue
+	sample  sample.Rate  // shadows.sample: SIGHUP may change it
 	guard   *guardrail.Guard
 
 	mu     sync.Mutex
@@ -60,7 +59,7 @@ func (s *Server) openLearning(stdout io.Writer) error {
 	l.guard = guard
 	l.shadows = shadow.NewSet(s.cfg.Shadows.Window, s.cfg.Shadows.TopK, s.metrics)
 	l.tasks = make(chan *shadowTask, s.cfg.Shadows.Queue)
-	l.sample.Store(math.Float64bits(s.cfg.Shadows.Sample))
+	l.sample.Set(s.cfg.Shadows.Sample)
 	l.warned = make(map[[2]string]bool)
 	ctx, cancel := context.WithCancel(context.Background())
 	l.cancel = cancel
@@ -139,7 +138,7 @@ func (s *Server) offerShadows(jobs []job, results []queryResult, build func(p *f
 		if m == nil || len(m.Shadows) == 0 {
 			continue
 		}
-		if sample := math.Float64frombits(s.learn.sample.Load()); sample < 1 && rand.Float64() >= sample {
+		if !s.learn.sample.Draw() {
 			continue
 		}
 		s.offerShadow(j, m.Shadows, results[i].scores, func(p *features.Plan) (features.Query, error) { return build(p, i) })
@@ -196,7 +195,7 @@ func (s *Server) offerShadow(j *job, shadows []*registry.Version, sc scores, bui
 // its sample as it is now.
 func (s *Server) ShadowsConfig() shadow.Config {
 	c := s.cfg.Shadows
-	c.Sample = math.Float64frombits(s.learn.sample.Load())
+	c.Sample = s.learn.sample.Share()
 	return c
 }
 
@@ -208,7 +207,7 @@ func (s *Server) SetShadowSample(sample float64) error {
 	if err := c.Check(); err != nil {
 		return err
 	}
-	s.learn.sample.Store(math.Float64bits(sample))
+	s.learn.sample.Set(sample)
 	return nil
 }
 
